@@ -1,0 +1,39 @@
+"""Shared test switches.
+
+Tests that need root (namespaces, mounts, a real systemd, dpkg/rpm inside a sandbox) carry
+`@pytest.mark.root`. As a normal user they are skipped; with `--require-root-tests` (what
+`scripts/test` passes when run as root, and so CI) a skipped root test is a failure, so a
+green CI always means the integration tests really ran.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-root-tests",
+        action="store_true",
+        help="fail instead of skipping when a test marked 'root' cannot run",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (run scripts/test as root)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and "root" in item.keywords and item.config.getoption("--require-root-tests"):
+        report.outcome = "failed"
+        report.longrepr = f"root test was skipped but --require-root-tests is set: {report.longrepr}"
