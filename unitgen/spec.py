@@ -1,0 +1,527 @@
+"""The service spec: one validated, frozen model read from NAME.toml.
+
+Every key is declared once, in the `*_KEYS` tables below (name, parser, default, doc), and
+the same tables drive parsing, error messages and the spec reference in README.md
+(`python -m unitgen.docs`), so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unitgen.fields import (
+    Invalid,
+    Key,
+    SpecError,
+    absolute_path,
+    array,
+    boolean,
+    choice,
+    integer,
+    matching,
+    one_or_many,
+    parse_table,
+    relative_dir,
+    seconds,
+    single_line,
+    string_table,
+    text,
+)
+
+# A service name is used as unit name, package name, user name, directory name and
+# SYSLOG_IDENTIFIER, so it must be valid as all of them: the intersection of systemd's unit
+# name characters, Debian's package name rules and sysusers' user name rules.
+NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
+USER_PATTERN = r"[a-z_][a-z0-9_-]{0,30}"
+ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+UNIT_NAME_PATTERN = r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|socket|target|mount|path|timer|device|slice|scope|automount|swap)"
+ENTRY_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+DIRECTIVE_PATTERN = r"[A-Z][A-Za-z0-9]*"
+CAPABILITY_PATTERN = r"CAP_[A-Z_]+"
+ADDRESS_FAMILY_PATTERN = r"AF_[A-Z0-9_]+"
+
+
+class ReadyKind(enum.Enum):
+    IMMEDIATE = "immediate"
+    NOTIFY = "notify"
+    TCP = "tcp"
+    PATH = "path"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """When the launcher sends READY=1 (see README: "Readiness")."""
+
+    kind: ReadyKind
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.kind is ReadyKind.TCP:
+            return f"tcp:{self.host}:{self.port}"
+        if self.kind is ReadyKind.PATH:
+            return f"path:{self.path}"
+        return self.kind.value
+
+
+_READY_ALLOWED = "'immediate', 'notify', 'tcp:PORT', 'tcp:HOST:PORT' or 'path:/absolute/file'"
+
+
+def parse_ready(value: Any) -> Ready:
+    s = text(value)
+    if s in ("immediate", "notify"):
+        return Ready(ReadyKind(s))
+    if s.startswith("path:"):
+        return Ready(ReadyKind.PATH, path=absolute_path(s.removeprefix("path:")))
+    if s.startswith("tcp:"):
+        host, _, port = s.removeprefix("tcp:").rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if port.isdigit() and 1 <= int(port) <= 65535 and re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+            return Ready(ReadyKind.TCP, host=host, port=int(port))
+    raise Invalid(f"{s!r} is not a readiness condition", hint=f"allowed: {_READY_ALLOWED}")
+
+
+class OnContention(enum.Enum):
+    EXIT = "exit"
+    WAIT = "wait"
+
+
+class Restart(enum.Enum):
+    NO = "no"
+    ON_SUCCESS = "on-success"
+    ON_FAILURE = "on-failure"
+    ON_ABNORMAL = "on-abnormal"
+    ON_WATCHDOG = "on-watchdog"
+    ON_ABORT = "on-abort"
+    ALWAYS = "always"
+
+
+class ProtectSystem(enum.Enum):
+    STRICT = "strict"
+    FULL = "full"
+    YES = "yes"
+    NO = "no"
+
+
+class ReloadSignal(enum.Enum):
+    SIGHUP = "SIGHUP"
+    SIGUSR1 = "SIGUSR1"
+    SIGUSR2 = "SIGUSR2"
+
+
+def directory_name(value: Any) -> str | bool:
+    """`true` means "a directory named after the service"; a string names it."""
+    if isinstance(value, bool):
+        return value
+    return relative_dir(value)
+
+
+def unit_value(value: Any) -> str:
+    return single_line(value)
+
+
+argv = array(lambda v: text(v, allow_empty=True), min_items=1)
+unit_names = array(matching(UNIT_NAME_PATTERN, "unit name (e.g. 'network-online.target')"))
+package_relations = array(
+    matching(r"[a-z0-9][a-z0-9+.-]+( ?\((<<|<=|=|>=|>>|<|>) ?[A-Za-z0-9.+~:-]+\))?( ?\| ?.+)?", "dependency")
+)
+
+TOP_KEYS: tuple[Key[Any], ...] = (
+    Key("description", single_line, "One line saying what the service is (Description=).", required=True),
+    Key("exec", argv, "Exec mode: the command the launcher runs (execs) once it holds the lock. "
+        "The first item is an absolute path.", allowed="array of strings"),
+    Key("entry", matching(ENTRY_PATTERN, "entry point 'package.module:callable'"),
+        "Python mode: the callable the launcher imports and calls once it holds the lock. "
+        "Exclusive with `exec`.", allowed="'package.module:callable'"),
+    Key("python", absolute_path, "The interpreter that runs the launcher (and, in python mode, the app).",
+        default="/usr/bin/python3"),
+    Key("user", matching(USER_PATTERN, "user name"),
+        "Run as this static system user, created through sysusers.d. Absent: DynamicUser=yes."),
+    Key("group", matching(USER_PATTERN, "group name"), "Group for `user` (default: same as user)."),
+    Key("network", boolean, "false: no network at all (PrivateNetwork=yes, only AF_UNIX sockets).",
+        default=True),
+    Key("ready", parse_ready, "When READY=1 is sent. 'immediate': as soon as the lock is held; 'notify': "
+        "the app sends it; 'tcp:PORT': once the port accepts connections; 'path:FILE': once FILE exists.",
+        default=Ready(ReadyKind.IMMEDIATE), allowed=_READY_ALLOWED),
+    Key("ready_timeout", seconds(0.1, 3600), "How long tcp:/path: readiness may take before the launcher "
+        "gives up (seconds).", default=60.0),
+    Key("lock_file", absolute_path, "The single-instance lock. Must be under /run; its directory becomes "
+        "RuntimeDirectory=. Default: /run/NAME/NAME.pid."),
+    Key("on_contention", choice(OnContention), "When another instance holds the lock: 'exit' (log it, exit "
+        "with code 17) or 'wait' for the lock.", default=OnContention.EXIT),
+    Key("wait_timeout", seconds(0.1, 86400), "With on_contention = 'wait': give up after this many seconds "
+        "(default: wait for ever)."),
+    Key("working_directory", absolute_path, "WorkingDirectory= of the service."),
+    Key("state_directory", directory_name, "StateDirectory= (under /var/lib): true for NAME, or a name."),
+    Key("cache_directory", directory_name, "CacheDirectory= (under /var/cache): true for NAME, or a name."),
+    Key("logs_directory", directory_name, "LogsDirectory= (under /var/log): true for NAME, or a name."),
+    Key("configuration_directory", directory_name,
+        "ConfigurationDirectory= (under /etc, read-only): true for NAME, or a name."),
+    Key("reload", argv, "ExecReload= command (exec mode). Exclusive with reload_signal.",
+        allowed="array of strings"),
+    Key("reload_signal", choice(ReloadSignal), "Reload by sending this signal to the main process."),
+    Key("start_timeout", seconds(1, 86400), "TimeoutStartSec= in seconds.", default=90.0),
+    Key("stop_timeout", seconds(1, 86400), "TimeoutStopSec= in seconds.", default=30.0),
+    Key("restart", choice(Restart), "Restart= policy.", default=Restart.ON_FAILURE),
+    Key("restart_sec", seconds(0, 3600), "RestartSec= in seconds.", default=5.0),
+    Key("start_limit_burst", integer(1, 1000), "StartLimitBurst=: starts allowed per interval.", default=5),
+    Key("start_limit_interval", seconds(1, 86400), "StartLimitIntervalSec= in seconds.", default=60.0),
+    Key("watchdog", seconds(1, 86400), "WatchdogSec=: the service is restarted when it stops pinging "
+        "for this many seconds. The launcher pings for python-mode apps and tcp: readiness."),
+    Key("after", unit_names, "Extra After= units.", default=()),
+    Key("wants", unit_names, "Extra Wants= units.", default=()),
+    Key("requires", unit_names, "Extra Requires= units.", default=()),
+    Key("documentation", array(matching(r"(https?|file|info|man):\S+", "documentation URI")),
+        "Documentation= URIs (default: the service's man page and README)", default=()),
+    Key("environment", string_table(matching(ENV_NAME_PATTERN, "variable name"), lambda v: text(v, allow_empty=True)),
+        "Environment variables, a table of NAME = \"value\".", default=(), allowed="table"),
+    Key("environment_file", absolute_path, "An optional EnvironmentFile= (a missing file is not an error)."),
+    Key("start_on_install", boolean, "Packages start (and enable) the service when installed.", default=True),
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    nofile: int | None
+    nproc: int | None
+    memory_max: str | None
+    cpu_quota: str | None
+    tasks_max: int | None
+
+
+LIMITS_KEYS: tuple[Key[Any], ...] = (
+    Key("nofile", integer(1, 1 << 30), "LimitNOFILE=: open files."),
+    Key("nproc", integer(1, 1 << 22), "LimitNPROC=: processes of the user."),
+    Key("memory_max", matching(r"[0-9]+[KMGT]?|[0-9]{1,2}%|100%|infinity", "memory size like 512M or 50%"),
+        "MemoryMax=: hard memory limit, e.g. '512M'."),
+    Key("cpu_quota", matching(r"[0-9]{1,5}%", "percentage like 50%"), "CPUQuota=, e.g. '50%'."),
+    Key("tasks_max", integer(1, 1 << 22), "TasksMax=: threads and processes of the service."),
+)
+
+
+@dataclass(frozen=True)
+class Hardening:
+    memory_deny_write_execute: bool
+    private_devices: bool
+    private_users: bool
+    private_tmp: bool
+    protect_home: bool
+    protect_proc: bool
+    protect_system: ProtectSystem
+    system_call_filter: bool
+    restrict_namespaces: bool
+    capabilities: tuple[str, ...]
+    address_families: tuple[str, ...]
+    read_write_paths: tuple[str, ...]
+    ip_address_allow: tuple[str, ...] | None
+
+
+HARDENING_KEYS: tuple[Key[Any], ...] = (
+    Key("memory_deny_write_execute", boolean, "MemoryDenyWriteExecute=; set false for JITs and cffi "
+        "callbacks.", default=True),
+    Key("private_devices", boolean, "PrivateDevices= (and DevicePolicy=closed).", default=True),
+    Key("private_users", boolean, "PrivateUsers=: the service sees only its own user.", default=True),
+    Key("private_tmp", boolean, "PrivateTmp=.", default=True),
+    Key("protect_home", boolean, "ProtectHome=: /home, /root and /run/user are invisible.", default=True),
+    Key("protect_proc", boolean, "ProtectProc=invisible and ProcSubset=pid.", default=True),
+    Key("protect_system", choice(ProtectSystem), "ProtectSystem=.", default=ProtectSystem.STRICT),
+    Key("system_call_filter", boolean, "SystemCallFilter=@system-service minus @privileged @resources.",
+        default=True),
+    Key("restrict_namespaces", boolean, "RestrictNamespaces=yes.", default=True),
+    Key("capabilities", array(matching(CAPABILITY_PATTERN, "capability like CAP_NET_BIND_SERVICE")),
+        "Capabilities granted (AmbientCapabilities= and CapabilityBoundingSet=), e.g. "
+        "['CAP_NET_BIND_SERVICE'] to bind ports below 1024.", default=()),
+    Key("address_families", array(matching(ADDRESS_FAMILY_PATTERN, "address family like AF_NETLINK")),
+        "Extra RestrictAddressFamilies= beyond AF_UNIX (and AF_INET/AF_INET6 with network).", default=()),
+    Key("read_write_paths", array(absolute_path), "ReadWritePaths= under ProtectSystem=strict.", default=()),
+    Key("ip_address_allow", array(matching(r"[0-9a-fA-F:./]+|localhost|link-local|multicast|any",
+        "address or prefix")), "With this set: IPAddressDeny=any plus IPAddressAllow= these."),
+)
+
+
+@dataclass(frozen=True)
+class Timer:
+    on_calendar: tuple[str, ...]
+    on_boot_sec: float | None
+    on_unit_active_sec: float | None
+    persistent: bool
+    randomized_delay_sec: float
+    accuracy_sec: float
+    runtime_max_sec: float | None
+
+
+TIMER_KEYS: tuple[Key[Any], ...] = (
+    Key("on_calendar", one_or_many(single_line), "OnCalendar= expression(s), e.g. '*:0/5' or 'daily'.",
+        default=()),
+    Key("on_boot_sec", seconds(0, 1e9), "OnBootSec= in seconds."),
+    Key("on_unit_active_sec", seconds(1, 1e9), "OnUnitActiveSec= in seconds."),
+    Key("persistent", boolean, "Persistent=: catch up on runs missed while the machine was off.",
+        default=True),
+    Key("randomized_delay_sec", seconds(0, 1e9), "RandomizedDelaySec=.", default=0.0),
+    Key("accuracy_sec", seconds(0.000001, 1e9), "AccuracySec=.", default=60.0),
+    Key("runtime_max_sec", seconds(1, 1e9), "RuntimeMaxSec= of one run: a run that hangs is killed."),
+)
+
+
+@dataclass(frozen=True)
+class FormatOverrides:
+    depends: tuple[str, ...] | None
+    recommends: tuple[str, ...] | None
+    conflicts: tuple[str, ...] | None
+
+
+OVERRIDE_KEYS: tuple[Key[Any], ...] = (
+    Key("depends", package_relations, "Replaces `depends` for this format."),
+    Key("recommends", package_relations, "Replaces `recommends` for this format."),
+    Key("conflicts", package_relations, "Replaces `conflicts` for this format."),
+)
+
+
+@dataclass(frozen=True)
+class Package:
+    version: str
+    release: str
+    maintainer: str
+    summary: str | None
+    description: str | None
+    license: str
+    homepage: str | None
+    depends: tuple[str, ...]
+    recommends: tuple[str, ...]
+    conflicts: tuple[str, ...]
+    architecture: str
+    deb: FormatOverrides
+    rpm: FormatOverrides
+
+
+PACKAGE_KEYS: tuple[Key[Any], ...] = (
+    Key("version", matching(r"[0-9][A-Za-z0-9.+~]*", "version like 1.0.0"), "Upstream version.",
+        required=True),
+    Key("release", matching(r"[0-9][A-Za-z0-9.+~]*", "release like 1"), "Package release.", default="1"),
+    Key("maintainer", matching(r"[^<>]+ <[^<>@\s]+@[^<>@\s]+>", "maintainer 'Name <email@example.org>'"),
+        "Maintainer, 'Name <email>'.", required=True),
+    Key("summary", single_line, "One-line summary (default: description)."),
+    Key("description", lambda v: text(v.strip()) if isinstance(v, str) else text(v),
+        "Long description (may be several paragraphs; TOML multi-line strings are fine)."),
+    Key("license", single_line, "License name (SPDX), e.g. 'MIT'.", default="MIT"),
+    Key("homepage", matching(r"https?://\S+", "URL"), "Project homepage URL."),
+    Key("depends", package_relations, "Extra package dependencies (both formats).", default=()),
+    Key("recommends", package_relations, "Recommended packages.", default=()),
+    Key("conflicts", package_relations, "Conflicting packages.", default=()),
+    Key("architecture", matching(r"all|noarch|amd64|arm64|x86_64|aarch64", "architecture"),
+        "'all' (noarch) when nothing is compiled.", default="all"),
+)
+
+EXTRA_SECTIONS = ("Unit", "Service", "Install", "Timer")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated service spec. Build it with `load_spec` or `parse_spec`."""
+
+    name: str
+    source: str
+    description: str
+    exec: tuple[str, ...] | None
+    entry: str | None
+    python: str
+    user: str | None
+    group: str | None
+    network: bool
+    ready: Ready
+    ready_timeout: float
+    lock_file: str
+    on_contention: OnContention
+    wait_timeout: float | None
+    working_directory: str | None
+    state_directory: str | None
+    cache_directory: str | None
+    logs_directory: str | None
+    configuration_directory: str | None
+    reload: tuple[str, ...] | None
+    reload_signal: ReloadSignal | None
+    start_timeout: float
+    stop_timeout: float
+    restart: Restart
+    restart_sec: float
+    start_limit_burst: int
+    start_limit_interval: float
+    watchdog: float | None
+    after: tuple[str, ...]
+    wants: tuple[str, ...]
+    requires: tuple[str, ...]
+    documentation: tuple[str, ...]
+    environment: tuple[tuple[str, str], ...]
+    environment_file: str | None
+    start_on_install: bool
+    limits: Limits
+    hardening: Hardening
+    timer: Timer | None
+    package: Package | None
+    extra: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
+
+    @property
+    def runtime_directory(self) -> str:
+        """RuntimeDirectory= relative to /run: the lock file's directory."""
+        return str(Path(self.lock_file).parent.relative_to("/run"))
+
+    @property
+    def is_python_mode(self) -> bool:
+        return self.entry is not None
+
+    @property
+    def service_group(self) -> str | None:
+        return self.group or self.user
+
+
+def validate_name(name: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise SpecError(
+            "service name",
+            "",
+            f"{name!r} is not a valid service name",
+            hint="use 2 to 32 lower-case letters, digits and '-', starting with a letter "
+            "(it names the unit, the package, the user and the directories)",
+        )
+    return name
+
+
+def load_spec(path: Path, name: str | None = None) -> Spec:
+    """Read and validate a spec file; the service name defaults to the file's stem."""
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(where, "", "no such file", hint="create one with 'unitgen init NAME'") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(where, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(where, "", f"not valid TOML: {exc}") from None
+    return parse_spec(raw, name=name or path.stem, where=where)
+
+
+def _sub_table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(where, key, "must be a table", hint=f"write it as [{key}]")
+    return value
+
+
+def _directory(value: str | bool | None, name: str) -> str | None:
+    if value is True:
+        return name
+    return value or None
+
+
+def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec:
+    validate_name(name)
+    tables = {"limits", "hardening", "timer", "package", "extra"}
+    top = parse_table({k: v for k, v in raw.items() if k not in tables}, TOP_KEYS + _table_placeholders(),
+                      where=where)
+    for t in tables:
+        top.pop(t, None)
+
+    if (top["exec"] is None) == (top["entry"] is None):
+        raise SpecError(where, "exec", "exactly one of 'exec' (run a command) and 'entry' "
+                        "(call a Python callable) is required")
+    if top["exec"] is not None:
+        try:
+            absolute_path(top["exec"][0])
+        except Invalid as exc:
+            raise SpecError(where, "exec[0]", exc.problem,
+                            hint="the program must be an absolute path, e.g. '/usr/bin/python3'") from None
+    if top["reload"] is not None and top["reload_signal"] is not None:
+        raise SpecError(where, "reload", "use either 'reload' or 'reload_signal', not both")
+    if top["reload"] is not None:
+        try:
+            absolute_path(top["reload"][0])
+        except Invalid as exc:
+            raise SpecError(where, "reload[0]", exc.problem, hint="the program must be an absolute path") from None
+    if top["wait_timeout"] is not None and top["on_contention"] is not OnContention.WAIT:
+        raise SpecError(where, "wait_timeout", "only applies with on_contention = 'wait'")
+    if top["group"] is not None and top["user"] is None:
+        raise SpecError(where, "group", "needs 'user' (with DynamicUser=yes systemd picks the group)")
+
+    lock_file = top["lock_file"] or f"/run/{name}/{name}.pid"
+    parent = Path(lock_file).parent
+    if parent == Path("/run") or not parent.is_relative_to("/run"):
+        raise SpecError(where, "lock_file", f"{lock_file!r} must be inside a directory under /run",
+                        hint=f"e.g. '/run/{name}/{name}.pid' (that directory becomes RuntimeDirectory=)")
+    try:
+        relative_dir(str(parent.relative_to("/run")))
+    except Invalid as exc:
+        raise SpecError(where, "lock_file", f"its directory {exc.problem}") from None
+    top["lock_file"] = lock_file
+    for key in ("state_directory", "cache_directory", "logs_directory", "configuration_directory"):
+        top[key] = _directory(top[key], name)
+
+    timer = None
+    timer_raw = _sub_table(raw, "timer", where)
+    if timer_raw is not None:
+        timer = Timer(**parse_table(timer_raw, TIMER_KEYS, where=where, prefix="timer."))
+        if not (timer.on_calendar or timer.on_boot_sec is not None or timer.on_unit_active_sec is not None):
+            raise SpecError(where, "timer", "needs at least one of on_calendar, on_boot_sec, on_unit_active_sec")
+        if top["ready"].kind is not ReadyKind.IMMEDIATE:
+            raise SpecError(where, "ready", "a timer job runs to completion (Type=oneshot); readiness "
+                            "does not apply", hint="remove 'ready' or the [timer] table")
+        if top["watchdog"] is not None:
+            raise SpecError(where, "watchdog", "does not apply to a timer job",
+                            hint="use timer.runtime_max_sec to bound a run")
+
+    package = None
+    package_raw = _sub_table(raw, "package", where)
+    if package_raw is not None:
+        fmt_tables = {f: _sub_table(package_raw, f, where + " [package]") for f in ("deb", "rpm")}
+        fields = parse_table({k: v for k, v in package_raw.items() if k not in fmt_tables},
+                             PACKAGE_KEYS, where=where, prefix="package.")
+        for fmt, sub in fmt_tables.items():
+            fields[fmt] = FormatOverrides(**parse_table(sub or {}, OVERRIDE_KEYS, where=where,
+                                                        prefix=f"package.{fmt}."))
+        package = Package(**fields)
+
+    return Spec(
+        name=name,
+        source=where,
+        limits=Limits(**parse_table(_sub_table(raw, "limits", where) or {}, LIMITS_KEYS, where=where,
+                                    prefix="limits.")),
+        hardening=Hardening(**parse_table(_sub_table(raw, "hardening", where) or {}, HARDENING_KEYS,
+                                          where=where, prefix="hardening.")),
+        timer=timer,
+        package=package,
+        extra=_parse_extra(_sub_table(raw, "extra", where) or {}, where),
+        **top,
+    )
+
+
+def _table_placeholders() -> tuple[Key[Any], ...]:
+    # The sub-tables are parsed separately; listing them keeps "did you mean" aware of them.
+    return tuple(Key(t, lambda v: v, "") for t in ("limits", "hardening", "timer", "package", "extra"))
+
+
+def _parse_extra(raw: dict[str, Any], where: str) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:
+    """[extra.Service] Directive = "value" or ["v1", "v2"]: the escape hatch for directives
+    unitgen has no key for. Values go into the unit verbatim (specifiers work), but each is one
+    line, so they cannot add other directives or sections."""
+    parse_section = string_table(matching(DIRECTIVE_PATTERN, "directive name like 'LimitCORE'"),
+                                 one_or_many(single_line))
+    out = []
+    for section, body in raw.items():
+        if section not in EXTRA_SECTIONS:
+            close = difflib.get_close_matches(section, EXTRA_SECTIONS, n=1)
+            raise SpecError(where, f"extra.{section}", "unknown unit section",
+                            hint=f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(EXTRA_SECTIONS))
+        try:
+            out.append((section, parse_section(body)))
+        except Invalid as exc:
+            raise SpecError(where, f"extra.{section}.{exc.problem.split(':')[0]}",
+                            exc.problem.partition(": ")[2] or exc.problem, hint=exc.hint) from None
+    return tuple(out)
