@@ -1,0 +1,114 @@
+"""The command line: parses arguments, calls the library, turns `UnitgenError` into a message.
+
+Library code raises; only `main()` prints and picks the exit code (0 ok, 1 failure,
+2 usage). Tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from unitgen import __version__
+from unitgen.errors import UnitgenError
+
+log = logging.getLogger("unitgen")
+
+
+def _spec_path(args: argparse.Namespace) -> Path:
+    return Path(args.spec) if args.spec else Path(f"{args.name}.toml")
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else Path("build") / args.name
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from unitgen.init import write_starter
+
+    path = write_starter(args.name, _spec_path(args), force=args.force)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from unitgen.render import render
+    from unitgen.spec import load_spec
+    from unitgen.staging import write_tree
+
+    spec = load_spec(_spec_path(args), args.name)
+    files = render(spec, template_dirs=[Path(t) for t in args.templates])
+    for path in write_tree(files, _out_dir(args)):
+        print(path)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from unitgen.check import check
+    from unitgen.spec import load_spec
+
+    threshold = args.threshold
+    if threshold is None:
+        spec = load_spec(_spec_path(args), args.name)
+        threshold = 1.5 if spec.network else 0.5
+    report = check(_out_dir(args), args.name, threshold=threshold)
+    print(f"units: {', '.join(report.units)}")
+    print("systemd-analyze verify: " + ("clean" if not report.verify_output else "\n" + report.verify_output))
+    print(f"systemd-analyze security: {report.score:.1f} {report.verdict} (threshold {report.threshold:.1f})")
+    return 0 if report.ok else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages."
+    )
+    parser.add_argument("--version", action="version", version=f"unitgen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log commands and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("name", help="the service name; the spec is NAME.toml unless --spec says otherwise")
+        p.add_argument("--spec", metavar="FILE", help="the spec file (default: ./NAME.toml)")
+        return p
+
+    p = command("init", "write a commented starter spec NAME.toml")
+    p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    p.set_defaults(func=cmd_init)
+
+    p = command("render", "render units, launcher and config into a staging tree")
+    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
+    p.add_argument("--templates", metavar="DIR", action="append", default=[],
+                   help="a directory of templates that override the built-in ones (repeatable)")
+    p.set_defaults(func=cmd_render)
+
+    p = command("check", "systemd-analyze verify and security score of the rendered units")
+    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
+    p.add_argument("--threshold", type=float,
+                   help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args))
+    except UnitgenError as exc:
+        if args.debug:
+            raise
+        print(f"ERROR {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

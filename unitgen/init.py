@@ -1,0 +1,29 @@
+"""`unitgen init`: a commented starter spec that renders as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from unitgen.errors import UnitgenError
+from unitgen.spec import validate_name
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def starter_spec(name: str) -> str:
+    validate_name(name)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - TOML output
+    return env.get_template("init.toml.j2").render(name=name)
+
+
+def write_starter(name: str, path: Path, *, force: bool = False) -> Path:
+    content = starter_spec(name)
+    if path.exists() and not force:
+        raise UnitgenError(f"{path} already exists", hint="use --force to overwrite it")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(content, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,157 @@
+"""Rendering is pure: a `Spec` in, the staging tree's files (path, bytes, mode) out.
+
+The staging tree mirrors the target file system, so packaging and `unitgen try` take it as
+it is. Writing it to disk is `unitgen.staging.write_tree`, a separate, atomic step.
+
+Layout (FHS; /usr/libexec is allowed by FHS 3.0 and Debian policy 9.1.1):
+    usr/lib/systemd/system/NAME.service   (and NAME.timer for a timer job)
+    usr/lib/sysusers.d/NAME.conf           (static user only)
+    usr/lib/tmpfiles.d/NAME.conf           (the lock directory, from boot on)
+    usr/libexec/NAME/NAME-launcher         (the single-instance launcher, 0755)
+    usr/share/doc/NAME/README.unitgen      (how to operate the service)
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+
+from unitgen import __version__, escape
+from unitgen.errors import UnitgenError
+from unitgen.hardening import hardening_directives, limit_directives
+from unitgen.launcher import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING, LauncherSettings
+from unitgen.launcher_render import notify_access, render_launcher
+from unitgen.spec import Spec
+
+TEMPLATES = Path(__file__).parent / "templates"
+UNIT_DIR = PurePosixPath("usr/lib/systemd/system")
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: PurePosixPath  # relative to the staging root
+    content: bytes
+    mode: int = 0o644
+
+
+def launcher_path(spec: Spec) -> PurePosixPath:
+    return PurePosixPath("/usr/libexec", spec.name, f"{spec.name}-launcher")
+
+
+def doc_path(spec: Spec) -> PurePosixPath:
+    return PurePosixPath("/usr/share/doc", spec.name, "README.unitgen")
+
+
+def launcher_settings(spec: Spec) -> LauncherSettings:
+    return {
+        "name": spec.name,
+        "mode": "python" if spec.is_python_mode else "exec",
+        "argv": list(spec.exec or ()),
+        "entry": spec.entry,
+        "lock_file": spec.lock_file,
+        "ready": str(spec.ready),
+        "ready_timeout_sec": spec.ready_timeout,
+        "on_contention": spec.on_contention.value,
+        "wait_timeout_sec": spec.wait_timeout,
+        "oneshot": spec.timer is not None,
+    }
+
+
+def _refuse_control_characters(value: Any) -> Any:
+    """Jinja2 `finalize`: the last guard before text reaches a unit. Spec parsing already
+    refuses control characters; this catches a template or code path that forgot to."""
+    if isinstance(value, str) and any(unicodedata.category(c) == "Cc" for c in value):
+        raise UnitgenError(f"refusing to render a value with a control character: {value!r}")
+    return value
+
+
+def _environment(template_dirs: Sequence[Path]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([*map(str, template_dirs), str(TEMPLATES)]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - output is unit files, not HTML; escaping is per setting
+        finalize=_refuse_control_characters,
+    )
+    env.filters.update(
+        specifiers=escape.specifiers,
+        exec_line=escape.exec_line,
+        environment=escape.environment,
+        seconds=escape.seconds,
+    )
+    return env
+
+
+def _runs_python(spec: Spec) -> bool:
+    return spec.is_python_mode or PurePosixPath((spec.exec or ("",))[0]).name.startswith("python")
+
+
+def _context(spec: Spec) -> dict[str, Any]:
+    exec_start = [str(launcher_path(spec))]
+    if spec.exec is not None:
+        # The command is in the unit (not only baked into the launcher) so that
+        # `systemctl cat` shows it and an admin can change it with a drop-in.
+        exec_start += ["--", *spec.exec]
+    environment = list(spec.environment)
+    if _runs_python(spec):
+        environment.insert(0, ("PYTHONUNBUFFERED", "1"))
+    extra = {section: [] for section in ("Unit", "Service", "Install", "Timer")}
+    for section, directives in spec.extra:
+        extra[section] = [(d, v) for d, values in directives for v in values]
+    documentation = list(spec.documentation) or [f"file:{doc_path(spec)}"]
+    if spec.package and spec.package.homepage and not spec.documentation:
+        documentation.append(spec.package.homepage)
+    return {
+        "spec": spec,
+        "name": spec.name,
+        "version": __version__,
+        "source_name": Path(spec.source).name,
+        "timer": spec.timer,
+        "exec_start": exec_start,
+        "notify_access": notify_access(launcher_settings(spec)),
+        "exit_already_running": EXIT_ALREADY_RUNNING,
+        "message_id": MESSAGE_ID_ALREADY_RUNNING,
+        "lock_fd_env": LOCK_FD_ENV,
+        "launcher_path": launcher_path(spec),
+        "environment": environment,
+        "documentation": documentation,
+        "directories": [
+            ("state_directory", "StateDirectory"),
+            ("cache_directory", "CacheDirectory"),
+            ("logs_directory", "LogsDirectory"),
+            ("configuration_directory", "ConfigurationDirectory"),
+        ],
+        "hardening": hardening_directives(spec),
+        "limits": limit_directives(spec),
+        "extra": extra,
+    }
+
+
+def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFile]:
+    """All files of the staging tree, sorted by path. Same spec, same bytes."""
+    env = _environment(template_dirs)
+    ctx = _context(spec)
+
+    def text(template: str) -> bytes:
+        try:
+            return env.get_template(template).render(ctx).encode("utf-8")
+        except jinja2.TemplateError as exc:
+            raise UnitgenError(f"template {template}: {exc}", hint="check your --templates directory") from exc
+
+    files = [
+        RenderedFile(UNIT_DIR / f"{spec.name}.service", text("service.j2")),
+        RenderedFile(PurePosixPath("usr/lib/tmpfiles.d", f"{spec.name}.conf"), text("tmpfiles.j2")),
+        RenderedFile(launcher_path(spec).relative_to("/"),
+                     render_launcher(launcher_settings(spec), python=spec.python).encode("utf-8"), 0o755),
+        RenderedFile(doc_path(spec).relative_to("/"), text("README.unitgen.j2")),
+    ]
+    if spec.timer is not None:
+        files.append(RenderedFile(UNIT_DIR / f"{spec.name}.timer", text("timer.j2")))
+    if spec.user is not None:
+        files.append(RenderedFile(PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf"), text("sysusers.j2")))
+    return sorted(files, key=lambda f: f.path)

@@ -1,0 +1,43 @@
+"""Write a rendered staging tree to disk atomically: all of it, or nothing.
+
+The files go into a fresh temporary directory next to the target first; only when every file
+is written does it replace the target, by rename. An error leaves the previous tree (or no
+tree) in place, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from unitgen.render import RenderedFile
+
+
+def write_tree(files: Iterable[RenderedFile], out_dir: Path) -> list[Path]:
+    """Replace `out_dir` with exactly `files`; returns the written paths."""
+    out_dir = out_dir.absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    written = []
+    try:
+        os.chmod(tmp, 0o755)
+        for f in files:
+            target = tmp / f.path
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            target.write_bytes(f.content)
+            os.chmod(target, f.mode)
+            written.append(out_dir / f.path)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
