@@ -1,0 +1,216 @@
+"""The one package model both formats are written from (the nfpm pattern: one config, many formats).
+
+`PackageInfo` is what the spec's `[package]` table maps to. Every field is documented where it is
+declared; fields that only one format uses say so. Relation strings are written in Debian syntax
+(`python3 (>= 3.11)`, `a | b`) and translated for RPM (`python3 >= 3.11`, `(a or b)`); a per-format
+override replaces the common list when the two worlds name things differently.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from unitgen.errors import UnitgenError
+
+
+class Format(enum.Enum):
+    DEB = "deb"
+    RPM = "rpm"
+
+
+class Compression(enum.Enum):
+    """Payload compression. Both are the standard library's (zlib, liblzma), both formats accept them."""
+
+    GZIP = "gzip"
+    XZ = "xz"
+
+    def default_level(self) -> int:
+        # dpkg-deb's and rpm's own defaults: gzip -9, xz -6.
+        return 9 if self is Compression.GZIP else 6
+
+
+@dataclass(frozen=True)
+class Relations:
+    """Package relations of one format; `None` in an override means "use the common list"."""
+
+    depends: tuple[str, ...] | None = None
+    recommends: tuple[str, ...] | None = None
+    conflicts: tuple[str, ...] | None = None
+
+
+# Debian policy 5.6.1 (Package) and 5.6.12 (Version); RPM accepts a superset of the name rule but
+# not '-' in version or release, so we hold both formats to the stricter intersection.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
+_RELEASE = re.compile(r"^[A-Za-z0-9.+~]+$")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.\\-]+\.(service|timer|socket|path|target|mount)$")
+_RELATION = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9+._-]*)\s*(?:\(\s*(<<|<=|=|>=|>>)\s*([^\s)]+)\s*\))?\s*$")
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    # --- identity -------------------------------------------------------------------------
+    name: str
+    """Package name, Debian rules: lower case, digits, `+ - .`; at least two characters."""
+    version: str
+    """Upstream version, e.g. `1.2.3`; no `-` (that separates the release)."""
+    maintainer: str
+    """`Full Name <email>`: deb `Maintainer:`, rpm `Packager`/`Vendor`, and the changelog author."""
+    summary: str
+    """One line, no trailing full stop (deb short description, rpm `Summary`)."""
+    description: str
+    """Long description, plain paragraphs separated by blank lines."""
+    license: str
+    """SPDX identifier, e.g. `MIT`, `Apache-2.0`, `GPL-3.0-or-later`."""
+    release: str = "1"
+    """Packaging revision: deb `VERSION-RELEASE`, rpm `Release`."""
+    homepage: str | None = None
+    """Upstream URL: deb `Homepage`, rpm `URL`."""
+    copyright: str | None = None
+    """Copyright notice for debian/copyright, e.g. `2026 Example Corp`; defaults to the maintainer."""
+    license_text: str | None = None
+    """Full license text for debian/copyright when the license is not in /usr/share/common-licenses."""
+    changelog: str = "New upstream release."
+    """Entry for this version in changelog.Debian.gz and the rpm %changelog."""
+
+    # --- relations ------------------------------------------------------------------------
+    depends: tuple[str, ...] = ()
+    """Common dependencies in Debian syntax (`name`, `name (>= 1)`, `a | b`); translated for RPM."""
+    recommends: tuple[str, ...] = ()
+    """Common weak dependencies (deb `Recommends`, rpm `Recommends`)."""
+    conflicts: tuple[str, ...] = ()
+    """Common conflicts (deb `Conflicts`, rpm `Conflicts`)."""
+    deb: Relations = field(default_factory=Relations)
+    """Debian-only overrides: a non-None list replaces the common one for .deb."""
+    rpm: Relations = field(default_factory=Relations)
+    """RPM-only overrides, in RPM syntax (used verbatim, no translation)."""
+    architecture: str = "all"
+    """`all` for architecture-independent packages (written as `noarch` for RPM), else a Debian arch."""
+    section: str = "admin"
+    """Debian section."""
+    group: str = "System Environment/Daemons"
+    """RPM group (informational; modern rpm ignores it)."""
+
+    # --- lifecycle (what the maintainer scripts do) -------------------------------------------
+    units: tuple[str, ...] = ()
+    """Systemd units the scripts manage, as shipped in usr/lib/systemd/system: stopped on removal,
+    disable state purged. Usually `NAME.service`, plus `NAME.timer` for a cron-like job."""
+    timer: bool = False
+    """True for a cron-like job: only the `.timer` units are enabled, started and restarted; the
+    timer's `.service` is only stopped on removal (restarting it on upgrade would run the job)."""
+    enable: bool = True
+    """Enable the units on first install (deb: deb-systemd-helper; rpm: `systemctl preset`, so a
+    distribution's preset policy decides). An admin's `disable` survives upgrades either way."""
+    start: bool = True
+    """Start the enabled units on first install; with False they are only try-restarted on upgrade."""
+    restart_on_upgrade: bool = True
+    """Restart running units after an upgrade (deb `--restart-after-upgrade`, rpm
+    `%systemd_postun_with_restart`). False: the service keeps running the old code until restarted."""
+    sysusers: tuple[str, ...] = ()
+    """File names in usr/lib/sysusers.d (e.g. `NAME.conf`) applied with systemd-sysusers before start."""
+    tmpfiles: tuple[str, ...] = ()
+    """File names in usr/lib/tmpfiles.d applied with `systemd-tmpfiles --create` before start."""
+    purge: tuple[str, ...] = ()
+    """Absolute paths (state, logs, caches, config the service wrote) removed on `dpkg --purge`.
+    RPM has no purge; `rpm -e` keeps them, like Fedora packages keep /var/lib data."""
+
+    def __post_init__(self) -> None:
+        for ok, what, value in (
+            (_NAME.match(self.name), "package name", self.name),
+            (_VERSION.match(self.version), "package version", self.version),
+            (_RELEASE.match(self.release), "package release", self.release),
+        ):
+            if not ok:
+                raise UnitgenError(
+                    f"invalid {what}: {value!r}",
+                    hint="names: lower case letters, digits, '+-.'; versions start with a digit, no '-'",
+                )
+        if not self.summary or "\n" in self.summary:
+            raise UnitgenError("package summary must be one non-empty line")
+        for unit in self.units:
+            if not _UNIT.match(unit) or "@" in unit:
+                raise UnitgenError(
+                    f"invalid unit name in package units: {unit!r}",
+                    hint="give full, non-template names such as 'NAME.service'",
+                )
+        for path in self.purge:
+            if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") in _NEVER_PURGE:
+                raise UnitgenError(f"refusing to purge {path!r}", hint="give a package-owned absolute path")
+        for conf in self.sysusers + self.tmpfiles:
+            if "/" in conf or not conf.endswith(".conf"):
+                raise UnitgenError(f"expected a file name ending in .conf, got {conf!r}")
+        for rel in self.depends + self.recommends + self.conflicts:
+            to_rpm(rel)  # validates the Debian syntax once, at construction
+
+    # --- derived views the writers use ------------------------------------------------------
+    @property
+    def deb_version(self) -> str:
+        return f"{self.version}-{self.release}"
+
+    @property
+    def deb_architecture(self) -> str:
+        return self.architecture
+
+    @property
+    def rpm_architecture(self) -> str:
+        return "noarch" if self.architecture == "all" else _RPM_ARCH.get(self.architecture, self.architecture)
+
+    @property
+    def enable_units(self) -> tuple[str, ...]:
+        """Units to enable, start and restart."""
+        if self.timer:
+            return tuple(u for u in self.units if u.endswith(".timer"))
+        return self.units
+
+    def relations(self, fmt: Format) -> Relations:
+        """Final relation lists for one format (override if given, else the common list)."""
+        over = self.deb if fmt is Format.DEB else self.rpm
+
+        def pick(common: tuple[str, ...], special: tuple[str, ...] | None) -> tuple[str, ...]:
+            if special is not None:
+                return special
+            return common if fmt is Format.DEB else tuple(to_rpm(r) for r in common)
+
+        return Relations(
+            depends=pick(self.depends, over.depends),
+            recommends=pick(self.recommends, over.recommends),
+            conflicts=pick(self.conflicts, over.conflicts),
+        )
+
+
+# Paths a typo in `purge` must never reach (rm -rf in a postrm).
+_NEVER_PURGE = frozenset(
+    {
+        "",
+        "/etc",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/cache",
+        "/usr",
+        "/run",
+        "/srv",
+        "/opt",
+        "/home",
+        "/tmp",  # noqa: S108 -- a deny list, not a temp file
+    }
+)
+_RPM_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "armhf": "armv7hl"}
+_RPM_OP = {"<<": "<", "<=": "<=", "=": "=", ">=": ">=", ">>": ">"}
+
+
+def to_rpm(relation: str) -> str:
+    """Translate one Debian relation (`a (>= 1) | b`) to RPM syntax (`(a >= 1 or b)`)."""
+    parts = []
+    for alt in relation.split("|"):
+        m = _RELATION.match(alt)
+        if not m:
+            raise UnitgenError(
+                f"cannot parse package relation {relation!r}",
+                hint="use Debian syntax: 'name', 'name (>= 1.0)', 'a | b'",
+            )
+        name, op, ver = m.groups()
+        parts.append(name if op is None else f"{name} {_RPM_OP[op]} {ver}")
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"

@@ -1,0 +1,116 @@
+"""Maintainer scripts (deb) and scriptlets (rpm), rendered from templates/packaging/.
+
+The semantics are those of debhelper's dh_installsystemd/dh_installsysusers/dh_installtmpfiles
+snippets and of systemd's RPM macros; the templates say, per block, which one they mirror.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from pathlib import Path
+
+import jinja2
+
+from unitgen.errors import UnitgenError
+from unitgen.package.model import PackageInfo
+
+DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
+RPM_SCRIPTLETS = ("pre", "post", "preun", "postun")
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("unitgen", "templates/packaging"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 -- shell scripts, not HTML; values are validated or quoted with |sh
+    )
+
+
+def _context(staging: Path, info: PackageInfo) -> dict[str, object]:
+    unitdir = staging / "usr/lib/systemd/system"
+    for unit in info.units:
+        if not (unitdir / unit).is_file():
+            raise UnitgenError(f"package units name {unit}, but the staging tree has no {unitdir / unit}")
+    for conf, top in [(c, "usr/lib/sysusers.d") for c in info.sysusers] + [
+        (c, "usr/lib/tmpfiles.d") for c in info.tmpfiles
+    ]:
+        if not (staging / top / conf).is_file():
+            raise UnitgenError(f"package config names {conf}, but the staging tree has no {top}/{conf}")
+    if info.restart_on_upgrade:
+        upgrade_action: str | None = "restart" if info.start else "try-restart"
+    else:
+        upgrade_action = "start" if info.start else None
+    return {
+        "info": info,
+        "units": info.units,
+        "enable_units": info.enable_units,
+        "upgrade_action": upgrade_action,
+        "tmpfiles": info.tmpfiles,
+    }
+
+
+def _render(name: str, context: dict[str, object]) -> str:
+    env = _env()
+    env.filters["sh"] = shlex.quote
+    return env.get_template(name).render(context)
+
+
+def deb_scripts(staging: Path, info: PackageInfo) -> dict[str, str]:
+    """preinst/postinst/prerm/postrm texts; scripts with nothing to do are left out."""
+    ctx = _context(staging, info)
+    ctx["sysusers"] = info.sysusers
+    if not (info.units or info.sysusers or info.tmpfiles or info.purge):
+        return {}
+    return {name: _render(f"deb-{name}.sh.j2", ctx) for name in ("postinst", "prerm", "postrm")}
+
+
+def rpm_scriptlets(staging: Path, info: PackageInfo) -> dict[str, str]:
+    """Scriptlet bodies for %pre/%post/%preun/%postun, run by /bin/sh with the count in $1."""
+    ctx = _context(staging, info)
+    ctx["sysusers"] = [
+        (conf, content, sysusers_compat(content))
+        for conf in info.sysusers
+        for content in [(staging / "usr/lib/sysusers.d" / conf).read_text().strip()]
+    ]
+    out = {}
+    for name in RPM_SCRIPTLETS:
+        text = _render(f"rpm-{name}.sh.j2", ctx)
+        if text.strip() != ":":
+            out[name] = text
+    return out
+
+
+def sysusers_compat(conf: str) -> list[str]:
+    """groupadd/useradd commands for the `u` and `g` lines of a sysusers.d(5) file.
+
+    The fallback for systems without systemd-sysusers, as Fedora's %sysusers_create_compat does.
+    Other line types (m, r) have no useradd equivalent worth guessing; they are skipped.
+    """
+    lines: list[str] = []
+    for raw in conf.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        fields = shlex.split(raw)
+        kind, name = fields[0], fields[1]
+        ident = fields[2] if len(fields) > 2 else "-"
+        q = shlex.quote(name)
+        if kind == "g" or kind == "u":
+            gid = ident.partition(":")[2] if ":" in ident else ident
+            gid_opt = f" -g {shlex.quote(gid)}" if gid not in ("-", "") and gid.isdigit() else ""
+            lines.append(f"getent group {q} >/dev/null || groupadd -r{gid_opt} {q}")
+        if kind == "u":
+            uid = ident.partition(":")[0]
+            gecos = fields[3] if len(fields) > 3 and fields[3] != "-" else name
+            home = fields[4] if len(fields) > 4 and fields[4] != "-" else "/"
+            shell = fields[5] if len(fields) > 5 and fields[5] != "-" else "/usr/sbin/nologin"
+            uid_opt = f" -u {shlex.quote(uid)}" if uid.isdigit() else ""
+            lines.append(
+                f"getent passwd {q} >/dev/null || useradd -r -g {q}{uid_opt} -d {shlex.quote(home)}"
+                f" -s {shlex.quote(shell)} -c {shlex.quote(gecos)} {q}"
+            )
+    return lines
