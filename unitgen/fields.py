@@ -79,6 +79,14 @@ def text(value: Any, *, allow_empty: bool = False) -> str:
     return value
 
 
+def paragraphs(value: Any) -> str:
+    """Multi-line prose (a package's long description): newlines allowed, other control
+    characters not; surrounding blank lines dropped."""
+    if not isinstance(value, str):
+        raise Invalid(f"expected a string, got {_type_name(value)}")
+    return "\n".join(text(line, allow_empty=True).rstrip() for line in value.strip().split("\n"))
+
+
 def single_line(value: Any) -> str:
     """Free text placed verbatim in a unit: no control characters, no surrounding blanks,
     and no trailing backslash (systemd would join the next line onto it)."""

@@ -26,6 +26,7 @@ from unitgen.fields import (
     integer,
     matching,
     one_or_many,
+    paragraphs,
     parse_table,
     relative_dir,
     seconds,
@@ -254,7 +255,7 @@ class Timer:
     persistent: bool
     randomized_delay_sec: float
     accuracy_sec: float
-    runtime_max_sec: float | None
+    run_timeout: float | None
 
 
 TIMER_KEYS: tuple[Key[Any], ...] = (
@@ -266,7 +267,8 @@ TIMER_KEYS: tuple[Key[Any], ...] = (
         default=True),
     Key("randomized_delay_sec", seconds(0, 1e9), "RandomizedDelaySec=.", default=0.0),
     Key("accuracy_sec", seconds(0.000001, 1e9), "AccuracySec=.", default=60.0),
-    Key("runtime_max_sec", seconds(1, 1e9), "RuntimeMaxSec= of one run: a run that hangs is killed."),
+    Key("run_timeout", seconds(1, 1e9), "A run that takes longer is killed (TimeoutStartSec= of the oneshot "
+        "service; default: no limit)."),
 )
 
 
@@ -308,7 +310,7 @@ PACKAGE_KEYS: tuple[Key[Any], ...] = (
     Key("maintainer", matching(r"[^<>]+ <[^<>@\s]+@[^<>@\s]+>", "maintainer 'Name <email@example.org>'"),
         "Maintainer, 'Name <email>'.", required=True),
     Key("summary", single_line, "One-line summary (default: description)."),
-    Key("description", lambda v: text(v.strip()) if isinstance(v, str) else text(v),
+    Key("description", paragraphs,
         "Long description (may be several paragraphs; TOML multi-line strings are fine)."),
     Key("license", single_line, "License name (SPDX), e.g. 'MIT'.", default="MIT"),
     Key("homepage", matching(r"https?://\S+", "URL"), "Project homepage URL."),
@@ -475,7 +477,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec
                             "does not apply", hint="remove 'ready' or the [timer] table")
         if top["watchdog"] is not None:
             raise SpecError(where, "watchdog", "does not apply to a timer job",
-                            hint="use timer.runtime_max_sec to bound a run")
+                            hint="use timer.run_timeout to bound a run")
 
     package = None
     package_raw = _sub_table(raw, "package", where)
