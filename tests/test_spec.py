@@ -57,15 +57,16 @@ def test_ready_conditions(value: str, expected: str) -> None:
         pytest.param(spec_with(entry="app:main"), "exec", "exactly one of", id="both-exec-and-entry"),
         pytest.param(spec_with(exec=["python3"]), "exec[0]", "absolute path", id="relative-program"),
         pytest.param(spec_with(exec=[]), "exec", "at least 1", id="empty-exec"),
-        pytest.param(spec_with(description="a\nExecStartPre=/bin/evil"), "description", "U+000A",
-                     id="newline-injection"),
+        pytest.param(
+            spec_with(description="a\nExecStartPre=/bin/evil"), "description", "U+000A", id="newline-injection"
+        ),
         pytest.param(spec_with(description="trailing \\"), "description", "backslash", id="line-continuation"),
         pytest.param(spec_with(exec=["/bin/echo", "a\rb"]), "exec", "U+000D", id="control-char-in-argv"),
         pytest.param(spec_with(ready="tcp:99999"), "ready", "not a readiness", id="port-out-of-range"),
         pytest.param(spec_with(ready="socket"), "ready", "not a readiness", id="unknown-ready"),
         pytest.param(spec_with(on_contention="kill"), "on_contention", "'exit', 'wait'", id="bad-enum"),
         pytest.param(spec_with(wait_timeout=5), "wait_timeout", "on_contention = 'wait'", id="timeout-without-wait"),
-        pytest.param(spec_with(lock_file="/tmp/demo.pid"), "lock_file", "under /run", id="lock-outside-run"),
+        pytest.param(spec_with(lock_file="/var/demo.pid"), "lock_file", "under /run", id="lock-outside-run"),
         pytest.param(spec_with(lock_file="/run/demo.pid"), "lock_file", "under /run", id="lock-directly-in-run"),
         pytest.param(spec_with(lock_file="/run/my dir/x.pid"), "lock_file", "may only contain", id="lock-dir-space"),
         pytest.param(spec_with(user="Root!"), "user", "not a valid user name", id="bad-user"),
@@ -76,20 +77,37 @@ def test_ready_conditions(value: str, expected: str) -> None:
         pytest.param(spec_with(environment={"A": "x\ny"}), "environment", "U+000A", id="env-newline"),
         pytest.param(spec_with(after=["network.target\n[Service]"]), "after", "U+000A", id="after-injection"),
         pytest.param(spec_with(after=["not a unit"]), "after", "unit name", id="after-not-a-unit"),
-        pytest.param(spec_with(extra={"Servce": {"LimitCORE": "0"}}), "extra.Servce", "did you mean 'Service'",
-                     id="extra-section-typo"),
-        pytest.param(spec_with(extra={"Service": {"limit core": "0"}}), "extra.Service.limit core",
-                     "directive name",
-                     id="extra-bad-directive"),
+        pytest.param(
+            spec_with(extra={"Servce": {"LimitCORE": "0"}}),
+            "extra.Servce",
+            "did you mean 'Service'",
+            id="extra-section-typo",
+        ),
+        pytest.param(
+            spec_with(extra={"Service": {"limit core": "0"}}),
+            "extra.Service.limit core",
+            "directive name",
+            id="extra-bad-directive",
+        ),
         pytest.param(spec_with(timer={}), "timer", "at least one of", id="empty-timer"),
-        pytest.param(spec_with(timer={"on_calendar": "daily"}, ready="tcp:80"), "ready", "oneshot",
-                     id="timer-with-readiness"),
-        pytest.param(spec_with(package={"version": "1.0"}), "package.maintainer", "is required",
-                     id="package-needs-maintainer"),
-        pytest.param(spec_with(package={"version": "1.0", "maintainer": "x <y@z>", "deb": {"dependz": []}}),
-                     "package.deb.dependz", "did you mean 'depends'", id="package-override-typo"),
-        pytest.param(spec_with(hardening={"memory_deny_write_exec": False}), "hardening.memory_deny_write_exec",
-                     "did you mean 'memory_deny_write_execute'", id="hardening-typo"),
+        pytest.param(
+            spec_with(timer={"on_calendar": "daily"}, ready="tcp:80"), "ready", "oneshot", id="timer-with-readiness"
+        ),
+        pytest.param(
+            spec_with(package={"version": "1.0"}), "package.maintainer", "is required", id="package-needs-maintainer"
+        ),
+        pytest.param(
+            spec_with(package={"version": "1.0", "maintainer": "x <y@z>", "deb": {"dependz": []}}),
+            "package.deb.dependz",
+            "did you mean 'depends'",
+            id="package-override-typo",
+        ),
+        pytest.param(
+            spec_with(hardening={"memory_deny_write_exec": False}),
+            "hardening.memory_deny_write_exec",
+            "did you mean 'memory_deny_write_execute'",
+            id="hardening-typo",
+        ),
         pytest.param(spec_with(limits="none"), "limits", "must be a table", id="table-expected"),
     ],
 )
@@ -124,7 +142,7 @@ def test_load_spec_reports_file_errors(tmp_path: Path) -> None:
 def test_odd_but_legal_values_are_accepted() -> None:
     spec = parse_spec(
         spec_with(
-            description="100% \"quoted\" $HOME ; back\\slash — ünïcode",
+            description='100% "quoted" $HOME ; back\\slash — ünïcode',
             exec=["/usr/bin/env", "", " ", ";", "$VAR", "%n", "'", '"', "\\"],
             environment={"EMPTY": "", "SPACES": "  a  b  ", "PCT": "100%"},
             state_directory=True,

@@ -61,8 +61,9 @@ def check(staging: Path, name: str, *, threshold: float) -> CheckReport:
         if verify.returncode != 0 and not verify_output:
             verify_output = f"systemd-analyze verify exited with {verify.returncode}"
         service = scratch / f"{name}.service"
-        security = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(service)],
-                       check=False, env=env)
+        security = run(
+            ["systemd-analyze", "security", "--offline=true", "--no-pager", str(service)], check=False, env=env
+        )
     match = _SCORE.search(security.stdout + security.stderr)
     if match is None:
         raise UnitgenError("systemd-analyze security printed no score:\n" + (security.stdout + security.stderr))

@@ -81,14 +81,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("render", "render units, launcher and config into a staging tree")
     p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
-    p.add_argument("--templates", metavar="DIR", action="append", default=[],
-                   help="a directory of templates that override the built-in ones (repeatable)")
+    p.add_argument(
+        "--templates",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a directory of templates that override the built-in ones (repeatable)",
+    )
     p.set_defaults(func=cmd_render)
 
     p = command("check", "systemd-analyze verify and security score of the rendered units")
     p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
-    p.add_argument("--threshold", type=float,
-                   help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)")
+    p.add_argument(
+        "--threshold", type=float, help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)"
+    )
     p.set_defaults(func=cmd_check)
     return parser
 

@@ -53,13 +53,13 @@ def reference() -> str:
         *_table("[package.deb] and [package.rpm] (per-format overrides)", OVERRIDE_KEYS, "package.deb."),
         "#### [extra.Unit], [extra.Service], [extra.Install], [extra.Timer]",
         "",
-        "The escape hatch: `Directive = \"value\"` (or an array for a repeated directive) is added",
+        'The escape hatch: `Directive = "value"` (or an array for a repeated directive) is added',
         "to that section as written, after unitgen's own settings. Values are single lines, so they",
         "cannot add other directives.",
         "",
         "#### [environment]",
         "",
-        "`NAME = \"value\"` pairs, each rendered as `Environment=\"NAME=value\"`, escaped so systemd",
+        '`NAME = "value"` pairs, each rendered as `Environment="NAME=value"`, escaped so systemd',
         "passes the value through exactly.",
     ]
     return "\n".join(parts)

@@ -36,7 +36,7 @@ class SpecError(UnitgenError):
         self.problem = problem
 
 
-class Invalid(Exception):
+class FieldError(Exception):
     """Raised by a parser; `unitgen.spec` adds the file name and key path to make a `SpecError`."""
 
     def __init__(self, problem: str, hint: str | None = None) -> None:
@@ -67,12 +67,12 @@ _FORBIDDEN_EXTRA = {"\u2028", "\u2029"}
 def text(value: Any, *, allow_empty: bool = False) -> str:
     """A string without control characters."""
     if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {_type_name(value)}")
+        raise FieldError(f"expected a string, got {_type_name(value)}")
     if not value and not allow_empty:
-        raise Invalid("must not be empty")
+        raise FieldError("must not be empty")
     for ch in value:
         if unicodedata.category(ch) == "Cc" or ch in _FORBIDDEN_EXTRA:
-            raise Invalid(
+            raise FieldError(
                 f"contains the control character U+{ord(ch):04X}",
                 hint="newlines, tabs and other control characters are not allowed in spec values",
             )
@@ -83,7 +83,7 @@ def paragraphs(value: Any) -> str:
     """Multi-line prose (a package's long description): newlines allowed, other control
     characters not; surrounding blank lines dropped."""
     if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {_type_name(value)}")
+        raise FieldError(f"expected a string, got {_type_name(value)}")
     return "\n".join(text(line, allow_empty=True).rstrip() for line in value.strip().split("\n"))
 
 
@@ -92,24 +92,24 @@ def single_line(value: Any) -> str:
     and no trailing backslash (systemd would join the next line onto it)."""
     s = text(value)
     if s != s.strip():
-        raise Invalid("must not start or end with whitespace")
+        raise FieldError("must not start or end with whitespace")
     if s.endswith("\\"):
-        raise Invalid("must not end with a backslash (systemd would continue the line)")
+        raise FieldError("must not end with a backslash (systemd would continue the line)")
     return s
 
 
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise Invalid(f"expected true or false, got {_type_name(value)}")
+        raise FieldError(f"expected true or false, got {_type_name(value)}")
     return value
 
 
 def integer(lo: int, hi: int) -> Parser[int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid(f"expected an integer from {lo} to {hi}, got {_type_name(value)}")
+            raise FieldError(f"expected an integer from {lo} to {hi}, got {_type_name(value)}")
         if not lo <= value <= hi:
-            raise Invalid(f"{value} is out of range: allowed {lo} to {hi}")
+            raise FieldError(f"{value} is out of range: allowed {lo} to {hi}")
         return value
 
     return parse
@@ -120,9 +120,9 @@ def seconds(lo: float, hi: float) -> Parser[float]:
 
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise Invalid(f"expected a number of seconds from {lo:g} to {hi:g}, got {_type_name(value)}")
+            raise FieldError(f"expected a number of seconds from {lo:g} to {hi:g}, got {_type_name(value)}")
         if not lo <= value <= hi:
-            raise Invalid(f"{value} is out of range: allowed {lo:g} to {hi:g} seconds")
+            raise FieldError(f"{value} is out of range: allowed {lo:g} to {hi:g} seconds")
         return float(value)
 
     return parse
@@ -137,7 +137,7 @@ def choice(enum_type: type[E]) -> Parser[E]:
                 if member.value == value:
                     return member
         shown = repr(value) if isinstance(value, str) else _type_name(value)
-        raise Invalid(f"{shown} is not allowed", hint="allowed: " + ", ".join(repr(a) for a in allowed))
+        raise FieldError(f"{shown} is not allowed", hint="allowed: " + ", ".join(repr(a) for a in allowed))
 
     return parse
 
@@ -146,9 +146,9 @@ def absolute_path(value: Any) -> str:
     s = text(value)
     p = PurePosixPath(s)
     if not p.is_absolute():
-        raise Invalid(f"{s!r} is not an absolute path")
+        raise FieldError(f"{s!r} is not an absolute path")
     if any(part in (".", "..") for part in s.split("/")) or "//" in s or (s != "/" and s.endswith("/")):
-        raise Invalid(f"{s!r} is not a normalized path", hint=f"write it as {str(p)!r}")
+        raise FieldError(f"{s!r} is not a normalized path", hint=f"write it as {str(p)!r}")
     return s
 
 
@@ -156,9 +156,9 @@ def relative_dir(value: Any) -> str:
     """A directory name relative to /var/lib, /var/cache, ... as StateDirectory= wants it."""
     s = text(value)
     if s.startswith("/") or any(part in ("", ".", "..") for part in s.split("/")):
-        raise Invalid(f"{s!r} must be a relative path like 'myservice' or 'myservice/data'")
+        raise FieldError(f"{s!r} must be a relative path like 'myservice' or 'myservice/data'")
     if not re.fullmatch(r"[A-Za-z0-9._/-]+", s):
-        raise Invalid(f"{s!r} may only contain letters, digits, '.', '_', '-' and '/'")
+        raise FieldError(f"{s!r} may only contain letters, digits, '.', '_', '-' and '/'")
     return s
 
 
@@ -168,7 +168,7 @@ def matching(pattern: str, what: str) -> Parser[str]:
     def parse(value: Any) -> str:
         s = text(value)
         if not regex.fullmatch(s):
-            raise Invalid(f"{s!r} is not a valid {what}")
+            raise FieldError(f"{s!r} is not a valid {what}")
         return s
 
     return parse
@@ -177,15 +177,15 @@ def matching(pattern: str, what: str) -> Parser[str]:
 def array(item: Parser[T], *, min_items: int = 0) -> Parser[tuple[T, ...]]:
     def parse(value: Any) -> tuple[T, ...]:
         if not isinstance(value, list):
-            raise Invalid(f"expected an array, got {_type_name(value)}")
+            raise FieldError(f"expected an array, got {_type_name(value)}")
         if len(value) < min_items:
-            raise Invalid(f"needs at least {min_items} item{'s' if min_items > 1 else ''}")
+            raise FieldError(f"needs at least {min_items} item{'s' if min_items > 1 else ''}")
         out = []
         for i, v in enumerate(value):
             try:
                 out.append(item(v))
-            except Invalid as exc:
-                raise Invalid(f"item {i}: {exc.problem}", exc.hint) from None
+            except FieldError as exc:
+                raise FieldError(f"item {i}: {exc.problem}", exc.hint) from None
         return tuple(out)
 
     return parse
@@ -206,13 +206,13 @@ def string_table(key: Parser[str], value: Parser[T]) -> Parser[tuple[tuple[str, 
 
     def parse(raw: Any) -> tuple[tuple[str, T], ...]:
         if not isinstance(raw, dict):
-            raise Invalid(f"expected a table, got {_type_name(raw)}")
+            raise FieldError(f"expected a table, got {_type_name(raw)}")
         out = []
         for k, v in raw.items():
             try:
                 out.append((key(k), value(v)))
-            except Invalid as exc:
-                raise Invalid(f"{k}: {exc.problem}", exc.hint) from None
+            except FieldError as exc:
+                raise FieldError(f"{k}: {exc.problem}", exc.hint) from None
         return tuple(out)
 
     return parse
@@ -234,9 +234,7 @@ class Key(Generic[T]):
         return self.name.replace("-", "_")
 
 
-def parse_table(
-    raw: Mapping[str, Any], keys: Sequence[Key[Any]], *, where: str, prefix: str = ""
-) -> dict[str, Any]:
+def parse_table(raw: Mapping[str, Any], keys: Sequence[Key[Any]], *, where: str, prefix: str = "") -> dict[str, Any]:
     """Check `raw` against `keys`: unknown keys (with a suggestion), missing required keys and
     bad values all raise `SpecError`. Returns {attribute name: parsed value or default}."""
     known = {k.name: k for k in keys}
@@ -255,6 +253,6 @@ def parse_table(
             continue
         try:
             out[key.attr] = key.parse(raw[key.name])
-        except Invalid as exc:
+        except FieldError as exc:
             raise SpecError(where, path, exc.problem, hint=exc.hint) from None
     return out

@@ -14,8 +14,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 def starter_spec(name: str) -> str:
     validate_name(name)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - TOML output
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - the output is TOML, not HTML
+    )
     return env.get_template("init.toml.j2").render(name=name)
 
 

@@ -146,8 +146,11 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
     files = [
         RenderedFile(UNIT_DIR / f"{spec.name}.service", text("service.j2")),
         RenderedFile(PurePosixPath("usr/lib/tmpfiles.d", f"{spec.name}.conf"), text("tmpfiles.j2")),
-        RenderedFile(launcher_path(spec).relative_to("/"),
-                     render_launcher(launcher_settings(spec), python=spec.python).encode("utf-8"), 0o755),
+        RenderedFile(
+            launcher_path(spec).relative_to("/"),
+            render_launcher(launcher_settings(spec), python=spec.python).encode("utf-8"),
+            0o755,
+        ),
         RenderedFile(doc_path(spec).relative_to("/"), text("README.unitgen.j2")),
     ]
     if spec.timer is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unitgen.fields import (
-    Invalid,
+    FieldError,
     Key,
     SpecError,
     absolute_path,
@@ -41,7 +41,10 @@ from unitgen.fields import (
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 USER_PATTERN = r"[a-z_][a-z0-9_-]{0,30}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
-UNIT_NAME_PATTERN = r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|socket|target|mount|path|timer|device|slice|scope|automount|swap)"
+UNIT_NAME_PATTERN = (
+    r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?"
+    r"\.(service|socket|target|mount|path|timer|device|slice|scope|automount|swap)"
+)
 ENTRY_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 DIRECTIVE_PATTERN = r"[A-Z][A-Za-z0-9]*"
 CAPABILITY_PATTERN = r"CAP_[A-Z_]+"
@@ -86,7 +89,7 @@ def parse_ready(value: Any) -> Ready:
         host = host.strip("[]") or "127.0.0.1"
         if port.isdigit() and 1 <= int(port) <= 65535 and re.fullmatch(r"[A-Za-z0-9.:-]+", host):
             return Ready(ReadyKind.TCP, host=host, port=int(port))
-    raise Invalid(f"{s!r} is not a readiness condition", hint=f"allowed: {_READY_ALLOWED}")
+    raise FieldError(f"{s!r} is not a readiness condition", hint=f"allowed: {_READY_ALLOWED}")
 
 
 class OnContention(enum.Enum):
@@ -136,37 +139,72 @@ package_relations = array(
 
 TOP_KEYS: tuple[Key[Any], ...] = (
     Key("description", single_line, "One line saying what the service is (Description=).", required=True),
-    Key("exec", argv, "Exec mode: the command the launcher runs (execs) once it holds the lock. "
-        "The first item is an absolute path.", allowed="array of strings"),
-    Key("entry", matching(ENTRY_PATTERN, "entry point 'package.module:callable'"),
-        "Python mode: the callable the launcher imports and calls once it holds the lock. "
-        "Exclusive with `exec`.", allowed="'package.module:callable'"),
-    Key("python", absolute_path, "The interpreter that runs the launcher (and, in python mode, the app).",
-        default="/usr/bin/python3"),
-    Key("user", matching(USER_PATTERN, "user name"),
-        "Run as this static system user, created through sysusers.d. Absent: DynamicUser=yes."),
+    Key(
+        "exec",
+        argv,
+        "Exec mode: the command the launcher runs (execs) once it holds the lock. The first item is an absolute path.",
+        allowed="array of strings",
+    ),
+    Key(
+        "entry",
+        matching(ENTRY_PATTERN, "entry point 'package.module:callable'"),
+        "Python mode: the callable the launcher imports and calls once it holds the lock. Exclusive with `exec`.",
+        allowed="'package.module:callable'",
+    ),
+    Key(
+        "python",
+        absolute_path,
+        "The interpreter that runs the launcher (and, in python mode, the app).",
+        default="/usr/bin/python3",
+    ),
+    Key(
+        "user",
+        matching(USER_PATTERN, "user name"),
+        "Run as this static system user, created through sysusers.d. Absent: DynamicUser=yes.",
+    ),
     Key("group", matching(USER_PATTERN, "group name"), "Group for `user` (default: same as user)."),
-    Key("network", boolean, "false: no network at all (PrivateNetwork=yes, only AF_UNIX sockets).",
-        default=True),
-    Key("ready", parse_ready, "When READY=1 is sent. 'immediate': as soon as the lock is held; 'notify': "
+    Key("network", boolean, "false: no network at all (PrivateNetwork=yes, only AF_UNIX sockets).", default=True),
+    Key(
+        "ready",
+        parse_ready,
+        "When READY=1 is sent. 'immediate': as soon as the lock is held; 'notify': "
         "the app sends it; 'tcp:PORT': once the port accepts connections; 'path:FILE': once FILE exists.",
-        default=Ready(ReadyKind.IMMEDIATE), allowed=_READY_ALLOWED),
-    Key("ready_timeout", seconds(0.1, 3600), "How long tcp:/path: readiness may take before the launcher "
-        "gives up (seconds).", default=60.0),
-    Key("lock_file", absolute_path, "The single-instance lock. Must be under /run; its directory becomes "
-        "RuntimeDirectory=. Default: /run/NAME/NAME.pid."),
-    Key("on_contention", choice(OnContention), "When another instance holds the lock: 'exit' (log it, exit "
-        "with code 17) or 'wait' for the lock.", default=OnContention.EXIT),
-    Key("wait_timeout", seconds(0.1, 86400), "With on_contention = 'wait': give up after this many seconds "
-        "(default: wait for ever)."),
+        default=Ready(ReadyKind.IMMEDIATE),
+        allowed=_READY_ALLOWED,
+    ),
+    Key(
+        "ready_timeout",
+        seconds(0.1, 3600),
+        "How long tcp:/path: readiness may take before the launcher gives up (seconds).",
+        default=60.0,
+    ),
+    Key(
+        "lock_file",
+        absolute_path,
+        "The single-instance lock. Must be under /run; its directory becomes "
+        "RuntimeDirectory=. Default: /run/NAME/NAME.pid.",
+    ),
+    Key(
+        "on_contention",
+        choice(OnContention),
+        "When another instance holds the lock: 'exit' (log it, exit with code 17) or 'wait' for the lock.",
+        default=OnContention.EXIT,
+    ),
+    Key(
+        "wait_timeout",
+        seconds(0.1, 86400),
+        "With on_contention = 'wait': give up after this many seconds (default: wait for ever).",
+    ),
     Key("working_directory", absolute_path, "WorkingDirectory= of the service."),
     Key("state_directory", directory_name, "StateDirectory= (under /var/lib): true for NAME, or a name."),
     Key("cache_directory", directory_name, "CacheDirectory= (under /var/cache): true for NAME, or a name."),
     Key("logs_directory", directory_name, "LogsDirectory= (under /var/log): true for NAME, or a name."),
-    Key("configuration_directory", directory_name,
-        "ConfigurationDirectory= (under /etc, read-only): true for NAME, or a name."),
-    Key("reload", argv, "ExecReload= command (exec mode). Exclusive with reload_signal.",
-        allowed="array of strings"),
+    Key(
+        "configuration_directory",
+        directory_name,
+        "ConfigurationDirectory= (under /etc, read-only): true for NAME, or a name.",
+    ),
+    Key("reload", argv, "ExecReload= command (exec mode). Exclusive with reload_signal.", allowed="array of strings"),
     Key("reload_signal", choice(ReloadSignal), "Reload by sending this signal to the main process."),
     Key("start_timeout", seconds(1, 86400), "TimeoutStartSec= in seconds.", default=90.0),
     Key("stop_timeout", seconds(1, 86400), "TimeoutStopSec= in seconds.", default=30.0),
@@ -174,15 +212,28 @@ TOP_KEYS: tuple[Key[Any], ...] = (
     Key("restart_sec", seconds(0, 3600), "RestartSec= in seconds.", default=5.0),
     Key("start_limit_burst", integer(1, 1000), "StartLimitBurst=: starts allowed per interval.", default=5),
     Key("start_limit_interval", seconds(1, 86400), "StartLimitIntervalSec= in seconds.", default=60.0),
-    Key("watchdog", seconds(1, 86400), "WatchdogSec=: the service is restarted when it stops pinging "
-        "for this many seconds. The launcher pings for python-mode apps and tcp: readiness."),
+    Key(
+        "watchdog",
+        seconds(1, 86400),
+        "WatchdogSec=: the service is restarted when it stops pinging "
+        "for this many seconds. The launcher pings for python-mode apps and tcp: readiness.",
+    ),
     Key("after", unit_names, "Extra After= units.", default=()),
     Key("wants", unit_names, "Extra Wants= units.", default=()),
     Key("requires", unit_names, "Extra Requires= units.", default=()),
-    Key("documentation", array(matching(r"(https?|file|info|man):\S+", "documentation URI")),
-        "Documentation= URIs (default: the service's man page and README)", default=()),
-    Key("environment", string_table(matching(ENV_NAME_PATTERN, "variable name"), lambda v: text(v, allow_empty=True)),
-        "Environment variables, a table of NAME = \"value\".", default=(), allowed="table"),
+    Key(
+        "documentation",
+        array(matching(r"(https?|file|info|man):\S+", "documentation URI")),
+        "Documentation= URIs (default: the service's man page and README)",
+        default=(),
+    ),
+    Key(
+        "environment",
+        string_table(matching(ENV_NAME_PATTERN, "variable name"), lambda v: text(v, allow_empty=True)),
+        'Environment variables, a table of NAME = "value".',
+        default=(),
+        allowed="table",
+    ),
     Key("environment_file", absolute_path, "An optional EnvironmentFile= (a missing file is not an error)."),
     Key("start_on_install", boolean, "Packages start (and enable) the service when installed.", default=True),
 )
@@ -200,8 +251,11 @@ class Limits:
 LIMITS_KEYS: tuple[Key[Any], ...] = (
     Key("nofile", integer(1, 1 << 30), "LimitNOFILE=: open files."),
     Key("nproc", integer(1, 1 << 22), "LimitNPROC=: processes of the user."),
-    Key("memory_max", matching(r"[0-9]+[KMGT]?|[0-9]{1,2}%|100%|infinity", "memory size like 512M or 50%"),
-        "MemoryMax=: hard memory limit, e.g. '512M'."),
+    Key(
+        "memory_max",
+        matching(r"[0-9]+[KMGT]?|[0-9]{1,2}%|100%|infinity", "memory size like 512M or 50%"),
+        "MemoryMax=: hard memory limit, e.g. '512M'.",
+    ),
     Key("cpu_quota", matching(r"[0-9]{1,5}%", "percentage like 50%"), "CPUQuota=, e.g. '50%'."),
     Key("tasks_max", integer(1, 1 << 22), "TasksMax=: threads and processes of the service."),
 )
@@ -225,25 +279,39 @@ class Hardening:
 
 
 HARDENING_KEYS: tuple[Key[Any], ...] = (
-    Key("memory_deny_write_execute", boolean, "MemoryDenyWriteExecute=; set false for JITs and cffi "
-        "callbacks.", default=True),
+    Key(
+        "memory_deny_write_execute",
+        boolean,
+        "MemoryDenyWriteExecute=; set false for JITs and cffi callbacks.",
+        default=True,
+    ),
     Key("private_devices", boolean, "PrivateDevices= (and DevicePolicy=closed).", default=True),
     Key("private_users", boolean, "PrivateUsers=: the service sees only its own user.", default=True),
     Key("private_tmp", boolean, "PrivateTmp=.", default=True),
     Key("protect_home", boolean, "ProtectHome=: /home, /root and /run/user are invisible.", default=True),
     Key("protect_proc", boolean, "ProtectProc=invisible and ProcSubset=pid.", default=True),
     Key("protect_system", choice(ProtectSystem), "ProtectSystem=.", default=ProtectSystem.STRICT),
-    Key("system_call_filter", boolean, "SystemCallFilter=@system-service minus @privileged @resources.",
-        default=True),
+    Key("system_call_filter", boolean, "SystemCallFilter=@system-service minus @privileged @resources.", default=True),
     Key("restrict_namespaces", boolean, "RestrictNamespaces=yes.", default=True),
-    Key("capabilities", array(matching(CAPABILITY_PATTERN, "capability like CAP_NET_BIND_SERVICE")),
+    Key(
+        "capabilities",
+        array(matching(CAPABILITY_PATTERN, "capability like CAP_NET_BIND_SERVICE")),
         "Capabilities granted (AmbientCapabilities= and CapabilityBoundingSet=), e.g. "
-        "['CAP_NET_BIND_SERVICE'] to bind ports below 1024.", default=()),
-    Key("address_families", array(matching(ADDRESS_FAMILY_PATTERN, "address family like AF_NETLINK")),
-        "Extra RestrictAddressFamilies= beyond AF_UNIX (and AF_INET/AF_INET6 with network).", default=()),
+        "['CAP_NET_BIND_SERVICE'] to bind ports below 1024.",
+        default=(),
+    ),
+    Key(
+        "address_families",
+        array(matching(ADDRESS_FAMILY_PATTERN, "address family like AF_NETLINK")),
+        "Extra RestrictAddressFamilies= beyond AF_UNIX (and AF_INET/AF_INET6 with network).",
+        default=(),
+    ),
     Key("read_write_paths", array(absolute_path), "ReadWritePaths= under ProtectSystem=strict.", default=()),
-    Key("ip_address_allow", array(matching(r"[0-9a-fA-F:./]+|localhost|link-local|multicast|any",
-        "address or prefix")), "With this set: IPAddressDeny=any plus IPAddressAllow= these."),
+    Key(
+        "ip_address_allow",
+        array(matching(r"[0-9a-fA-F:./]+|localhost|link-local|multicast|any", "address or prefix")),
+        "With this set: IPAddressDeny=any plus IPAddressAllow= these.",
+    ),
 )
 
 
@@ -259,16 +327,17 @@ class Timer:
 
 
 TIMER_KEYS: tuple[Key[Any], ...] = (
-    Key("on_calendar", one_or_many(single_line), "OnCalendar= expression(s), e.g. '*:0/5' or 'daily'.",
-        default=()),
+    Key("on_calendar", one_or_many(single_line), "OnCalendar= expression(s), e.g. '*:0/5' or 'daily'.", default=()),
     Key("on_boot_sec", seconds(0, 1e9), "OnBootSec= in seconds."),
     Key("on_unit_active_sec", seconds(1, 1e9), "OnUnitActiveSec= in seconds."),
-    Key("persistent", boolean, "Persistent=: catch up on runs missed while the machine was off.",
-        default=True),
+    Key("persistent", boolean, "Persistent=: catch up on runs missed while the machine was off.", default=True),
     Key("randomized_delay_sec", seconds(0, 1e9), "RandomizedDelaySec=.", default=0.0),
     Key("accuracy_sec", seconds(0.000001, 1e9), "AccuracySec=.", default=60.0),
-    Key("run_timeout", seconds(1, 1e9), "A run that takes longer is killed (TimeoutStartSec= of the oneshot "
-        "service; default: no limit)."),
+    Key(
+        "run_timeout",
+        seconds(1, 1e9),
+        "A run that takes longer is killed (TimeoutStartSec= of the oneshot service; default: no limit).",
+    ),
 )
 
 
@@ -304,21 +373,27 @@ class Package:
 
 
 PACKAGE_KEYS: tuple[Key[Any], ...] = (
-    Key("version", matching(r"[0-9][A-Za-z0-9.+~]*", "version like 1.0.0"), "Upstream version.",
-        required=True),
+    Key("version", matching(r"[0-9][A-Za-z0-9.+~]*", "version like 1.0.0"), "Upstream version.", required=True),
     Key("release", matching(r"[0-9][A-Za-z0-9.+~]*", "release like 1"), "Package release.", default="1"),
-    Key("maintainer", matching(r"[^<>]+ <[^<>@\s]+@[^<>@\s]+>", "maintainer 'Name <email@example.org>'"),
-        "Maintainer, 'Name <email>'.", required=True),
+    Key(
+        "maintainer",
+        matching(r"[^<>]+ <[^<>@\s]+@[^<>@\s]+>", "maintainer 'Name <email@example.org>'"),
+        "Maintainer, 'Name <email>'.",
+        required=True,
+    ),
     Key("summary", single_line, "One-line summary (default: description)."),
-    Key("description", paragraphs,
-        "Long description (may be several paragraphs; TOML multi-line strings are fine)."),
+    Key("description", paragraphs, "Long description (may be several paragraphs; TOML multi-line strings are fine)."),
     Key("license", single_line, "License name (SPDX), e.g. 'MIT'.", default="MIT"),
     Key("homepage", matching(r"https?://\S+", "URL"), "Project homepage URL."),
     Key("depends", package_relations, "Extra package dependencies (both formats).", default=()),
     Key("recommends", package_relations, "Recommended packages.", default=()),
     Key("conflicts", package_relations, "Conflicting packages.", default=()),
-    Key("architecture", matching(r"all|noarch|amd64|arm64|x86_64|aarch64", "architecture"),
-        "'all' (noarch) when nothing is compiled.", default="all"),
+    Key(
+        "architecture",
+        matching(r"all|noarch|amd64|arm64|x86_64|aarch64", "architecture"),
+        "'all' (noarch) when nothing is compiled.",
+        default="all",
+    ),
 )
 
 EXTRA_SECTIONS = ("Unit", "Service", "Install", "Timer")
@@ -427,26 +502,27 @@ def _directory(value: str | bool | None, name: str) -> str | None:
 def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec:
     validate_name(name)
     tables = {"limits", "hardening", "timer", "package", "extra"}
-    top = parse_table({k: v for k, v in raw.items() if k not in tables}, TOP_KEYS + _table_placeholders(),
-                      where=where)
+    top = parse_table({k: v for k, v in raw.items() if k not in tables}, TOP_KEYS + _table_placeholders(), where=where)
     for t in tables:
         top.pop(t, None)
 
     if (top["exec"] is None) == (top["entry"] is None):
-        raise SpecError(where, "exec", "exactly one of 'exec' (run a command) and 'entry' "
-                        "(call a Python callable) is required")
+        raise SpecError(
+            where, "exec", "exactly one of 'exec' (run a command) and 'entry' (call a Python callable) is required"
+        )
     if top["exec"] is not None:
         try:
             absolute_path(top["exec"][0])
-        except Invalid as exc:
-            raise SpecError(where, "exec[0]", exc.problem,
-                            hint="the program must be an absolute path, e.g. '/usr/bin/python3'") from None
+        except FieldError as exc:
+            raise SpecError(
+                where, "exec[0]", exc.problem, hint="the program must be an absolute path, e.g. '/usr/bin/python3'"
+            ) from None
     if top["reload"] is not None and top["reload_signal"] is not None:
         raise SpecError(where, "reload", "use either 'reload' or 'reload_signal', not both")
     if top["reload"] is not None:
         try:
             absolute_path(top["reload"][0])
-        except Invalid as exc:
+        except FieldError as exc:
             raise SpecError(where, "reload[0]", exc.problem, hint="the program must be an absolute path") from None
     if top["wait_timeout"] is not None and top["on_contention"] is not OnContention.WAIT:
         raise SpecError(where, "wait_timeout", "only applies with on_contention = 'wait'")
@@ -456,11 +532,15 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec
     lock_file = top["lock_file"] or f"/run/{name}/{name}.pid"
     parent = Path(lock_file).parent
     if parent == Path("/run") or not parent.is_relative_to("/run"):
-        raise SpecError(where, "lock_file", f"{lock_file!r} must be inside a directory under /run",
-                        hint=f"e.g. '/run/{name}/{name}.pid' (that directory becomes RuntimeDirectory=)")
+        raise SpecError(
+            where,
+            "lock_file",
+            f"{lock_file!r} must be inside a directory under /run",
+            hint=f"e.g. '/run/{name}/{name}.pid' (that directory becomes RuntimeDirectory=)",
+        )
     try:
         relative_dir(str(parent.relative_to("/run")))
-    except Invalid as exc:
+    except FieldError as exc:
         raise SpecError(where, "lock_file", f"its directory {exc.problem}") from None
     top["lock_file"] = lock_file
     for key in ("state_directory", "cache_directory", "logs_directory", "configuration_directory"):
@@ -473,30 +553,39 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec
         if not (timer.on_calendar or timer.on_boot_sec is not None or timer.on_unit_active_sec is not None):
             raise SpecError(where, "timer", "needs at least one of on_calendar, on_boot_sec, on_unit_active_sec")
         if top["ready"].kind is not ReadyKind.IMMEDIATE:
-            raise SpecError(where, "ready", "a timer job runs to completion (Type=oneshot); readiness "
-                            "does not apply", hint="remove 'ready' or the [timer] table")
+            raise SpecError(
+                where,
+                "ready",
+                "a timer job runs to completion (Type=oneshot); readiness does not apply",
+                hint="remove 'ready' or the [timer] table",
+            )
         if top["watchdog"] is not None:
-            raise SpecError(where, "watchdog", "does not apply to a timer job",
-                            hint="use timer.run_timeout to bound a run")
+            raise SpecError(
+                where, "watchdog", "does not apply to a timer job", hint="use timer.run_timeout to bound a run"
+            )
 
     package = None
     package_raw = _sub_table(raw, "package", where)
     if package_raw is not None:
         fmt_tables = {f: _sub_table(package_raw, f, where + " [package]") for f in ("deb", "rpm")}
-        fields = parse_table({k: v for k, v in package_raw.items() if k not in fmt_tables},
-                             PACKAGE_KEYS, where=where, prefix="package.")
+        fields = parse_table(
+            {k: v for k, v in package_raw.items() if k not in fmt_tables}, PACKAGE_KEYS, where=where, prefix="package."
+        )
         for fmt, sub in fmt_tables.items():
-            fields[fmt] = FormatOverrides(**parse_table(sub or {}, OVERRIDE_KEYS, where=where,
-                                                        prefix=f"package.{fmt}."))
+            fields[fmt] = FormatOverrides(
+                **parse_table(sub or {}, OVERRIDE_KEYS, where=where, prefix=f"package.{fmt}.")
+            )
         package = Package(**fields)
 
     return Spec(
         name=name,
         source=where,
-        limits=Limits(**parse_table(_sub_table(raw, "limits", where) or {}, LIMITS_KEYS, where=where,
-                                    prefix="limits.")),
-        hardening=Hardening(**parse_table(_sub_table(raw, "hardening", where) or {}, HARDENING_KEYS,
-                                          where=where, prefix="hardening.")),
+        limits=Limits(
+            **parse_table(_sub_table(raw, "limits", where) or {}, LIMITS_KEYS, where=where, prefix="limits.")
+        ),
+        hardening=Hardening(
+            **parse_table(_sub_table(raw, "hardening", where) or {}, HARDENING_KEYS, where=where, prefix="hardening.")
+        ),
         timer=timer,
         package=package,
         extra=_parse_extra(_sub_table(raw, "extra", where) or {}, where),
@@ -513,17 +602,26 @@ def _parse_extra(raw: dict[str, Any], where: str) -> tuple[tuple[str, tuple[tupl
     """[extra.Service] Directive = "value" or ["v1", "v2"]: the escape hatch for directives
     unitgen has no key for. Values go into the unit verbatim (specifiers work), but each is one
     line, so they cannot add other directives or sections."""
-    parse_section = string_table(matching(DIRECTIVE_PATTERN, "directive name like 'LimitCORE'"),
-                                 one_or_many(single_line))
+    parse_section = string_table(
+        matching(DIRECTIVE_PATTERN, "directive name like 'LimitCORE'"), one_or_many(single_line)
+    )
     out = []
     for section, body in raw.items():
         if section not in EXTRA_SECTIONS:
             close = difflib.get_close_matches(section, EXTRA_SECTIONS, n=1)
-            raise SpecError(where, f"extra.{section}", "unknown unit section",
-                            hint=f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(EXTRA_SECTIONS))
+            raise SpecError(
+                where,
+                f"extra.{section}",
+                "unknown unit section",
+                hint=f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(EXTRA_SECTIONS),
+            )
         try:
             out.append((section, parse_section(body)))
-        except Invalid as exc:
-            raise SpecError(where, f"extra.{section}.{exc.problem.split(':')[0]}",
-                            exc.problem.partition(": ")[2] or exc.problem, hint=exc.hint) from None
+        except FieldError as exc:
+            raise SpecError(
+                where,
+                f"extra.{section}.{exc.problem.split(':')[0]}",
+                exc.problem.partition(": ")[2] or exc.problem,
+                hint=exc.hint,
+            ) from None
     return tuple(out)

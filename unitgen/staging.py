@@ -23,12 +23,12 @@ def write_tree(files: Iterable[RenderedFile], out_dir: Path) -> list[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     written = []
     try:
-        os.chmod(tmp, 0o755)
+        tmp.chmod(0o755)  # a staging tree is world-readable like the target /usr
         for f in files:
             target = tmp / f.path
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
             target.write_bytes(f.content)
-            os.chmod(target, f.mode)
+            target.chmod(f.mode)
             written.append(out_dir / f.path)
         old = None
         if out_dir.exists():

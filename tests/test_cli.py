@@ -1,0 +1,98 @@
+"""The command line as a user runs it: a real `unitgen` process in a scratch directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def unitgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "unitgen", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def test_init_render_check_from_scratch(tmp_path: Path) -> None:
+    assert unitgen("init", "myservice", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "myservice.toml").is_file()
+
+    rendered = unitgen("render", "myservice", cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    printed = rendered.stdout.split()
+    assert str(tmp_path / "build/myservice/usr/lib/systemd/system/myservice.service") in printed
+    assert all(Path(p).is_file() for p in printed)
+
+    checked = unitgen("check", "myservice", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "systemd-analyze verify: clean" in checked.stdout
+    assert "OK" in checked.stdout or "SAFE" in checked.stdout
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "svc.toml").write_text("mine\n")
+    result = unitgen("init", "svc", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "already exists" in result.stderr
+    assert (tmp_path / "svc.toml").read_text() == "mine\n"
+
+
+def test_render_honours_spec_and_out_options(tmp_path: Path) -> None:
+    spec = tmp_path / "specs" / "other.toml"
+    spec.parent.mkdir()
+    spec.write_text('description = "x"\nexec = ["/bin/true"]\n')
+    result = unitgen("render", "svc", "--spec", str(spec), "--out", "stage", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "stage/usr/lib/systemd/system/svc.service").is_file()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            'description = "x"\nexec = ["/bin/true"]\nnetwrok = false\n',
+            "svc.toml: netwrok: unknown key\n  hint: did you mean 'network'?",
+            id="typo",
+        ),
+        pytest.param(
+            'description = "x"\nexec = ["/bin/true"]\nready = "later"\n',
+            "svc.toml: ready: 'later' is not a readiness condition",
+            id="bad-value",
+        ),
+        pytest.param(
+            'description = "x\\nExecStartPre=/bin/sh"\nexec = ["/bin/true"]\n',
+            "svc.toml: description: contains the control character U+000A",
+            id="injection",
+        ),
+        pytest.param("description = [\n", "svc.toml: not valid TOML", id="not-toml"),
+    ],
+)
+def test_bad_spec_fails_clearly_and_writes_nothing(tmp_path: Path, spec: str, message: str) -> None:
+    (tmp_path / "svc.toml").write_text(spec)
+    result = unitgen("render", "svc", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("ERROR ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "build").exists()
+
+
+def test_failed_render_keeps_the_previous_tree(tmp_path: Path) -> None:
+    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
+    assert unitgen("render", "svc", cwd=tmp_path).returncode == 0
+    unit = tmp_path / "build/svc/usr/lib/systemd/system/svc.service"
+    before = unit.read_bytes()
+    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["relative"]\n')
+    assert unitgen("render", "svc", cwd=tmp_path).returncode == 1
+    assert unit.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == ["svc"]
+
+
+def test_check_fails_above_threshold(tmp_path: Path) -> None:
+    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
+    assert unitgen("render", "svc", cwd=tmp_path).returncode == 0
+    result = unitgen("check", "svc", "--threshold", "0.1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "threshold 0.1" in result.stdout
