@@ -27,9 +27,7 @@ def build_deb(
     level: int | None = None,
 ) -> Path:
     """Write NAME_VERSION-RELEASE_ARCH.deb into `out_dir`; return its path."""
-    return deb.build(
-        staging, info, out_dir, scripts.deb_scripts(staging, info), compression=compression, level=level
-    )
+    return deb.build(staging, info, out_dir, scripts.deb_scripts(staging, info), compression=compression, level=level)
 
 
 def build_rpm(

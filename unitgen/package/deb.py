@@ -181,10 +181,7 @@ def changelog(info: PackageInfo, when: int) -> str:
     """A one-entry Debian changelog (deb-changelog(5)) for this version."""
     entry = textwrap.fill(info.changelog.strip(), width=76, initial_indent="  * ", subsequent_indent="    ")
     date = formatdate(when, usegmt=False)
-    return (
-        f"{info.name} ({info.deb_version}) unstable; urgency=medium\n\n{entry}\n\n"
-        f" -- {info.maintainer}  {date}\n"
-    )
+    return f"{info.name} ({info.deb_version}) unstable; urgency=medium\n\n{entry}\n\n -- {info.maintainer}  {date}\n"
 
 
 def _gzip(data: bytes) -> bytes:
@@ -195,9 +192,7 @@ def _gzip(data: bytes) -> bytes:
 # --- tar ----------------------------------------------------------------------------------
 
 
-def _tarinfo(
-    name: str, kind: Kind, mode: int, mtime: int, size: int = 0, target: str = ""
-) -> tarfile.TarInfo:
+def _tarinfo(name: str, kind: Kind, mode: int, mtime: int, size: int = 0, target: str = "") -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.type = {Kind.FILE: tarfile.REGTYPE, Kind.DIR: tarfile.DIRTYPE, Kind.SYMLINK: tarfile.SYMTYPE}[kind]
     ti.mode = mode
@@ -222,11 +217,7 @@ def write_tar(out: Writable, entries: Sequence[Entry], root_mtime: int) -> str:
     sums = []
     for e in entries:
         name = "./" + e.path + ("/" if e.kind is Kind.DIR else "")
-        put(
-            _tarinfo(name, e.kind, e.mode, e.mtime, e.size, e.target).tobuf(
-                _TAR_FORMAT, "utf-8", "surrogateescape"
-            )
-        )
+        put(_tarinfo(name, e.kind, e.mode, e.mtime, e.size, e.target).tobuf(_TAR_FORMAT, "utf-8", "surrogateescape"))
         if e.kind is Kind.FILE:
             md5 = hashlib.md5(usedforsecurity=False)
             with e.open() as src:
@@ -242,9 +233,7 @@ def write_tar(out: Writable, entries: Sequence[Entry], root_mtime: int) -> str:
     return "".join(sums)
 
 
-def _control_tar(
-    files: Mapping[str, tuple[str, int]], mtime: int, comp: Compression, level: int | None
-) -> bytes:
+def _control_tar(files: Mapping[str, tuple[str, int]], mtime: int, comp: Compression, level: int | None) -> bytes:
     raw = io.BytesIO()
     entries = [
         Entry(name, Kind.FILE, mode, mtime, size=len(text.encode()), data=text.encode())

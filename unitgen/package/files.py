@@ -168,9 +168,7 @@ def collect(
             rel = full.relative_to(staging).as_posix()
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
-                entries[rel] = Entry(
-                    rel, Kind.SYMLINK, 0o777, clamp(st.st_mtime), target=str(full.readlink())
-                )
+                entries[rel] = Entry(rel, Kind.SYMLINK, 0o777, clamp(st.st_mtime), target=str(full.readlink()))
             elif stat.S_ISDIR(st.st_mode):
                 entries[rel] = Entry(rel, Kind.DIR, _normal_mode(st.st_mode, True), clamp(st.st_mtime))
             elif stat.S_ISREG(st.st_mode):

@@ -20,9 +20,7 @@ class Writable(Protocol):
 
 
 @contextmanager
-def compressed(
-    raw: BinaryIO, compression: Compression, level: int | None = None
-) -> Iterator[BinaryIO]:
+def compressed(raw: BinaryIO, compression: Compression, level: int | None = None) -> Iterator[BinaryIO]:
     """A write stream that compresses into `raw`, reproducibly (no name, no timestamp in gzip)."""
     level = compression.default_level() if level is None else level
     inner: gzip.GzipFile | lzma.LZMAFile
