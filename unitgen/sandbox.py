@@ -25,6 +25,7 @@ Commands are run inside with util-linux `nsenter`; files are copied in with `tar
 symbolic links are resolved against the sandbox root and never against the host's.
 """
 
+# ruff: noqa: S108  (/tmp, /var/tmp, /dev/shm here are mount points inside the sandbox, not temp files)
 from __future__ import annotations
 
 import atexit
@@ -123,7 +124,7 @@ SYSTEMD_ARGS = (
     "systemd.gpt_auto=no",
 )
 
-TARGET_UNIT = f"""\
+TARGET_UNIT = """\
 [Unit]
 Description=unitgen sandbox: sysinit and journald, nothing else
 Requires=sysinit.target systemd-journald.socket
@@ -219,8 +220,11 @@ class Mount:
     fstype: str | None = None
     flags: int = 0
     options: str | None = None
+    optional: bool = False  # skip when `where` does not exist (e.g. no /proc/sysrq-trigger)
 
     def execute(self) -> None:
+        if self.optional and not Path(self.where).exists():
+            return
         _mount(self.what, self.where, self.fstype, self.flags, self.options)
 
     def describe(self) -> str:
@@ -243,7 +247,7 @@ class MakeDirectory:
 
     def execute(self) -> None:
         with contextlib.suppress(FileExistsError):
-            os.mkdir(self.path, self.mode)
+            Path(self.path).mkdir(self.mode)
 
     def describe(self) -> str:
         return f"mkdir -m {self.mode:o} {self.path}"
@@ -271,7 +275,7 @@ class Symlink:
     path: str
 
     def execute(self) -> None:
-        os.symlink(self.target, self.path)
+        Path(self.path).symlink_to(self.target)
 
     def describe(self) -> str:
         return f"ln -s {self.target} {self.path}"
@@ -287,8 +291,8 @@ class WriteFile:
 
     def execute(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # replaces a symbolic link rather than following it
+        # Replace a symbolic link rather than write through it.
+        Path(self.path).unlink(missing_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, self.mode)
         with os.fdopen(fd, "w") as f:
             f.write(self.content)
@@ -299,20 +303,22 @@ class WriteFile:
 
 @dataclasses.dataclass(frozen=True)
 class BindConsole:
-    """Bind the console log (an fd opened on the host) over /dev/console.
+    """Bind the host-side console log file over the sandbox's /dev/console.
 
-    systemd as PID 1 writes its status and log to /dev/console; this keeps it in a file the host
-    can show when the boot fails, instead of the host's console.
+    systemd as PID 1 writes its log and status to /dev/console; this keeps them in a file the
+    host can show when a boot fails, instead of on the host's console. Done before pivot_root:
+    a bind source must be a mount of the caller's namespace.
     """
 
-    path: str = "/dev/console"
+    log: str
+    path: str
 
     def execute(self) -> None:
         WriteFile(self.path, "", 0o600).execute()
-        _mount("/proc/self/fd/1", self.path, None, MS_BIND, None)
+        _mount(self.log, self.path, None, MS_BIND, None)
 
     def describe(self) -> str:
-        return f"mount -o bind <console log> {self.path}"
+        return f"mount -o bind {self.log} {self.path}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,6 +458,8 @@ def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_
         MakeDirectory(root),
         Mount("overlay", root, "overlay", 0, f"lowerdir=/,upperdir={mnt}/upper,workdir={mnt}/work"),
         CheckMarker(root),
+        # /dev is built before pivot_root: its console is a bind of the host-side log file.
+        *_dev_plan(root, str(state / "console.log")),
         PivotRoot(root),
         # From here on every path is inside the new root.
         Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
@@ -460,8 +468,8 @@ def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_
         # The network sysctls belong to the sandbox's own network namespace.
         Mount("/proc/sys/net", "/proc/sys/net", None, MS_BIND),
         Mount(None, "/proc/sys/net", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC),
-        Mount("/proc/sysrq-trigger", "/proc/sysrq-trigger", None, MS_BIND),
-        Mount(None, "/proc/sysrq-trigger", None, MS_BIND | MS_REMOUNT | MS_RDONLY),
+        Mount("/proc/sysrq-trigger", "/proc/sysrq-trigger", None, MS_BIND, optional=True),
+        Mount(None, "/proc/sysrq-trigger", None, MS_BIND | MS_REMOUNT | MS_RDONLY, optional=True),
         Mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC),
         Mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755"),
     ]
@@ -471,26 +479,6 @@ def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_
         plan.append(Mount(h.fstype, h.mountpoint, h.fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, h.options or None))
     plan += [
         Mount(None, "/sys/fs/cgroup", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755"),
-        Mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=0755"),
-        *(
-            MakeNode(f"/dev/{dev}", major, minor)
-            for dev, major, minor in (
-                ("null", 1, 3),
-                ("zero", 1, 5),
-                ("full", 1, 7),
-                ("random", 1, 8),
-                ("urandom", 1, 9),
-                ("tty", 5, 0),
-            )
-        ),
-        MakeDirectory("/dev/pts"),
-        Mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"),
-        Symlink("pts/ptmx", "/dev/ptmx"),
-        MakeDirectory("/dev/shm"),
-        Mount("tmpfs", "/dev/shm", "tmpfs", tmpfs_flags, "mode=1777"),
-        Symlink("/proc/self/fd", "/dev/fd"),
-        *(Symlink(f"/proc/self/fd/{i}", f"/dev/{n}") for i, n in enumerate(("stdin", "stdout", "stderr"))),
-        BindConsole(),
         Mount("tmpfs", "/run", "tmpfs", tmpfs_flags, "mode=0755"),
         Mount("tmpfs", "/tmp", "tmpfs", tmpfs_flags, "mode=1777"),
         Mount("tmpfs", "/var/tmp", "tmpfs", tmpfs_flags, "mode=1777"),
@@ -505,6 +493,28 @@ def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_
         CheckMounts(),
     ]
     return plan
+
+
+def _dev_plan(root: str, console_log: str) -> list[Operation]:
+    """A fresh /dev on a tmpfs: a few device nodes, its own devpts, its own /dev/shm.
+
+    Not the host's devtmpfs, so nothing in the sandbox can create or change host device nodes.
+    `root` is the new root, before pivot_root; everything below is on the fresh tmpfs.
+    """
+    dev = f"{root}/dev"
+    nodes = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+    return [
+        Mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=0755"),
+        *(MakeNode(f"{dev}/{node}", major, minor) for node, major, minor in nodes),
+        MakeDirectory(f"{dev}/pts"),
+        Mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"),
+        Symlink("pts/ptmx", f"{dev}/ptmx"),
+        MakeDirectory(f"{dev}/shm"),
+        Mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
+        Symlink("/proc/self/fd", f"{dev}/fd"),
+        *(Symlink(f"/proc/self/fd/{i}", f"{dev}/{n}") for i, n in enumerate(("stdin", "stdout", "stderr"))),
+        BindConsole(console_log, f"{dev}/console"),
+    ]
 
 
 def describe_plan(name: str = "unitgen") -> str:
@@ -580,7 +590,8 @@ def _pid1(spec: dict[str, Any], status: int) -> NoReturn:
             # Set last: changing credentials may clear it. If the helper dies, so does the sandbox.
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         env = {"container": CONTAINER, "PATH": PATH, "LANG": "C.UTF-8"}
-        os.execve(SYSTEMD, [SYSTEMD, *SYSTEMD_ARGS], env)
+        argv = spec.get("exec") or [SYSTEMD, *SYSTEMD_ARGS]
+        os.execve(argv[0], argv, env)  # noqa: S606 (no shell: exec PID 1 itself)
     except BaseException as exc:
         _report(status, f"error {exc}")
     os._exit(1)
@@ -684,15 +695,10 @@ class Sandbox:
             if shutil.which(tool, path=PATH) is None:
                 raise UnitgenError(f"{tool}: not found", hint="install systemd and util-linux (scripts/bootstrap)")
         start = time.monotonic()
-        STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=STATE_ROOT))
-        (state / "mnt").mkdir()
-        hierarchies = host_hierarchies()
-        sid = state.name.split(".", 1)[1]
-        cgroups = [Path(h.mountpoint + _cgroup_child(h, sid)) for h in hierarchies]
-        sandbox = cls(name, state, cgroups, detach=detach)
+        sandbox = cls._prepare(name, detach=detach)
         try:
-            sandbox._start(boot_plan(name, state, hierarchies, secrets.token_hex(16)), start + timeout)
+            plan = boot_plan(name, sandbox.state, host_hierarchies(), secrets.token_hex(16))
+            sandbox._start(plan, start + timeout)
             sandbox._wait_running(start + timeout)
         except BaseException:
             sandbox.teardown()
@@ -700,10 +706,22 @@ class Sandbox:
         sandbox.boot_seconds = time.monotonic() - start
         return sandbox
 
-    def _start(self, plan: Sequence[Operation], deadline: float) -> None:
+    @classmethod
+    def _prepare(cls, name: str, *, detach: bool = False) -> Sandbox:
+        """A not yet started sandbox with its own state directory and cgroup names."""
+        _check_name(name)
+        STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=STATE_ROOT))
+        (state / "mnt").mkdir()
+        sid = state.name.split(".", 1)[1]
+        cgroups = [Path(h.mountpoint + _cgroup_child(h, sid)) for h in host_hierarchies()]
+        return cls(name, state, cgroups, detach=detach)
+
+    def _start(self, plan: Sequence[Operation], deadline: float, exec_argv: Sequence[str] = ()) -> None:
         read_end, write_end = os.pipe()
         spec = {
             "name": self.name,
+            "exec": list(exec_argv),
             "status_fd": write_end,
             "detach": self.detach,
             "parent": os.getpid(),
@@ -757,8 +775,13 @@ class Sandbox:
                 data += chunk
 
     def _write_info(self) -> None:
-        info = {"name": self.name, "pid": self.pid, "starttime": self._starttime,
-                "cgroups": [str(c) for c in self.cgroups], "detach": self.detach}
+        info = {
+            "name": self.name,
+            "pid": self.pid,
+            "starttime": self._starttime,
+            "cgroups": [str(c) for c in self.cgroups],
+            "detach": self.detach,
+        }
         (self.state / "info.json").write_text(json.dumps(info))
 
     def _wait_running(self, deadline: float) -> None:
@@ -790,14 +813,34 @@ class Sandbox:
         return UnitgenError(message, hint="the console log above is systemd's own output")
 
     @classmethod
+    def probe(cls, argv: Sequence[str], *, name: str = "probe", timeout: float = 30.0) -> str:
+        """Set up exactly what `boot()` sets up, but run `argv` as PID 1 instead of systemd.
+
+        Returns its output. A dry run of the isolation: e.g. write files and show the mounts, then
+        check on the host that nothing leaked.
+        """
+        _require_root()
+        sandbox = cls._prepare(name)
+        try:
+            plan = boot_plan(name, sandbox.state, host_hierarchies(), secrets.token_hex(16))
+            sandbox._start(plan, time.monotonic() + timeout, argv)
+            assert sandbox._helper is not None
+            sandbox._helper.wait(timeout)
+            return sandbox.console_log.read_text(errors="replace")
+        finally:
+            sandbox.teardown()
+
+    @classmethod
     def attach(cls, name_or_id: str) -> Sandbox:
         """A handle on a running (e.g. detached) sandbox, by its id or its unique name."""
         _require_root()
         found = [s for s in cls.running() if name_or_id in (s.id, s.name)]
         if len(found) != 1:
             what = "no" if not found else "more than one"
-            raise UnitgenError(f"{what} running sandbox called {name_or_id!r}",
-                               hint="list them with Sandbox.running(); use the id to choose")
+            raise UnitgenError(
+                f"{what} running sandbox called {name_or_id!r}",
+                hint="list them with Sandbox.running(); use the id to choose",
+            )
         return found[0]
 
     @classmethod
@@ -807,8 +850,7 @@ class Sandbox:
         for info_path in sorted(STATE_ROOT.glob("*/info.json")) if STATE_ROOT.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 info = json.loads(info_path.read_text())
-                sandbox = cls(info["name"], info_path.parent, [Path(c) for c in info["cgroups"]],
-                              detach=info["detach"])
+                sandbox = cls(info["name"], info_path.parent, [Path(c) for c in info["cgroups"]], detach=info["detach"])
                 sandbox.pid, sandbox._starttime = info["pid"], info["starttime"]
                 if sandbox.alive():
                     result.append(sandbox)
@@ -879,8 +921,13 @@ class Sandbox:
         """Run a command inside as root, with a clean environment (`sandbox_env` plus `env`)."""
         self._require_alive()
         try:
-            return run(self.enter_argv(argv), check=check, input=input, timeout=timeout,
-                       env={**self.sandbox_env, **(env or {})})
+            return run(
+                self.enter_argv(argv),
+                check=check,
+                input=input,
+                timeout=timeout,
+                env={**self.sandbox_env, **(env or {})},
+            )
         except subprocess.TimeoutExpired as exc:
             raise UnitgenError(f"timed out after {timeout}s in sandbox {self.id}: {' '.join(argv)}") from exc
 
@@ -889,24 +936,48 @@ class Sandbox:
         self._require_alive()
         full = self.enter_argv(argv)
         try:
-            result = subprocess.run(full, input=data, stdin=None if data is not None else subprocess.DEVNULL,
-                                    capture_output=True, timeout=timeout, env=dict(self.sandbox_env), check=False)
+            result = subprocess.run(
+                full,
+                input=data,
+                stdin=None if data is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=dict(self.sandbox_env),
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise UnitgenError(f"timed out after {timeout}s in sandbox {self.id}: {' '.join(argv)}") from exc
         if result.returncode != 0:
-            raise CommandError(full, result.returncode, result.stdout.decode(errors="replace"),
-                               result.stderr.decode(errors="replace"))
+            raise CommandError(
+                full, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+            )
         return result.stdout
 
     def _require_alive(self) -> None:
         if not self.alive():
-            raise UnitgenError(f"sandbox {self.id} is not running" + ("" if self._torn_down else
-                               f"\n--- console ---\n{_tail(self.console_log)}"))
+            raise UnitgenError(
+                f"sandbox {self.id} is not running"
+                + ("" if self._torn_down else f"\n--- console ---\n{_tail(self.console_log)}")
+            )
 
     def _extract(self, archive: bytes) -> None:
         # --no-overwrite-dir keeps the modes of /, /etc, ...; --keep-directory-symlink keeps /lib -> usr/lib.
-        self._run_bytes(["tar", "-x", "-p", "--same-owner", "--numeric-owner", "--no-overwrite-dir",
-                         "--keep-directory-symlink", "-C", "/", "-f", "-"], archive)
+        self._run_bytes(
+            [
+                "tar",
+                "-x",
+                "-p",
+                "--same-owner",
+                "--numeric-owner",
+                "--no-overwrite-dir",
+                "--keep-directory-symlink",
+                "-C",
+                "/",
+                "-f",
+                "-",
+            ],
+            archive,
+        )
 
     def copy_in(self, src: Path, dest: str = "/") -> None:
         """Copy a host tree's contents (a staging tree mirroring the target fs) or a file in.
