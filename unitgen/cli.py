@@ -61,6 +61,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    from unitgen.package import Format, build
+    from unitgen.package_spec import package_info
+    from unitgen.render import render
+    from unitgen.spec import load_spec
+    from unitgen.staging import write_tree
+
+    spec = load_spec(_spec_path(args), args.name)
+    info = package_info(spec)  # before writing anything: a spec without [package] fails here
+    staging = _out_dir(args)
+    write_tree(render(spec, template_dirs=[Path(t) for t in args.templates]), staging)
+    formats = [Format(args.format)] if args.format != "both" else [Format.DEB, Format.RPM]
+    for fmt in formats:
+        print(build(fmt, staging, info, Path(args.dist)))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages."
@@ -96,6 +113,19 @@ def _parser() -> argparse.ArgumentParser:
         "--threshold", type=float, help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)"
     )
     p.set_defaults(func=cmd_check)
+
+    p = command("package", "render, then build .deb and .rpm packages")
+    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
+    p.add_argument("--dist", metavar="DIR", default="dist", help="where packages go (default: dist)")
+    p.add_argument("--format", choices=["deb", "rpm", "both"], default="both", help="default: both")
+    p.add_argument(
+        "--templates",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a directory of templates that override the built-in ones (repeatable)",
+    )
+    p.set_defaults(func=cmd_package)
     return parser
 
 

@@ -1,0 +1,62 @@
+"""From a service spec to the package model: what the packagers need to know about the service."""
+
+from __future__ import annotations
+
+from unitgen.errors import UnitgenError
+from unitgen.package import PackageInfo, Relations
+from unitgen.spec import Spec
+
+# The launcher runs on the target's /usr/bin/python3 with the standard library alone
+# (3.11 features), and uses systemd-python for the journal when it is installed.
+LAUNCHER_DEPENDS = ("python3 (>= 3.11)",)
+LAUNCHER_RECOMMENDS = ("python3-systemd",)
+
+
+def _purge_paths(spec: Spec) -> tuple[str, ...]:
+    """What the service wrote that a purge removes (a remove keeps it)."""
+    paths = []
+    for base, directory in (
+        ("/var/lib", spec.state_directory),
+        ("/var/cache", spec.cache_directory),
+        ("/var/log", spec.logs_directory),
+    ):
+        if directory:
+            paths.append(f"{base}/{directory}")
+            if spec.user is None:
+                # DynamicUser=yes keeps the real directory under private/ (systemd.exec(5)).
+                paths.append(f"{base}/private/{directory}")
+    return tuple(paths)
+
+
+def package_info(spec: Spec) -> PackageInfo:
+    p = spec.package
+    if p is None:
+        raise UnitgenError(
+            f"{spec.source}: package: the spec has no [package] table",
+            hint='add [package] with version = "1.0.0" and maintainer = "Name <email>"',
+        )
+    units = [f"{spec.name}.service"]
+    if spec.timer is not None:
+        units.append(f"{spec.name}.timer")
+    return PackageInfo(
+        name=spec.name,
+        version=p.version,
+        release=p.release,
+        maintainer=p.maintainer,
+        summary=(p.summary or spec.description).rstrip("."),
+        description=p.description or spec.description,
+        license=p.license,
+        homepage=p.homepage,
+        depends=LAUNCHER_DEPENDS + p.depends,
+        recommends=LAUNCHER_RECOMMENDS + p.recommends,
+        conflicts=p.conflicts,
+        deb=Relations(p.deb.depends, p.deb.recommends, p.deb.conflicts),
+        rpm=Relations(p.rpm.depends, p.rpm.recommends, p.rpm.conflicts),
+        architecture=p.architecture,
+        units=tuple(units),
+        timer=spec.timer is not None,
+        start=spec.start_on_install,
+        sysusers=(f"{spec.name}.conf",) if spec.user else (),
+        tmpfiles=(f"{spec.name}.conf",),
+        purge=_purge_paths(spec),
+    )
