@@ -78,6 +78,24 @@ def cmd_package(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_try(args: argparse.Namespace) -> int:
+    from unitgen.render import render
+    from unitgen.spec import load_spec
+    from unitgen.staging import write_tree
+    from unitgen.trial import TryOptions, teardown, try_service
+
+    spec = load_spec(_spec_path(args), args.name)
+    if args.teardown:
+        return teardown(spec)
+    staging = _out_dir(args)
+    if args.install is None:
+        write_tree(render(spec, template_dirs=[Path(t) for t in args.templates]), staging)
+    options = TryOptions(
+        install=Path(args.install) if args.install else None, keep=args.keep, shell=args.shell, timeout=args.timeout
+    )
+    return try_service(spec, staging, options)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages."
@@ -126,6 +144,22 @@ def _parser() -> argparse.ArgumentParser:
         help="a directory of templates that override the built-in ones (repeatable)",
     )
     p.set_defaults(func=cmd_package)
+
+    p = command("try", "(root) start the service in a throw-away real systemd and show how it behaves")
+    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
+    p.add_argument(
+        "--templates",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a directory of templates that override the built-in ones (repeatable)",
+    )
+    p.add_argument("--install", metavar="PACKAGE", help="install this .deb or .rpm instead of the staging tree")
+    p.add_argument("--shell", action="store_true", help="open a shell inside the sandbox before tearing it down")
+    p.add_argument("--keep", action="store_true", help="leave the sandbox running (see --teardown)")
+    p.add_argument("--teardown", action="store_true", help="tear down a sandbox left by --keep")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service (default 60)")
+    p.set_defaults(func=cmd_try)
     return parser
 
 

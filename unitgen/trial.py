@@ -1,0 +1,174 @@
+"""`unitgen try`: the service in a real, throw-away systemd, shown the way an operator looks at it.
+
+It boots a `Sandbox`, installs the staging tree (or a built .deb/.rpm with the real dpkg/rpm),
+starts the service, and prints its status, the lock holder, the live security score and the
+journal, then runs a second instance by hand to show it refused and logged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from unitgen.errors import UnitgenError
+from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.render import launcher_path
+from unitgen.sandbox import Sandbox
+from unitgen.spec import Spec
+
+Print = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TryOptions:
+    install: Path | None = None  # a .deb or .rpm to install instead of the staging tree
+    keep: bool = False  # leave the sandbox running (tear down later with --teardown)
+    shell: bool = False  # open an interactive shell inside before tearing down
+    timeout: float = 60.0
+
+
+def sandbox_name(spec: Spec) -> str:
+    return f"try-{spec.name}"
+
+
+def install_staging(sb: Sandbox, staging: Path, spec: Spec) -> None:
+    """What a package's maintainer scripts would do, for a bare staging tree."""
+    sb.copy_in(staging, "/")
+    sb.run(["systemd-sysusers"])
+    sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{spec.name}.conf"])
+    sb.systemctl("daemon-reload")
+
+
+def install_package(sb: Sandbox, package: Path) -> str:
+    target = f"/var/tmp/{package.name}"  # noqa: S108 - inside the sandbox, a private tmpfs
+    sb.copy_in(package, target)
+    if package.suffix == ".deb":
+        argv = ["dpkg", "-i", target]
+    elif package.suffix == ".rpm":
+        argv = ["rpm", "-i", "--nodeps", target]
+    else:
+        raise UnitgenError(f"{package}: not a .deb or .rpm")
+    return sb.run(argv).stdout.strip()
+
+
+def _main_unit(spec: Spec) -> str:
+    return f"{spec.name}.timer" if spec.timer is not None else f"{spec.name}.service"
+
+
+def start(sb: Sandbox, spec: Spec, timeout: float) -> bool:
+    """Start the service (for a timer job: the timer, plus one run now); True when it is up."""
+    service = f"{spec.name}.service"
+    if spec.timer is not None:
+        sb.systemctl("start", f"{spec.name}.timer")
+        sb.systemctl("start", "--no-block", service)
+    else:
+        sb.run(["systemctl", "start", service], check=False, timeout=timeout)
+
+    def up() -> bool:
+        state = sb.show(service, "ActiveState")["ActiveState"]
+        return state in ("active", "activating") if spec.timer is not None else state == "active"
+
+    try:
+        sb.wait_for(up, timeout=5 if spec.timer is None else timeout, what=f"{service} to come up")
+    except UnitgenError:
+        return False
+    return True
+
+
+def security_score(sb: Sandbox, unit: str) -> str:
+    out = sb.run(["systemd-analyze", "security", "--no-pager", unit], check=False).stdout
+    lines = [line for line in out.splitlines() if line.startswith("→ Overall exposure level")]
+    return lines[-1].split(": ", 1)[1] if lines else "unknown"
+
+
+def lock_holder(sb: Sandbox, spec: Spec) -> str:
+    try:
+        content = sb.read_file(spec.lock_file).decode(errors="replace").strip()
+    except (OSError, UnitgenError):
+        return f"{spec.lock_file} does not exist"
+    locks = sb.run(["lslocks", "--noheadings", "--raw", "-o", "PID,TYPE,COMMAND,PATH"], check=False).stdout
+    held = [line for line in locks.splitlines() if line.endswith(" " + spec.lock_file)]
+    if not held:
+        return f"{spec.lock_file} contains {content or 'nothing'}, but no process holds a lock on it"
+    pid, kind, command, _ = held[0].split(" ", 3)
+    return f"{spec.lock_file}: {kind} lock held by PID {pid} ({command}); the file says {content}"
+
+
+def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
+    service = f"{spec.name}.service"
+    props = sb.show(service, "ActiveState", "SubState", "MainPID", "StatusText", "NRestarts", "Result")
+    say(f"{service}: {props['ActiveState']} ({props['SubState']}), result {props['Result']}")
+    say(f"  main PID:   {props['MainPID']}")
+    say(f"  status:     {props['StatusText'] or '-'}")
+    say(f"  restarts:   {props['NRestarts']}")
+    say(f"  lock:       {lock_holder(sb, spec)}")
+    say(f"  security:   {security_score(sb, service)} (systemd-analyze security, live)")
+
+
+def show_journal(sb: Sandbox, spec: Spec, say: Print, lines: int = 15) -> None:
+    out = sb.run(
+        ["journalctl", "--no-pager", "-o", "short-monotonic", "-n", str(lines), "-u", f"{spec.name}.*"], check=False
+    ).stdout
+    say(f"journal (last {lines} lines):")
+    for line in out.splitlines():
+        say("  " + line)
+
+
+def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print) -> bool:
+    """Run a second instance by hand, as an operator or cron would; it must be refused."""
+    launcher = str(launcher_path(spec))
+    say(f"second instance, by hand: {launcher}")
+    result = sb.run([launcher], check=False, timeout=30)
+    say(f"  exit code {result.returncode} (expected {EXIT_ALREADY_RUNNING}: already running)")
+    entries = sb.journal(f"MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}")
+    if entries:
+        entry = entries[-1]
+        say(f"  journal: {entry.get('MESSAGE', '')}")
+        fields = {k: v for k, v in entry.items() if k.startswith("LOCK_") or k in ("PRIORITY", "MESSAGE_ID")}
+        say("  fields:  " + json.dumps(fields, sort_keys=True))
+        say(f"  find them all: journalctl MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}")
+    return result.returncode == EXIT_ALREADY_RUNNING and bool(entries)
+
+
+def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = print) -> int:
+    sb = Sandbox.boot(sandbox_name(spec), detach=options.keep)
+    say(f"booted a sandboxed systemd ({sb.id}, PID {sb.pid}) in {sb.boot_seconds:.2f} s")
+    try:
+        if options.install is not None:
+            say(f"installing {options.install.name} with {'dpkg' if options.install.suffix == '.deb' else 'rpm'}")
+            install_package(sb, options.install)
+        else:
+            install_staging(sb, staging, spec)
+        up = start(sb, spec, options.timeout)
+        show_status(sb, spec, say)
+        refused = demonstrate_contention(sb, spec, say) if up else False
+        show_journal(sb, spec, say)
+        if options.shell:
+            say("a shell inside the sandbox; exit it to tear the sandbox down")
+            subprocess.run(sb.enter_argv(["/bin/bash", "-l"]), check=False)
+        if options.keep:
+            say(f"the sandbox keeps running: get a shell with `{' '.join(sb.enter_argv(['/bin/bash']))}`")
+            say(f"tear it down with `unitgen try {spec.name} --teardown`")
+        if not up:
+            say(f"ERROR {_main_unit(spec)} did not come up; the journal above says why")
+            return 1
+        if not refused:
+            say("ERROR the second instance was not refused as expected")
+            return 1
+        return 0
+    finally:
+        if not options.keep:
+            sb.teardown()
+
+
+def teardown(spec: Spec, say: Print = print) -> int:
+    found = [sb for sb in Sandbox.running() if sb.name == sandbox_name(spec)]
+    for sb in found:
+        sb.teardown()
+        say(f"tore down {sb.id}")
+    if not found:
+        say(f"no sandbox of {spec.name} is running")
+    return 0
