@@ -1,0 +1,176 @@
+"""Benchmark the rendered launcher against the start-up floor (issue 3). Not a test.
+
+    .venv/bin/python bench/bench_launcher.py [--runs N] [--python /usr/bin/python3]
+
+Measured in one run, interleaved so that machine load hits every variant alike:
+  floor           `python3 -I -c 'import os, socket, fcntl'` plus sending READY=1 by hand:
+                  spawn -> READY=1 received, and spawn -> exit
+  launcher        the rendered launcher (exec mode, ready=immediate, app /bin/true):
+                  spawn -> READY=1 received (target: within 1.3x of the floor)
+  contention      the rendered launcher while another process holds the lock:
+                  spawn -> exit (detect, log to a native journal receiver, STATUS=, exit 17;
+                  target: within 1.5x of the floor's spawn -> exit)
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from unitgen.launcher import EXIT_ALREADY_RUNNING, LauncherSettings  # noqa: E402
+from unitgen.launcher_render import render_launcher  # noqa: E402
+
+FLOOR_CODE = (
+    "import os, socket, fcntl\n"
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+)
+
+
+class Receiver:
+    """An AF_UNIX datagram socket standing in for systemd's notify or journal socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+
+    def wait_for(self, needle: bytes, timeout: float = 10.0) -> float:
+        """Monotonic time at which a datagram containing `needle` arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"no datagram with {needle!r}")
+            data = self.sock.recv(65536)
+            if needle in data:
+                return time.perf_counter()
+
+    def drain(self) -> None:
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(65536)
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
+
+def spawn_to_ready(argv: list[str], env: dict[str, str], notify: Receiver) -> tuple[float, float]:
+    """(seconds from spawn to READY=1, seconds from spawn to exit)."""
+    notify.drain()
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+    ready = notify.wait_for(b"READY=1")
+    proc.wait()
+    end = time.perf_counter()
+    return ready - start, end - start
+
+
+def spawn_to_exit(argv: list[str], env: dict[str, str], expect: int) -> float:
+    start = time.perf_counter()
+    code = subprocess.call(argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    if code != expect:
+        raise SystemExit(f"{argv[0]} exited {code}, expected {expect}")
+    return elapsed
+
+
+def settings(name: str, lock: Path) -> LauncherSettings:
+    return {
+        "name": name,
+        "mode": "exec",
+        "argv": ["/bin/true"],
+        "entry": None,
+        "lock_file": str(lock),
+        "ready": "immediate",
+        "ready_timeout_sec": 10.0,
+        "on_contention": "exit",
+        "wait_timeout_sec": None,
+        "oneshot": False,
+    }
+
+
+def write_launcher(path: Path, source: str) -> None:
+    path.write_text(source, encoding="utf-8")
+    path.chmod(0o755)
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--python", default="/usr/bin/python3")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="unitgen-bench-") as tmp:
+        work = Path(tmp)
+        notify = Receiver(work / "notify")
+        journal = Receiver(work / "journal")
+        free_lock, held_lock = work / "free.pid", work / "held.pid"
+        launcher, contender = work / "bench-launcher", work / "bench-contender"
+        write_launcher(launcher, render_launcher(settings("bench", free_lock), python=args.python))
+        write_launcher(contender, render_launcher(settings("bench", held_lock), python=args.python))
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "NOTIFY_SOCKET": str(notify.path),
+            "UNITGEN_JOURNAL_SOCKET": str(journal.path),
+        }
+        holder = os.open(held_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.lockf(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this process is the running instance
+
+        results: dict[str, list[float]] = {"floor ready": [], "floor exit": [], "launcher ready": [], "contention": []}
+        variants: list[Callable[[], None]] = [
+            lambda: _record(
+                results,
+                ("floor ready", "floor exit"),
+                spawn_to_ready([args.python, "-I", "-c", FLOOR_CODE], env, notify),
+            ),
+            lambda: results["launcher ready"].append(spawn_to_ready([str(launcher)], env, notify)[0]),
+            lambda: results["contention"].append(spawn_to_exit([str(contender)], env, EXIT_ALREADY_RUNNING)),
+        ]
+        for variant in variants:  # warm the page cache
+            variant()
+        for key in results:
+            results[key].clear()
+        for _ in range(args.runs):
+            for variant in variants:
+                variant()
+            journal.drain()
+
+    floor_ready, floor_exit = median_ms(results["floor ready"]), median_ms(results["floor exit"])
+    launcher_ready, contention = median_ms(results["launcher ready"]), median_ms(results["contention"])
+    print(f"interpreter: {args.python}, {args.runs} runs each, medians")
+    print(f"floor      spawn->READY=1  {floor_ready:7.2f} ms")
+    print(f"floor      spawn->exit     {floor_exit:7.2f} ms")
+    print(
+        f"launcher   spawn->READY=1  {launcher_ready:7.2f} ms   ratio {launcher_ready / floor_ready:.2f} (target <= 1.30)"
+    )
+    print(f"contention spawn->exit     {contention:7.2f} ms   ratio {contention / floor_exit:.2f} (target <= 1.50)")
+    return 0
+
+
+def _record(results: dict[str, list[float]], keys: tuple[str, str], values: tuple[float, float]) -> None:
+    for key, value in zip(keys, values, strict=True):
+        results[key].append(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

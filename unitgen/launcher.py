@@ -1,0 +1,1001 @@
+"""Single-instance launcher for one service: take the lock, report readiness, run the app.
+
+This module is the launcher runtime. `unitgen render` copies its source verbatim into
+`/usr/libexec/NAME/NAME-launcher`, followed by the service's settings as a Python literal, and the
+unit runs that file as `ExecStart=`. It uses only the standard library (systemd-python is used when
+importable, and only when something is logged) and never imports unitgen. It can also be run
+directly: `python3 launcher.py --settings '<json>' [-- ARGS...]`.
+
+Lock
+    The lock file (default /run/NAME/NAME.pid) is opened with O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC,
+    mode 0644, and locked with a classic POSIX record lock (fcntl F_SETLK, F_WRLCK, whole file), the
+    same lock as the APUE `already_running()` pattern, so both exclude each other. Only the holder
+    writes its PID into the file (first the new content, then the truncation, so `cat` never sees an
+    empty file). A contender never writes, truncates or deletes it. The kernel drops the lock when
+    its holder dies, even by SIGKILL, whatever PID the file still contains.
+
+    exec mode: the lock fd is made inheritable and the launcher execs the program, which therefore
+    runs under the same PID and keeps the lock. The fd number is in $UNITGEN_LOCK_FD. The one rule
+    for the program: never close that fd, and never open-and-close the lock path (with POSIX locks,
+    closing *any* fd of the file drops every lock the process holds on it). Forked children do not
+    inherit the lock.
+
+    python mode: the launcher process holds the lock and calls the entry in its main thread. The
+    lock is taken by a helper thread that first gives itself a private fd table
+    (unshare(CLONE_FILES)); POSIX locks belong to the fd table that took them, so the app may open,
+    read and close the lock path freely without dropping the lock. The holder PID the kernel reports
+    is still the process's PID. The lock dies with the process (not with forked workers). If
+    unshare() is refused, the lock is taken in the shared table and the exec-mode rule applies (a
+    warning is logged).
+
+Readiness (`ready`) and sd_notify
+    immediate   READY=1 right before exec (exec mode) or before calling the entry (python mode).
+    notify      the app sends READY=1 to $NOTIFY_SOCKET itself (any sd_notify client, or a few lines
+                of socket code: one AF_UNIX datagram "READY=1"; "@" means an abstract address).
+    tcp:PORT, tcp:HOST:PORT, path:/abs/file
+                the launcher probes until the port accepts a connection or the path exists, then
+                sends READY=1. In exec mode a small watcher process (forked before exec) does it, so
+                the unit needs NotifyAccess=all. If the condition does not hold within
+                ready_timeout_sec, the failure is logged and the service gets SIGTERM (python mode
+                then exits with EXIT_READY_TIMEOUT).
+    Watchdog: when $WATCHDOG_USEC is set and $WATCHDOG_PID is unset or the service's PID, WATCHDOG=1
+    is sent every WATCHDOG_USEC/2 (monotonic clock) while the app is healthy: for tcp/path while the
+    probe still succeeds; python mode + immediate while the interpreter runs Python code. With
+    `notify` the app pings itself; exec mode + immediate cannot be watched by the launcher.
+    python mode: SIGTERM sends STOPPING=1 and raises SystemExit(0) in the main thread, so `finally`
+    blocks run (a second SIGTERM kills). SIGHUP sends RELOADING=1 with MONOTONIC_USEC, calls the
+    entry module's `unitgen_reload()` if it defines one, then READY=1. An app that installs its own
+    SIGTERM/SIGHUP handlers replaces these and speaks the protocol itself.
+    oneshot services never send READY=1 or WATCHDOG=1 (only STATUS= and EXTEND_TIMEOUT_USEC=).
+    Notifications are sent natively (one datagram, UTF-8); no $NOTIFY_SOCKET is a silent no-op.
+
+Contention (`on_contention`)
+    exit: log one journal entry (PRIORITY=4, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING,
+          SYSLOG_IDENTIFIER=NAME, LOCK_PATH, LOCK_HOLDER_PID and, when /proc allows,
+          LOCK_HOLDER_COMM, LOCK_HOLDER_CMDLINE, LOCK_HOLDER_UNIT), send STATUS=, exit 17.
+          `journalctl MESSAGE_ID=0f650170d0fd470bbe7f3aa2ef8e12e7` lists every occurrence.
+    wait: same entry, then wait for the lock, sending STATUS= and EXTEND_TIMEOUT_USEC= every few
+          seconds; after wait_timeout_sec give up with EXIT_WAIT_TIMEOUT.
+
+Exit codes (besides the app's own)
+    17  EXIT_ALREADY_RUNNING  another instance holds the lock (unit: RestartPreventExitStatus=17;
+                              timer services also SuccessExitStatus=17)
+    64  EXIT_USAGE            bad command line when run directly
+    69  EXIT_READY_TIMEOUT    python mode: tcp/path readiness not reached within ready_timeout_sec
+    70  EXIT_APP_ERROR        the app could not be started (python entry failed to import or is
+                              missing; exec failed)
+    73  EXIT_LOCK_ERROR       the lock file cannot be opened or locked (directory missing, not
+                              writable, read-only file system, symlink, not a regular file)
+    75  EXIT_WAIT_TIMEOUT     on_contention=wait gave up after wait_timeout_sec
+    78  EXIT_CONFIG_ERROR     invalid settings
+    Failures other than contention are logged at PRIORITY=3 with MESSAGE_ID_LOCK_ERROR (lock
+    problems) or without a MESSAGE_ID, and say what to fix.
+
+Journal
+    systemd-python's C sender (systemd._journal.sendv, what systemd.journal.send calls; importing
+    systemd.journal itself costs ~30 ms) when importable, otherwise the native protocol on
+    /run/systemd/journal/socket (multi-line values, field names sanitised, entries too large for a
+    datagram passed as a sealed memfd). With no journal, or when stderr is a terminal, a plain
+    "NAME: message" line also goes to stderr. Logging never raises.
+
+Command line
+    exec mode: `NAME-launcher -- PROG ARGS...` runs PROG ARGS instead of the rendered argv (the unit
+    passes the command this way so a drop-in can change it); arguments without a leading `--` are
+    appended to the rendered argv. python mode: the arguments become sys.argv[1:].
+
+Environment
+    UNITGEN_LOCK_FD          set for the exec'd program: the fd holding the lock.
+    UNITGEN_JOURNAL_SOCKET   send journal entries natively to this socket instead (tests, debugging).
+    NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID   read as systemd sets them.
+
+Start-up cost matters (this runs on every start): only os, fcntl, errno and _socket are imported on
+the way to READY=1. `socket` (its IntEnum set-up costs ~15 ms), `typing` (~18 ms), json, struct,
+threading and ctypes are imported only on the paths that need them.
+"""
+
+# pathlib costs ~17 ms of start-up: this file uses os.path and open() on purpose.
+# ruff: noqa: PTH110, PTH116, PTH120, PTH123
+from __future__ import annotations
+
+import _socket
+import errno
+import fcntl
+import os
+import stat
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType, ModuleType
+    from typing import Literal, TypedDict
+
+    class LauncherSettings(TypedDict):
+        name: str
+        mode: Literal["exec", "python"]
+        argv: list[str]
+        entry: str | None
+        lock_file: str
+        ready: str
+        ready_timeout_sec: float
+        on_contention: Literal["exit", "wait"]
+        wait_timeout_sec: float | None
+        oneshot: bool
+
+else:
+    # The TypedDict exists for type checkers only: importing typing costs ~18 ms at start-up.
+    LauncherSettings = dict
+
+SETTINGS_KEYS = (
+    "name",
+    "mode",
+    "argv",
+    "entry",
+    "lock_file",
+    "ready",
+    "ready_timeout_sec",
+    "on_contention",
+    "wait_timeout_sec",
+    "oneshot",
+)
+
+EXIT_ALREADY_RUNNING = 17
+EXIT_USAGE = 64
+EXIT_READY_TIMEOUT = 69
+EXIT_APP_ERROR = 70
+EXIT_LOCK_ERROR = 73
+EXIT_WAIT_TIMEOUT = 75
+EXIT_CONFIG_ERROR = 78
+
+MESSAGE_ID_ALREADY_RUNNING = "0f650170d0fd470bbe7f3aa2ef8e12e7"
+MESSAGE_ID_LOCK_ERROR = "f0716aacd5dc4a65addfc8685cfde170"
+
+LOCK_FD_ENV = "UNITGEN_LOCK_FD"
+JOURNAL_SOCKET_ENV = "UNITGEN_JOURNAL_SOCKET"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+RELOAD_HOOK = "unitgen_reload"
+
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_HOLDER_RETRIES = 5
+_WAIT_PING_SEC = 2.0
+_WAIT_EXTEND_USEC = 5_000_000
+_JOURNAL_SEND_TIMEOUT_SEC = 1.0
+_CLONE_FILES = 0x400
+
+
+# ---------------------------------------------------------------------------------------------
+# sd_notify (sd_notify(3)): one datagram of NEWLINE-separated KEY=VALUE assignments.
+
+
+def notify(state: str) -> bool:
+    """Send `state` to $NOTIFY_SOCKET; False when unset, unsupported or sending failed."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if address[:1] == "@":
+        target = b"\0" + address[1:].encode()
+    elif address[:1] == "/":
+        target = address.encode()
+    else:  # unset, or an address family (vsock:) this launcher does not speak
+        return False
+    try:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(target)
+            sock.send(state.encode("utf-8", "replace"))
+        finally:
+            sock.close()
+    except OSError:
+        return False
+    return True
+
+
+def _monotonic_usec() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Journal: systemd-python when importable, else the native protocol (systemd.journal-fields(7)).
+
+
+def journal_field_name(key: str) -> str | None:
+    """A valid journal field name for `key`: A-Z, 0-9 and _, no leading digit or _, at most 64."""
+    name = "".join(c if ("A" <= c <= "Z" or "0" <= c <= "9") else "_" for c in key.upper())
+    name = name.lstrip("_0123456789")[:64]
+    return name or None
+
+
+def journal_payload(fields: list[tuple[str, str]]) -> bytes:
+    """Serialise fields in the native protocol; values with newlines get the binary length form."""
+    parts = []
+    for key, value in fields:
+        name = journal_field_name(key)
+        if name is None:
+            continue
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            parts.append(b"%s\n%s%s\n" % (name.encode(), len(data).to_bytes(8, "little"), data))
+        else:
+            parts.append(b"%s=%s\n" % (name.encode(), data))
+    return b"".join(parts)
+
+
+def journal_send_native(path: str, fields: list[tuple[str, str]]) -> None:
+    """Send one entry to the journal socket at `path`; a sealed memfd when too big for a datagram."""
+    payload = journal_payload(fields)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(_JOURNAL_SEND_TIMEOUT_SEC)
+        try:
+            sock.sendto(payload, path)
+        except OSError as err:
+            if err.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
+                raise
+            _send_memfd(sock, path, payload)
+    finally:
+        sock.close()
+
+
+def _send_memfd(sock: _socket.socket, path: str, payload: bytes) -> None:
+    # journald accepts an empty datagram carrying one sealed memfd with the entry (sd_journal_sendv).
+    fd = os.memfd_create("journal-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+        rights = fd.to_bytes(4, sys.byteorder, signed=True)
+        sock.sendmsg([], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)], 0, path)
+    finally:
+        os.close(fd)
+
+
+def journal_send(fields: list[tuple[str, str]]) -> bool:
+    """Send one entry; True when some journal accepted it. Never raises."""
+    try:
+        path = os.environ.get(JOURNAL_SOCKET_ENV)
+        if path is None:
+            if not os.path.exists(JOURNAL_SOCKET):
+                return False  # libsystemd would drop the entry silently
+            sendv = _systemd_sendv()
+            if sendv is not None:
+                sendv(*(f"{name}={value}" for name, value in _valid_fields(fields)))
+                return True
+            path = JOURNAL_SOCKET
+        journal_send_native(path, fields)
+    except Exception:
+        return False
+    return True
+
+
+def _valid_fields(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    valid = []
+    for key, value in fields:
+        name = journal_field_name(key)
+        if name is not None:
+            valid.append((name, value))
+    return valid
+
+
+def _systemd_sendv() -> Callable[..., None] | None:
+    try:
+        from systemd._journal import sendv  # type: ignore[import-not-found,unused-ignore]
+    except Exception:
+        return None
+    return sendv  # type: ignore[no-any-return]
+
+
+def log(name: str, priority: int, message: str, **fields: str) -> None:
+    """One journal entry (SYSLOG_IDENTIFIER=name); also to stderr without a journal or on a tty."""
+    entry = [("MESSAGE", message), ("PRIORITY", str(priority)), ("SYSLOG_IDENTIFIER", name)]
+    entry.extend(fields.items())
+    sent = journal_send(entry)
+    try:
+        if not sent or os.isatty(2):
+            sys.stderr.write(f"{name}: {message}\n")
+            sys.stderr.flush()
+    except Exception:  # noqa: S110 - a closed or broken stderr must not crash the launcher
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The lock.
+
+
+class LockError(Exception):
+    """The lock file cannot be used; str() says what to fix."""
+
+    def __init__(self, message: str, err: int) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+def open_lock(path: str) -> int:
+    """Open (creating) the lock file; raise LockError with a fix-it message."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o644)
+    except OSError as err:
+        raise LockError(_open_error(path, err), err.errno or 0) from err
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise LockError(f"lock path {path} is not a regular file; remove it", errno.EINVAL)
+    return fd
+
+
+def _open_error(path: str, err: OSError) -> str:
+    directory = os.path.dirname(path) or "."
+    code = err.errno
+    if code == errno.ENOENT:
+        return (
+            f"lock directory {directory} does not exist: create it (RuntimeDirectory= in the unit, "
+            f"or a tmpfiles.d entry) or point lock_file at an existing directory"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return (
+            f"permission denied creating or opening lock file {path} as uid {os.geteuid()}: make "
+            f"{directory} writable for this user (RuntimeDirectory=, User=) or run as the service user"
+        )
+    if code == errno.EROFS:
+        return (
+            f"lock directory {directory} is on a read-only file system: keep the lock under /run "
+            f"(RuntimeDirectory=) or add {directory} to ReadWritePaths="
+        )
+    if code == errno.ELOOP:
+        return f"lock path {path} is a symbolic link; the launcher does not follow it: remove the link"
+    if code in (errno.EISDIR, errno.ENOTDIR):
+        return f"lock path {path} is not a regular file in a directory ({err.strerror}): fix the path"
+    return f"cannot open lock file {path}: {err.strerror}"
+
+
+def try_lock(fd: int) -> bool:
+    """F_SETLK F_WRLCK on the whole file (fcntl.lockf is exactly that); False when held elsewhere."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def lock_holder(fd: int) -> int | None:
+    """PID holding a conflicting lock (F_GETLK), 0 when unknown, None when the file is unlocked."""
+    import struct
+
+    flock = struct.Struct("hhqqi4x")  # struct flock on LP64 Linux: type, whence, start, len, pid
+    query = flock.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    l_type, _, _, _, l_pid = flock.unpack(fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    if l_type == fcntl.F_UNLCK:
+        return None
+    return l_pid if l_pid > 0 else 0  # -1: an OFD lock; 0: holder outside our PID namespace
+
+
+def write_pid(fd: int, pid: int) -> None:
+    """Record our PID; new content first, then truncate, so the file is never empty."""
+    data = b"%d\n" % pid
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def acquire(path: str) -> tuple[int, int | None]:
+    """Open and try the lock once: (fd, None) when we hold it, else (fd, holder PID or 0)."""
+    fd = open_lock(path)
+    try:
+        for _ in range(_HOLDER_RETRIES):
+            if try_lock(fd):
+                return fd, None
+            holder = lock_holder(fd)
+            if holder is not None:
+                return fd, holder
+    except OSError as err:
+        os.close(fd)
+        raise LockError(f"cannot lock {path}: {err.strerror}", err.errno or 0) from err
+    return fd, 0  # the lock kept changing hands: busy, holder unknown
+
+
+def _read_proc(pid: int, name: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            data = f.read(8192)
+    except OSError:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def unit_from_cgroup(text: str) -> str | None:
+    """The innermost .service/.scope unit in /proc/PID/cgroup (v2 "0::" or v1 name=systemd)."""
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if (hierarchy == "0" and controllers == "") or controllers == "name=systemd":
+            for part in reversed(path.split("/")):
+                if part.endswith((".service", ".scope")):
+                    return part
+    return None
+
+
+def holder_fields(pid: int) -> dict[str, str]:
+    """Journal fields describing the lock holder, as far as /proc lets us read them."""
+    fields = {"LOCK_HOLDER_PID": str(pid)}
+    if pid <= 0:
+        return fields
+    comm = _read_proc(pid, "comm")
+    if comm:
+        fields["LOCK_HOLDER_COMM"] = comm.strip()
+    cmdline = _read_proc(pid, "cmdline")
+    if cmdline:
+        fields["LOCK_HOLDER_CMDLINE"] = cmdline.rstrip("\0").replace("\0", " ")
+    cgroup = _read_proc(pid, "cgroup")
+    unit = unit_from_cgroup(cgroup) if cgroup else None
+    if unit:
+        fields["LOCK_HOLDER_UNIT"] = unit
+    return fields
+
+
+def contention_message(name: str, path: str, pid: int) -> str:
+    who = f"as PID {pid}" if pid > 0 else "(holder PID unknown)"
+    return f"{name} is already running {who} (lock {path})"
+
+
+def report_contention(name: str, path: str, pid: int, action: str) -> None:
+    message = contention_message(name, path, pid)
+    if action == "wait":
+        message += "; waiting for it to exit"
+    fields = holder_fields(pid)
+    fields.update(MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, LOCK_PATH=path, LOCK_CONTENTION_ACTION=action)
+    log(name, 4, message, **fields)
+    notify(f"STATUS={message}")
+
+
+def _lock_failed(name: str, err: LockError, path: str) -> int:
+    message = f"{name} cannot start: {err}"
+    log(name, 3, message, MESSAGE_ID=MESSAGE_ID_LOCK_ERROR, LOCK_PATH=path, ERRNO=str(err.errno))
+    notify(f"STATUS={message}")
+    return EXIT_LOCK_ERROR
+
+
+def _adopt_owner(fd: int, path: str) -> None:
+    # root running the launcher by hand must not leave a root-owned file the service user can no
+    # longer open: hand a file we own to the owner of its directory (the service's RuntimeDirectory).
+    try:
+        st = os.fstat(fd)
+        if os.geteuid() == 0 and st.st_uid == 0:
+            parent = os.stat(os.path.dirname(path) or ".")
+            if parent.st_uid != 0:
+                os.fchown(fd, parent.st_uid, parent.st_gid)
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o644:
+            os.fchmod(fd, 0o644)
+    except OSError:
+        pass
+
+
+def take_ownership(fd: int, path: str) -> None:
+    """We hold the lock: record our PID (the contender never touches the file)."""
+    write_pid(fd, os.getpid())
+    _adopt_owner(fd, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readiness probes.
+
+
+def parse_ready(ready: str) -> tuple[str, str, int]:
+    """("immediate"|"notify", "", 0), ("tcp", host, port) or ("path", path, 0); ValueError if bad."""
+    if ready in ("immediate", "notify"):
+        return ready, "", 0
+    kind, _, rest = ready.partition(":")
+    if kind == "path" and rest.startswith("/"):
+        return "path", rest, 0
+    if kind == "tcp" and rest:
+        host, _, port = rest.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]") or "localhost"
+        if port.isdigit() and 0 < int(port) < 65536:
+            return "tcp", host, int(port)
+    raise ValueError(f"ready must be immediate, notify, tcp:[HOST:]PORT or path:/ABS, not {ready!r}")
+
+
+def probe(kind: str, target: str, port: int) -> bool:
+    """Is the service ready: does the path exist / does the port accept a connection?"""
+    if kind == "path":
+        return os.path.exists(target)
+    if kind != "tcp":
+        return True
+    try:
+        addresses = _socket.getaddrinfo(target, port, 0, _socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, socktype, proto, _, address in addresses:
+        try:
+            sock = _socket.socket(family, socktype | _socket.SOCK_CLOEXEC, proto)
+        except OSError:
+            continue
+        try:
+            sock.settimeout(1.0)
+            if sock.connect_ex(address) == 0:
+                return True
+        finally:
+            sock.close()
+    return False
+
+
+def ready_status(name: str, ready: str) -> str:
+    kind, target, port = parse_ready(ready)
+    if kind == "tcp":
+        return f"{name} is ready: {target}:{port} accepts connections"
+    if kind == "path":
+        return f"{name} is ready: {target} exists"
+    return f"{name} is running"
+
+
+def watchdog_interval(service_pid: int) -> float | None:
+    """Seconds between WATCHDOG=1 pings, or None when the watchdog is off or not for us."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    owner = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if owner and owner != str(service_pid):
+        return None
+    return int(usec) / 2e6
+
+
+class _Deadline:
+    def __init__(self, seconds: float | None) -> None:
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float | None:
+        return None if self.end is None else max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+
+def wait_ready(settings: LauncherSettings, alive: Callable[[float], bool], healthy: Callable[[], bool]) -> bool:
+    """Probe until ready (True) or ready_timeout_sec passed / the service died (False).
+
+    `alive(seconds)` sleeps up to `seconds` and says whether the service is still there.
+    """
+    kind, target, port = parse_ready(settings["ready"])
+    deadline = _Deadline(settings["ready_timeout_sec"])
+    pause = 0.02
+    while not (healthy() and probe(kind, target, port)):
+        left = deadline.left()
+        if left == 0.0 or not alive(min(pause, left if left is not None else pause)):
+            return False
+        pause = min(pause * 1.5, 0.25)
+    return True
+
+
+def keep_watchdog(
+    settings: LauncherSettings, service_pid: int, alive: Callable[[float], bool], healthy: Callable[[], bool]
+) -> None:
+    """Ping WATCHDOG=1 every WATCHDOG_USEC/2 while the service lives and is healthy."""
+    interval = watchdog_interval(service_pid)
+    if interval is None:
+        return
+    kind, target, port = parse_ready(settings["ready"])
+    due = time.monotonic()
+    while True:
+        if healthy() and probe(kind, target, port):
+            notify("WATCHDOG=1")
+        due += interval
+        if not alive(max(0.0, due - time.monotonic())):
+            return
+
+
+def _ready_timed_out(settings: LauncherSettings, service_pid: int) -> None:
+    name = settings["name"]
+    message = (
+        f"{name} did not become ready ({settings['ready']}) within {settings['ready_timeout_sec']:g} s; "
+        f"stopping it: check that the app listens/creates what `ready` names, or raise ready_timeout_sec"
+    )
+    log(name, 3, message, READY_CONDITION=settings["ready"])
+    notify(f"STATUS={message}")
+    try:  # noqa: SIM105 - contextlib costs start-up time
+        os.kill(service_pid, 15)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# exec mode.
+
+
+def _spawn_watcher(settings: LauncherSettings, lock_fd: int) -> None:
+    """Fork (twice, so PID 1 reaps it, not the app) a process that reports readiness for us."""
+    service_pid = os.getpid()
+    try:
+        pidfd: int | None = os.pidfd_open(service_pid)
+    except (OSError, AttributeError):
+        pidfd = None
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        if pidfd is not None:
+            os.close(pidfd)
+        return
+    code = 0
+    try:
+        os.close(lock_fd)  # a child never holds a POSIX lock, but must not keep the fd either
+        if os.fork() == 0:
+            _watcher(settings, service_pid, pidfd)
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+
+def _watcher(settings: LauncherSettings, service_pid: int, pidfd: int | None) -> None:
+    import select
+
+    def alive(seconds: float) -> bool:
+        if pidfd is not None:
+            return not select.select([pidfd], [], [], seconds)[0]
+        time.sleep(seconds)
+        try:
+            os.kill(service_pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass
+        return True
+
+    def healthy() -> bool:
+        return True
+
+    code = 0
+    try:
+        if wait_ready(settings, alive, healthy):
+            notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
+            keep_watchdog(settings, service_pid, alive, healthy)
+        elif alive(0):
+            _ready_timed_out(settings, service_pid)
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+
+def command(settings: LauncherSettings, args: list[str]) -> list[str]:
+    """exec mode: `-- PROG ARGS...` on the command line replaces argv; other args are appended."""
+    if args[:1] == ["--"]:
+        return args[1:] or settings["argv"]
+    return [*settings["argv"], *args]
+
+
+def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
+    argv = command(settings, extra)
+    os.set_inheritable(fd, True)
+    os.environ[LOCK_FD_ENV] = str(fd)
+    kind = parse_ready(settings["ready"])[0]
+    if not settings["oneshot"]:
+        if kind == "immediate":
+            notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
+        elif kind in ("tcp", "path"):
+            _spawn_watcher(settings, fd)
+    try:
+        if "/" in argv[0]:
+            os.execv(argv[0], argv)  # noqa: S606 - running the service is the point
+        os.execvp(argv[0], argv)  # noqa: S606
+    except OSError as err:
+        message = f"{settings['name']} cannot start: cannot execute {argv[0]}: {err.strerror}"
+        log(settings["name"], 3, message, EXEC_PATH=argv[0], ERRNO=str(err.errno))
+        notify(f"STATUS={message}")
+    return EXIT_APP_ERROR
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting for the lock and python mode: the lock is taken in a helper thread.
+
+
+def _unshare_fd_table() -> None:
+    unshare = getattr(os, "unshare", None)  # Python 3.12+
+    if unshare is not None:
+        unshare(_CLONE_FILES)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_FILES) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class _LockThread:
+    """Takes the lock in a thread; with `private_table` it also keeps the lock alive forever."""
+
+    def __init__(self, path: str, wait: bool, private_table: bool) -> None:
+        import threading
+
+        self.path = path
+        self.wait = wait
+        self.private_table = private_table
+        self.unshare_error: OSError | None = None
+        self.fd = -1
+        self.holder: int | None = None  # set while busy
+        self.error: LockError | None = None
+        self.locked = False
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="unitgen-lock", daemon=True)
+        self.thread.start()
+
+    def _post(self, **state: object) -> None:
+        with self.changed:
+            for key, value in state.items():
+                setattr(self, key, value)
+            self.changed.notify_all()
+
+    def _run(self) -> None:
+        if self.private_table:
+            try:
+                _unshare_fd_table()
+            except OSError as err:
+                self.unshare_error = err
+        try:
+            fd, holder = acquire(self.path)
+            if holder is not None:
+                self._post(fd=fd, holder=holder)
+                if not self.wait:
+                    return
+                fcntl.lockf(fd, fcntl.LOCK_EX)  # F_SETLKW
+            take_ownership(fd, self.path)
+        except LockError as err:
+            self._post(error=err)
+            return
+        except OSError as err:
+            self._post(error=LockError(f"cannot lock {self.path}: {err.strerror}", err.errno or 0))
+            return
+        self._post(fd=fd, holder=None, locked=True)
+        if self.private_table:
+            # The lock belongs to this thread's fd table and lives exactly as long as the thread.
+            import threading
+
+            threading.Event().wait()
+
+    def first_outcome(self) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.locked or self.error is not None or self.holder is not None)
+
+    def wait_locked(self, seconds: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.locked or self.error is not None, seconds)
+
+
+def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple[int, _LockThread | None]:
+    """Lock via a helper thread. Returns (exit code or -1 when locked, the thread)."""
+    name, path = settings["name"], settings["lock_file"]
+    wait = settings["on_contention"] == "wait"
+    keeper = _LockThread(path, wait, private_table)
+    keeper.first_outcome()
+    if keeper.error is not None:
+        return _lock_failed(name, keeper.error, path), keeper
+    if not keeper.locked:
+        holder = keeper.holder or 0
+        report_contention(name, path, holder, settings["on_contention"])
+        if not wait:
+            return EXIT_ALREADY_RUNNING, keeper
+        start = time.monotonic()
+        deadline = _Deadline(settings["wait_timeout_sec"])
+        while not keeper.wait_locked(min(_WAIT_PING_SEC, deadline.left() or _WAIT_PING_SEC)):
+            if deadline.expired():
+                message = (
+                    f"{contention_message(name, path, holder)}; gave up waiting after "
+                    f"{settings['wait_timeout_sec']:g} s (wait_timeout_sec)"
+                )
+                log(name, 3, message, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, LOCK_PATH=path, **holder_fields(holder))
+                notify(f"STATUS={message}")
+                return EXIT_WAIT_TIMEOUT, keeper
+            waited = time.monotonic() - start
+            notify(
+                f"STATUS=Waiting for lock {path} held by PID {holder or 'unknown'} ({waited:.0f} s)\n"
+                f"EXTEND_TIMEOUT_USEC={_WAIT_EXTEND_USEC}"
+            )
+        if keeper.error is not None:
+            return _lock_failed(name, keeper.error, path), keeper
+        log(name, 6, f"{name} acquired lock {path} after waiting {time.monotonic() - start:.1f} s", LOCK_PATH=path)
+    if keeper.unshare_error is not None:
+        log(
+            name,
+            4,
+            f"{name}: unshare(CLONE_FILES) failed ({keeper.unshare_error.strerror}); the lock "
+            f"is held in the shared fd table, so the app must not open and close {path}",
+            LOCK_PATH=path,
+        )
+    return -1, keeper
+
+
+def _install_stop_handler(settings: LauncherSettings) -> None:
+    import signal
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        notify("STOPPING=1")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills outright
+        raise SystemExit(_stop_code[0])
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+_stop_code = [0]
+
+
+def _resolve_entry(entry: str) -> tuple[ModuleType, Callable[[], object]]:
+    import importlib
+
+    module_name, _, attribute = entry.partition(":")
+    module = importlib.import_module(module_name)
+    target: object = module
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{entry} is not callable")
+    return module, target
+
+
+def _run_python(settings: LauncherSettings, extra: list[str]) -> int:
+    name, entry = settings["name"], settings["entry"] or ""
+    code, _keeper = _take_lock_waiting(settings, private_table=True)
+    if code >= 0:
+        return code
+    import signal
+    import threading
+
+    _install_stop_handler(settings)
+    sys.argv = [name, *(extra[1:] if extra[:1] == ["--"] else extra)]
+    try:
+        module, func = _resolve_entry(entry)
+    except Exception as err:
+        import traceback
+
+        message = (
+            f"{name} cannot start: importing {entry} failed ({type(err).__name__}: {err}); install the "
+            f"app into the environment of {sys.executable} (the launcher runs with -I, so PYTHONPATH "
+            f"and the current directory are ignored)"
+        )
+        log(name, 3, message, PYTHON_ENTRY=entry, TRACEBACK=traceback.format_exc())
+        notify(f"STATUS={message}")
+        return EXIT_APP_ERROR
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        notify(f"RELOADING=1\nMONOTONIC_USEC={_monotonic_usec()}\nSTATUS=Reloading")
+        hook = getattr(module, RELOAD_HOOK, None)
+        if callable(hook):
+            try:
+                hook()
+            except Exception as err:
+                log(name, 3, f"{name}: {RELOAD_HOOK}() failed: {type(err).__name__}: {err}")
+        notify(f"READY=1\nSTATUS={ready_status(name, settings['ready'])}")
+
+    signal.signal(signal.SIGHUP, on_hup)
+    kind = parse_ready(settings["ready"])[0]
+    if not settings["oneshot"] and kind != "notify":
+        if kind == "immediate":
+            notify(f"READY=1\nSTATUS={ready_status(name, settings['ready'])}")
+        main_thread = threading.main_thread()
+        threading.Thread(
+            target=_python_readiness, args=(settings, main_thread), name="unitgen-ready", daemon=True
+        ).start()
+    return _exit_status(func())
+
+
+def _python_readiness(settings: LauncherSettings, main_thread: object) -> None:
+    import threading
+
+    assert isinstance(main_thread, threading.Thread)
+    pid = os.getpid()
+
+    def alive(seconds: float) -> bool:
+        time.sleep(seconds)
+        return main_thread.is_alive()
+
+    def healthy() -> bool:
+        return main_thread.is_alive()
+
+    if parse_ready(settings["ready"])[0] != "immediate":
+        if not wait_ready(settings, alive, healthy):
+            if main_thread.is_alive():
+                _stop_code[0] = EXIT_READY_TIMEOUT
+                _ready_timed_out(settings, pid)
+            return
+        notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
+    keep_watchdog(settings, pid, alive, healthy)
+
+
+def _exit_status(result: object) -> int:
+    if result is None:
+        return 0
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    sys.stderr.write(f"{result}\n")
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def check_settings(settings: LauncherSettings) -> str | None:
+    """What is wrong with `settings`, or None."""
+    problems = []
+    keys = set(settings)
+    if keys != set(SETTINGS_KEYS):
+        missing = sorted(set(SETTINGS_KEYS) - keys)
+        unknown = sorted(keys - set(SETTINGS_KEYS))
+        return f"settings keys: missing {missing}, unknown {unknown}"
+    if not settings["name"] or not isinstance(settings["name"], str):
+        problems.append("name must be a non-empty string")
+    if settings["mode"] == "exec":
+        if not settings["argv"] or not all(isinstance(a, str) and a for a in settings["argv"]):
+            problems.append("exec mode needs argv: the program and its arguments")
+    elif settings["mode"] == "python":
+        entry = settings["entry"]
+        if not isinstance(entry, str) or not entry.partition(":")[0] or not entry.partition(":")[2]:
+            problems.append("python mode needs entry 'package.module:callable'")
+    else:
+        problems.append(f"mode must be exec or python, not {settings['mode']!r}")
+    if not isinstance(settings["lock_file"], str) or not settings["lock_file"].startswith("/"):
+        problems.append("lock_file must be an absolute path")
+    try:
+        parse_ready(settings["ready"])
+    except (ValueError, AttributeError, TypeError) as err:
+        problems.append(str(err))
+    if settings["on_contention"] not in ("exit", "wait"):
+        problems.append("on_contention must be exit or wait")
+    for key in ("ready_timeout_sec", "wait_timeout_sec"):
+        value = settings[key]
+        if value is not None and (not isinstance(value, int | float) or value < 0):
+            problems.append(f"{key} must be a number >= 0")
+    return "; ".join(problems) or None
+
+
+def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
+    """Take the lock for settings["name"] and run the service; returns the exit status."""
+    extra = sys.argv[1:] if argv is None else argv
+    problem = check_settings(settings)
+    if problem is not None:
+        name = str(settings.get("name") or "unitgen-launcher")
+        log(name, 3, f"invalid launcher settings for {name}: {problem}; re-render the launcher")
+        return EXIT_CONFIG_ERROR
+    if settings["mode"] == "python":
+        return _run_python(settings, extra)
+    name, path = settings["name"], settings["lock_file"]
+    if settings["on_contention"] == "wait":
+        code, keeper = _take_lock_waiting(settings, private_table=False)
+        if code >= 0:
+            return code
+        assert keeper is not None
+        keeper.thread.join()
+        fd = keeper.fd
+    else:
+        try:
+            fd, holder = acquire(path)
+        except LockError as err:
+            return _lock_failed(name, err, path)
+        if holder is not None:
+            report_contention(name, path, holder, "exit")
+            return EXIT_ALREADY_RUNNING
+        try:
+            take_ownership(fd, path)
+        except OSError as err:
+            return _lock_failed(name, LockError(f"cannot write PID to {path}: {err.strerror}", 0), path)
+    return _exec(settings, fd, extra)
+
+
+def _cli(args: list[str]) -> int:
+    import json
+
+    if len(args) >= 2 and args[0] in ("--settings", "--settings-file"):
+        try:
+            if args[0] == "--settings-file":
+                with open(args[1], encoding="utf-8") as f:
+                    settings = json.load(f)
+            else:
+                settings = json.loads(args[1])
+        except (OSError, ValueError) as err:
+            sys.stderr.write(f"launcher: cannot read settings: {err}\n")
+            return EXIT_USAGE
+        return main(settings, args[2:])
+    sys.stderr.write("usage: launcher.py --settings JSON | --settings-file PATH [-- ARGS...]\n")
+    return EXIT_USAGE
+
+
+# unitgen: the renderer cuts the file here and appends the settings and its own entry point.
+if __name__ == "__main__":
+    raise SystemExit(_cli(sys.argv[1:]))
