@@ -3,8 +3,9 @@ systemd's own verdict (verify silent, exposure scores within the thresholds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -93,14 +94,14 @@ def test_hostile_values_are_escaped_not_injected() -> None:
 
 
 def test_a_template_that_skips_escaping_still_cannot_emit_a_newline(tmp_path: Path) -> None:
-    (tmp_path / "service.j2").write_text("Description={{ evil }}\n")
+    """Defence in depth: even a user template printing a raw value, fed a value that slipped
+    past validation, cannot put a second directive into a unit."""
+    (tmp_path / "service.j2").write_text("Description={{ spec.description }}\n")
     spec = parse_spec({"description": "x", "exec": ["/bin/true"]}, name="guarded")
-    from unitgen import render as render_module
-
-    env = render_module._environment([tmp_path])
-    with pytest.raises(UnitgenError, match="control character"):
-        env.get_template("service.j2").render(evil="a\nExecStartPre=/bin/evil")
     assert render(spec, template_dirs=[tmp_path])  # the override is used and renders
+    smuggled = dataclasses.replace(spec, description="x\nExecStartPre=/bin/evil")
+    with pytest.raises(UnitgenError, match="control character"):
+        render(smuggled, template_dirs=[tmp_path])
 
 
 def test_user_templates_override_builtin_ones(tmp_path: Path) -> None:
@@ -111,18 +112,14 @@ def test_user_templates_override_builtin_ones(tmp_path: Path) -> None:
 
 def test_write_tree_is_all_or_nothing(tmp_path: Path) -> None:
     out = tmp_path / "svc"
-    write_tree([RenderedFile(Path("old.txt"), b"old")], out)  # type: ignore[arg-type]
-
-    class Exploding(RenderedFile):
-        @property  # type: ignore[misc]
-        def content(self) -> bytes:
-            raise OSError("disk full")
-
-    good = RenderedFile(Path("a/new.txt"), b"new")  # type: ignore[arg-type]
-    with pytest.raises(OSError, match="disk full"):
-        write_tree([good, Exploding(Path("b/boom.txt"), b"")], out)  # type: ignore[arg-type]
+    write_tree([RenderedFile(PurePosixPath("old.txt"), b"old")], out)
+    # A real failure half-way: "a" is written as a file, then "a/b" needs it to be a directory.
+    clash = [RenderedFile(PurePosixPath("a"), b"file"), RenderedFile(PurePosixPath("a/b"), b"x")]
+    with pytest.raises(OSError):
+        write_tree(clash, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["svc"]  # no temporary left behind
     assert [p.name for p in out.iterdir()] == ["old.txt"]  # the previous tree untouched
+    assert (out / "old.txt").read_bytes() == b"old"
 
 
 THRESHOLDS: list[Any] = [

@@ -17,16 +17,19 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from unitgen import __version__, escape
 from unitgen.errors import UnitgenError
 from unitgen.hardening import hardening_directives, limit_directives
-from unitgen.launcher import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING, LauncherSettings
+from unitgen.launcher import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.launcher_render import notify_access, render_launcher
 from unitgen.spec import Spec
+
+if TYPE_CHECKING:
+    from unitgen.launcher import LauncherSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
 UNIT_DIR = PurePosixPath("usr/lib/systemd/system")
