@@ -17,7 +17,7 @@ from unitgen.errors import UnitgenError
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.render import launcher_path
 from unitgen.sandbox import Sandbox
-from unitgen.spec import Spec
+from unitgen.spec import ReadyKind, Spec
 
 Print = Callable[[str], None]
 
@@ -109,12 +109,36 @@ def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
 
 
 def show_journal(sb: Sandbox, spec: Spec, say: Print, lines: int = 15) -> None:
-    out = sb.run(
-        ["journalctl", "--no-pager", "-o", "short-monotonic", "-n", str(lines), "-u", f"{spec.name}.*"], check=False
-    ).stdout
+    # The unit's own lines, and the launcher's entries from runs by hand (same identifier).
+    matches = [
+        f"_SYSTEMD_UNIT={spec.name}.service",
+        "+",
+        f"UNIT={spec.name}.service",
+        "+",
+        f"SYSLOG_IDENTIFIER={spec.name}",
+    ]
+    argv = ["journalctl", "--no-pager", "-o", "short-monotonic", "-n", str(lines), *matches]
+    out = sb.run(argv, check=False).stdout
     say(f"journal (last {lines} lines):")
     for line in out.splitlines():
         say("  " + line)
+
+
+def probe_http(sb: Sandbox, spec: Spec, say: Print) -> None:
+    """For a tcp: service, one HTTP request over the sandbox's loopback, as a client would."""
+    if spec.ready.kind is not ReadyKind.TCP:
+        return
+    wildcard = ("0.0.0.0", "::")  # noqa: S104 - comparing, not binding: a client connects to loopback
+    host = "127.0.0.1" if spec.ready.host in wildcard else spec.ready.host
+    code = (
+        "import http.client, sys\n"
+        f"c = http.client.HTTPConnection({host!r}, {spec.ready.port}, timeout=5)\n"
+        "c.request('GET', sys.argv[1]); r = c.getresponse()\n"
+        "print(r.status, r.reason, len(r.read()), 'bytes')"
+    )
+    result = sb.run(["/usr/bin/python3", "-c", code, "/"], check=False)
+    answer = result.stdout.strip() or result.stderr.strip().splitlines()[-1:]
+    say(f"  GET http://{host}:{spec.ready.port}/ -> {answer}")
 
 
 def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print) -> bool:
@@ -144,6 +168,8 @@ def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = pri
             install_staging(sb, staging, spec)
         up = start(sb, spec, options.timeout)
         show_status(sb, spec, say)
+        if up:
+            probe_http(sb, spec, say)
         refused = demonstrate_contention(sb, spec, say) if up else False
         show_journal(sb, spec, say)
         if options.shell:
