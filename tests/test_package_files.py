@@ -1,0 +1,147 @@
+"""The package model and the shared file pipeline (no packaging tools needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_package_helpers import NAME, make_info, make_staging
+
+from unitgen.errors import UnitgenError
+from unitgen.package import Format, Relations
+from unitgen.package.files import Kind, collect, installed_size_kib, source_date_epoch
+from unitgen.package.model import to_rpm
+
+
+@pytest.mark.parametrize(
+    ("deb", "rpm"),
+    [
+        pytest.param("python3", "python3", id="plain"),
+        pytest.param("python3 (>= 3.11)", "python3 >= 3.11", id="ge"),
+        pytest.param("libfoo (<< 2)", "libfoo < 2", id="strictly-less"),
+        pytest.param("a (= 1.0-1)", "a = 1.0-1", id="equal"),
+        pytest.param("systemd | systemd-sysusers", "(systemd or systemd-sysusers)", id="alternatives"),
+    ],
+)
+def test_relations_translate_to_rpm(deb: str, rpm: str) -> None:
+    assert to_rpm(deb) == rpm
+
+
+def test_per_format_override_replaces_the_common_list() -> None:
+    info = make_info(depends=("python3",), rpm=Relations(depends=("python3.11",)))
+    assert info.relations(Format.DEB).depends == ("python3",)
+    assert info.relations(Format.RPM).depends == ("python3.11",)
+    assert info.relations(Format.RPM).recommends == ()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"name": "Bad_Name"}, id="name"),
+        pytest.param({"version": "1.0-2"}, id="dash-in-version"),
+        pytest.param({"release": ""}, id="empty-release"),
+        pytest.param({"summary": "two\nlines"}, id="summary"),
+        pytest.param({"units": ("foo@.service",)}, id="template-unit"),
+        pytest.param({"purge": ("/var/lib",)}, id="purge-system-dir"),
+        pytest.param({"purge": ("var/lib/x",)}, id="purge-relative"),
+        pytest.param({"sysusers": ("/usr/lib/sysusers.d/x.conf",)}, id="sysusers-path"),
+        pytest.param({"depends": ("python3 >= 3",)}, id="rpm-syntax-in-common"),
+    ],
+)
+def test_invalid_package_info_is_a_user_error(change: dict[str, Any]) -> None:
+    with pytest.raises(UnitgenError):
+        make_info(**change)
+
+
+def test_timer_packages_enable_only_the_timer() -> None:
+    info = make_info(units=(f"{NAME}.service", f"{NAME}.timer"), timer=True)
+    assert info.enable_units == (f"{NAME}.timer",)
+    assert info.rpm_architecture == "noarch"
+
+
+def test_pipeline_sorts_normalises_and_adds_parents(tmp_path: Path) -> None:
+    staging = make_staging(tmp_path / "st")
+    (staging / "etc/default" / NAME).chmod(0o664)
+    secret = staging / f"etc/{NAME}/token"
+    secret.parent.mkdir()
+    secret.write_text("s3cret\n")
+    secret.chmod(0o640)
+    (staging / "run" / NAME).mkdir(parents=True)
+    (staging / "usr/bin").mkdir()
+    (staging / "usr/bin" / NAME).symlink_to(f"../libexec/{NAME}/{NAME}-launcher")
+    os.utime(staging / "etc/default" / NAME, (2_000_000_000, 2_000_000_000))
+
+    entries = collect(staging, epoch=1_700_000_000)
+    paths = [e.path for e in entries]
+    assert paths == sorted(paths, key=str.encode)
+    by = {e.path: e for e in entries}
+    for path in paths:  # every parent directory is present and comes first
+        parent = path.rpartition("/")[0]
+        assert not parent or paths.index(parent) < paths.index(path)
+    assert by[f"etc/default/{NAME}"].mode == 0o644 and by[f"etc/default/{NAME}"].config
+    assert by[f"etc/{NAME}/token"].mode == 0o600
+    assert by[f"usr/libexec/{NAME}/{NAME}-launcher"].mode == 0o755
+    assert by[f"run/{NAME}"].ghost and by[f"run/{NAME}"].kind is Kind.DIR
+    assert by[f"usr/bin/{NAME}"].kind is Kind.SYMLINK
+    assert by[f"usr/bin/{NAME}"].target == f"../libexec/{NAME}/{NAME}-launcher"
+    assert max(e.mtime for e in entries) <= 1_700_000_000  # clamped
+    assert by["usr/lib"].system and not by[f"usr/libexec/{NAME}"].system
+    assert installed_size_kib(entries) == sum(1 for e in entries if e.kind is not Kind.FILE) + sum(
+        (e.size + 1023) // 1024 for e in entries if e.kind is Kind.FILE
+    )
+
+
+def test_pipeline_refuses_what_it_cannot_package(tmp_path: Path) -> None:
+    staging = make_staging(tmp_path / "st")
+    os.mkfifo(staging / "usr/lib/fifo")
+    with pytest.raises(UnitgenError, match="not a file"):
+        collect(staging, epoch=None)
+    (staging / "usr/lib/fifo").unlink()
+    with pytest.raises(UnitgenError, match="already has"):
+        collect(staging, epoch=None, extra={f"etc/default/{NAME}": (b"x", 0o644)})
+    (staging / "run").mkdir()
+    (staging / "run/pidfile").write_text("1\n")
+    with pytest.raises(UnitgenError, match="tmpfs"):
+        collect(staging, epoch=None)
+    with pytest.raises(UnitgenError, match="does not exist"):
+        collect(tmp_path / "missing", epoch=None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [pytest.param(None, None, id="unset"), pytest.param("", None, id="empty"), pytest.param("42", 42, id="set")],
+)
+def test_source_date_epoch(value: str | None, expected: int | None) -> None:
+    assert source_date_epoch({} if value is None else {"SOURCE_DATE_EPOCH": value}) == expected
+
+
+def test_source_date_epoch_must_be_an_integer() -> None:
+    with pytest.raises(UnitgenError):
+        source_date_epoch({"SOURCE_DATE_EPOCH": "yesterday"})
+
+
+_SEGMENT = st.text(alphabet="ab-._/", min_size=1, max_size=4).filter(lambda s: "/" not in s and s not in (".", ".."))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_SEGMENT, min_size=1, max_size=4), min_size=1, max_size=12))
+def test_parents_always_precede_children(tmp_path_factory: pytest.TempPathFactory, trees: list[list[str]]) -> None:
+    root = tmp_path_factory.mktemp("tree")
+    for parts in trees:
+        path = root.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue
+    paths = [e.path for e in collect(root, epoch=0)]
+    seen: set[str] = set()
+    for rel in paths:
+        parent = rel.rpartition("/")[0]
+        assert not parent or parent in seen
+        seen.add(rel)
+    assert len(paths) == len(set(paths))
