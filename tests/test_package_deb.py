@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_package_helpers import EPOCH, NAME, golden, make_info, make_staging, tool
 
+from tests.test_package_helpers import EPOCH, NAME, golden, make_info, make_staging, tool
 from unitgen.package import Compression, PackageInfo, build_deb
 from unitgen.package.scripts import deb_scripts
 

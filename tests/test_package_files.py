@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_package_helpers import NAME, make_info, make_staging
 
+from tests.test_package_helpers import NAME, make_info, make_staging
 from unitgen.errors import UnitgenError
 from unitgen.package import Format, Relations
 from unitgen.package.files import Kind, collect, installed_size_kib, source_date_epoch
