@@ -38,6 +38,7 @@ import os
 import platform
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -47,6 +48,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import tty
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -62,6 +64,7 @@ TARGET = "unitgen-sandbox.target"
 CONTAINER = "unitgen"  # $container, the container manager's name (systemd's CONTAINER_INTERFACE)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_PREFIX = "unitgen-sandbox-"
+TIMED_OUT = 124  # the exit status of timeout(1) when the time ran out
 
 # Units that would touch the host (kernel state, clock, TPM, pstore, consoles) or only slow the
 # boot down. Masked by runtime symlinks to /dev/null in the sandbox's own /run.
@@ -118,8 +121,7 @@ DROPPED_CAPABILITIES = {
 # argv (proc_cmdline() uses /proc/1/cmdline when detect_container() > 0).
 SYSTEMD_ARGS = (
     f"--unit={TARGET}",
-    "--show-status=no",
-    "--log-target=console",
+    "--show-status=yes",
     "fstab=no",
     "systemd.gpt_auto=no",
 )
@@ -303,22 +305,22 @@ class WriteFile:
 
 @dataclasses.dataclass(frozen=True)
 class BindConsole:
-    """Bind the host-side console log file over the sandbox's /dev/console.
+    """Bind a pseudo-terminal of the host over the sandbox's /dev/console.
 
-    systemd as PID 1 writes its log and status to /dev/console; this keeps them in a file the
-    host can show when a boot fails, instead of on the host's console. Done before pivot_root:
-    a bind source must be a mount of the caller's namespace.
+    systemd as PID 1 writes its status and early log to /dev/console, and only to a terminal; the
+    helper process copies the other end into `console.log`, so a failed boot can be explained.
+    Done before pivot_root: a bind source must be a mount of the caller's namespace.
     """
 
-    log: str
+    tty: str
     path: str
 
     def execute(self) -> None:
         WriteFile(self.path, "", 0o600).execute()
-        _mount(self.log, self.path, None, MS_BIND, None)
+        _mount(self.tty, self.path, None, MS_BIND, None)
 
     def describe(self) -> str:
-        return f"mount -o bind {self.log} {self.path}"
+        return f"mount -o bind {self.tty} {self.path}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,7 +446,9 @@ def host_hierarchies() -> list[Hierarchy]:
     return result
 
 
-def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_id: str) -> list[Operation]:
+def boot_plan(
+    name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_id: str, console: str
+) -> list[Operation]:
     """Every step PID 1 takes between unshare(2) and exec'ing systemd, in order."""
     mnt = str(state / "mnt")
     root = f"{mnt}/root"
@@ -459,7 +463,7 @@ def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_
         Mount("overlay", root, "overlay", 0, f"lowerdir=/,upperdir={mnt}/upper,workdir={mnt}/work"),
         CheckMarker(root),
         # /dev is built before pivot_root: its console is a bind of the host-side log file.
-        *_dev_plan(root, str(state / "console.log")),
+        *_dev_plan(root, console),
         PivotRoot(root),
         # From here on every path is inside the new root.
         Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC),
@@ -495,7 +499,7 @@ def boot_plan(name: str, state: Path, hierarchies: Sequence[Hierarchy], machine_
     return plan
 
 
-def _dev_plan(root: str, console_log: str) -> list[Operation]:
+def _dev_plan(root: str, console: str) -> list[Operation]:
     """A fresh /dev on a tmpfs: a few device nodes, its own devpts, its own /dev/shm.
 
     Not the host's devtmpfs, so nothing in the sandbox can create or change host device nodes.
@@ -513,7 +517,7 @@ def _dev_plan(root: str, console_log: str) -> list[Operation]:
         Mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
         Symlink("/proc/self/fd", f"{dev}/fd"),
         *(Symlink(f"/proc/self/fd/{i}", f"{dev}/{n}") for i, n in enumerate(("stdin", "stdout", "stderr"))),
-        BindConsole(console_log, f"{dev}/console"),
+        BindConsole(console, f"{dev}/console"),
     ]
 
 
@@ -523,7 +527,7 @@ def describe_plan(name: str = "unitgen") -> str:
     hierarchies = host_hierarchies()
     lines = [f"unshare --pid --mount --uts --net --ipc --cgroup (state in {state})"]
     lines += [f"join new cgroup {h.mountpoint}{_cgroup_child(h, 'XXXXXXXX')}" for h in hierarchies]
-    lines += [op.describe() for op in boot_plan(name, state, hierarchies, "0" * 32)]
+    lines += [op.describe() for op in boot_plan(name, state, hierarchies, "0" * 32, "/dev/pts/N")]
     lines.append(f"drop capabilities from the bounding set: {', '.join(DROPPED_CAPABILITIES)}")
     lines.append(f"exec env container={CONTAINER} {SYSTEMD} {' '.join(SYSTEMD_ARGS)}")
     return "\n".join(lines)
@@ -539,8 +543,11 @@ def _cgroup_child(h: Hierarchy, sid: str) -> str:
 def _stage2_main(args: Sequence[str]) -> NoReturn:
     """Entry point of the helper process: join cgroups, unshare, fork PID 1, report its PID."""
     spec = json.loads(args[0])
+    if spec["detach"] and os.fork() != 0:
+        os._exit(0)  # a detached helper is nobody's child: it outlives the process that booted it
     status = int(spec["status_fd"])
-    os.set_inheritable(status, False)
+    for fd in (status, spec["console_fd"], spec["console_slave_fd"]):
+        os.set_inheritable(fd, False)  # PID 1 must not take them into systemd
     try:
         if not spec["detach"]:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -558,8 +565,28 @@ def _stage2_main(args: Sequence[str]) -> NoReturn:
     os.write(status, f"pid {pid}\n".encode())
     os.close(status)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _relay_console(int(spec["console_fd"]), pid)
     _, wstatus = os.waitpid(pid, 0)
     os._exit(os.waitstatus_to_exitcode(wstatus) & 0xFF)
+
+
+def _relay_console(master: int, pid: int) -> None:
+    """Copy PID 1's console (the pty master) to our stdout, the console log, until PID 1 exits."""
+    pidfd = os.pidfd_open(pid)
+    watched = [master, pidfd]
+    while True:
+        ready, _, _ = select.select(watched, [], [])
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if data:
+                os.write(1, data.replace(b"\r", b""))  # systemd turns ONLCR back on and writes CRLF
+            else:
+                watched.remove(master)  # no terminal any more: only wait for the exit
+        if pidfd in ready:
+            return
 
 
 def _report(fd: int, message: str) -> None:
@@ -695,10 +722,10 @@ class Sandbox:
             if shutil.which(tool, path=PATH) is None:
                 raise UnitgenError(f"{tool}: not found", hint="install systemd and util-linux (scripts/bootstrap)")
         start = time.monotonic()
+        cls.clean_stale()
         sandbox = cls._prepare(name, detach=detach)
         try:
-            plan = boot_plan(name, sandbox.state, host_hierarchies(), secrets.token_hex(16))
-            sandbox._start(plan, start + timeout)
+            sandbox._start(start + timeout)
             sandbox._wait_running(start + timeout)
         except BaseException:
             sandbox.teardown()
@@ -717,12 +744,19 @@ class Sandbox:
         cgroups = [Path(h.mountpoint + _cgroup_child(h, sid)) for h in host_hierarchies()]
         return cls(name, state, cgroups, detach=detach)
 
-    def _start(self, plan: Sequence[Operation], deadline: float, exec_argv: Sequence[str] = ()) -> None:
+    def _start(self, deadline: float, exec_argv: Sequence[str] = ()) -> None:
         read_end, write_end = os.pipe()
+        # The helper keeps both ends of PID 1's console open: a terminal whose slave side is
+        # never closed does not hang up, and one whose master is read never blocks PID 1.
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        plan = boot_plan(self.name, self.state, host_hierarchies(), secrets.token_hex(16), os.ttyname(slave))
         spec = {
             "name": self.name,
             "exec": list(exec_argv),
             "status_fd": write_end,
+            "console_fd": master,
+            "console_slave_fd": slave,
             "detach": self.detach,
             "parent": os.getpid(),
             "cgroups": [str(c) for c in self.cgroups],
@@ -740,18 +774,22 @@ class Sandbox:
                     stdin=subprocess.DEVNULL,
                     stdout=console,
                     stderr=console,
-                    pass_fds=(write_end,),
+                    pass_fds=(write_end, master, slave),
                     start_new_session=True,  # a Ctrl-C on the terminal must not reach PID 1
                     env={"PATH": PATH, "LANG": "C.UTF-8"},
                 )
         finally:
-            os.close(write_end)
+            for fd in (write_end, master, slave):
+                os.close(fd)
         if not self.detach:
             _live.add(self)
         try:
             status = self._read_status(read_end, deadline)
         finally:
             os.close(read_end)
+        if self.detach:
+            self._helper.wait()  # the intermediate process; the helper itself was re-parented
+            self._helper = None
         errors = [line[6:] for line in status if line.startswith("error ")]
         pids = [int(line[4:]) for line in status if line.startswith("pid ")]
         if pids:
@@ -822,8 +860,7 @@ class Sandbox:
         _require_root()
         sandbox = cls._prepare(name)
         try:
-            plan = boot_plan(name, sandbox.state, host_hierarchies(), secrets.token_hex(16))
-            sandbox._start(plan, time.monotonic() + timeout, argv)
+            sandbox._start(time.monotonic() + timeout, argv)
             assert sandbox._helper is not None
             sandbox._helper.wait(timeout)
             return sandbox.console_log.read_text(errors="replace")
@@ -846,15 +883,31 @@ class Sandbox:
     @classmethod
     def running(cls) -> list[Sandbox]:
         """Sandboxes whose PID 1 is alive, from their records in STATE_ROOT."""
+        return [s for s in cls._recorded() if s.alive()]
+
+    @classmethod
+    def _recorded(cls) -> list[Sandbox]:
         result = []
         for info_path in sorted(STATE_ROOT.glob("*/info.json")) if STATE_ROOT.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 info = json.loads(info_path.read_text())
-                sandbox = cls(info["name"], info_path.parent, [Path(c) for c in info["cgroups"]], detach=info["detach"])
+                cgroups = [Path(c) for c in info["cgroups"]]
+                sandbox = cls(info["name"], info_path.parent, cgroups, detach=info["detach"])
                 sandbox.pid, sandbox._starttime = info["pid"], info["starttime"]
-                if sandbox.alive():
-                    result.append(sandbox)
+                result.append(sandbox)
         return result
+
+    @classmethod
+    def clean_stale(cls) -> list[str]:
+        """Remove the records and empty cgroups of sandboxes whose PID 1 is gone.
+
+        What is left when the process that booted a sandbox was killed with SIGKILL (the sandbox
+        itself died with it). Returns their ids.
+        """
+        stale = [s for s in cls._recorded() if not s.alive()]
+        for sandbox in stale:
+            sandbox.teardown()
+        return [s.id for s in stale]
 
     def alive(self) -> bool:
         """Whether this sandbox's PID 1 is still running (and is still the same process)."""
@@ -877,7 +930,10 @@ class Sandbox:
         if self._helper is not None:
             if self._helper.poll() is None and not self.pid:
                 self._helper.kill()  # still setting up: there is no PID 1 yet
-            self._helper.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                # PID 1 exits once every process of its namespace has been reaped; one whose parent
+                # is outside (a command run inside) waits for that parent. Never hang for ever.
+                self._helper.wait(timeout=30)
         deadline = time.monotonic() + 10
         while self.pid and _starttime(self.pid) == self._starttime and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -909,6 +965,19 @@ class Sandbox:
             "--", "setpriv", f"--bounding-set={drop}", "--", *argv,
         ]  # fmt: skip
 
+    def _bounded(self, argv: Sequence[str], timeout: float | None) -> list[str]:
+        """`enter_argv`, with the time limit enforced inside by timeout(1).
+
+        Killing nsenter on the host would hand its child inside to the host's reaper, and the
+        sandbox's PID namespace cannot finish dying (teardown waits) until that one reaps it.
+        """
+        if timeout is None:
+            return self.enter_argv(argv)
+        return self.enter_argv(["timeout", "--kill-after=2", f"{timeout}s", *argv])
+
+    def _timed_out(self, argv: Sequence[str], timeout: float | None) -> UnitgenError:
+        return UnitgenError(f"timed out after {timeout:g}s in sandbox {self.id}: {shlex.join(argv)}")
+
     def run(
         self,
         argv: Sequence[str],
@@ -918,39 +987,50 @@ class Sandbox:
         timeout: float | None = 60,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside as root, with a clean environment (`sandbox_env` plus `env`)."""
+        """Run a command inside as root, with a clean environment (`sandbox_env` plus `env`).
+
+        Raises `CommandError` (naming `argv`, with its stderr) when it fails and `check` is set,
+        and `UnitgenError` when it runs longer than `timeout` seconds (it is killed then).
+        """
         self._require_alive()
+        started = time.monotonic()
         try:
-            return run(
-                self.enter_argv(argv),
-                check=check,
+            result = run(
+                self._bounded(argv, timeout),
+                check=False,
                 input=input,
-                timeout=timeout,
+                timeout=None if timeout is None else timeout + 10,
                 env={**self.sandbox_env, **(env or {})},
             )
         except subprocess.TimeoutExpired as exc:
-            raise UnitgenError(f"timed out after {timeout}s in sandbox {self.id}: {' '.join(argv)}") from exc
+            raise self._timed_out(argv, timeout) from exc
+        if timeout is not None and result.returncode == TIMED_OUT and time.monotonic() - started >= timeout:
+            raise self._timed_out(argv, timeout)
+        if check and result.returncode != 0:
+            raise CommandError(list(argv), result.returncode, result.stdout, result.stderr)
+        return result
 
     def _run_bytes(self, argv: Sequence[str], data: bytes | None, timeout: float = 60) -> bytes:
         """`run()` for binary input/output (tar streams, file contents); unitgen.run is text-only."""
         self._require_alive()
-        full = self.enter_argv(argv)
+        started = time.monotonic()
         try:
             result = subprocess.run(
-                full,
+                self._bounded(argv, timeout),
                 input=data,
                 stdin=None if data is not None else subprocess.DEVNULL,
                 capture_output=True,
-                timeout=timeout,
+                timeout=timeout + 10,
                 env=dict(self.sandbox_env),
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise UnitgenError(f"timed out after {timeout}s in sandbox {self.id}: {' '.join(argv)}") from exc
+            raise self._timed_out(argv, timeout) from exc
+        if result.returncode == TIMED_OUT and time.monotonic() - started >= timeout:
+            raise self._timed_out(argv, timeout)
         if result.returncode != 0:
-            raise CommandError(
-                full, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-            )
+            stdout, stderr = (b.decode(errors="replace") for b in (result.stdout, result.stderr))
+            raise CommandError(list(argv), result.returncode, stdout, stderr)
         return result.stdout
 
     def _require_alive(self) -> None:
