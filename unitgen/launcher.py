@@ -323,6 +323,17 @@ def open_lock(path: str) -> int:
     return fd
 
 
+def _open_readonly(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return -1
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return -1
+    return fd
+
+
 def _open_error(path: str, err: OSError) -> str:
     directory = os.path.dirname(path) or "."
     code = err.errno
@@ -380,7 +391,20 @@ def write_pid(fd: int, pid: int) -> None:
 
 def acquire(path: str) -> tuple[int, int | None]:
     """Open and try the lock once: (fd, None) when we hold it, else (fd, holder PID or 0)."""
-    fd = open_lock(path)
+    try:
+        fd = open_lock(path)
+    except LockError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM):
+            raise
+        # We may not write the file, but may still be able to see that someone holds it (an
+        # operator checking by hand): contention is the better answer than a permission error.
+        fd = _open_readonly(path)
+        holder = lock_holder(fd) if fd >= 0 else None
+        if holder is None:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        return fd, holder
     try:
         for _ in range(_HOLDER_RETRIES):
             if try_lock(fd):
@@ -772,9 +796,18 @@ def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple
         report_contention(name, path, holder, settings["on_contention"])
         if not wait:
             return EXIT_ALREADY_RUNNING, keeper
+        _stop_while_waiting()
         start = time.monotonic()
         deadline = _Deadline(settings["wait_timeout_sec"])
-        while not keeper.wait_locked(min(_WAIT_PING_SEC, deadline.left() or _WAIT_PING_SEC)):
+        while True:
+            waited = time.monotonic() - start
+            notify(
+                f"STATUS=Waiting for lock {path} held by PID {holder or 'unknown'} ({waited:.0f} s)\n"
+                f"EXTEND_TIMEOUT_USEC={_WAIT_EXTEND_USEC}"
+            )
+            left = deadline.left()
+            if keeper.wait_locked(_WAIT_PING_SEC if left is None else min(_WAIT_PING_SEC, left)):
+                break
             if deadline.expired():
                 message = (
                     f"{contention_message(name, path, holder)}; gave up waiting after "
@@ -783,11 +816,6 @@ def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple
                 log(name, 3, message, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, LOCK_PATH=path, **holder_fields(holder))
                 notify(f"STATUS={message}")
                 return EXIT_WAIT_TIMEOUT, keeper
-            waited = time.monotonic() - start
-            notify(
-                f"STATUS=Waiting for lock {path} held by PID {holder or 'unknown'} ({waited:.0f} s)\n"
-                f"EXTEND_TIMEOUT_USEC={_WAIT_EXTEND_USEC}"
-            )
         if keeper.error is not None:
             return _lock_failed(name, keeper.error, path), keeper
         log(name, 6, f"{name} acquired lock {path} after waiting {time.monotonic() - start:.1f} s", LOCK_PATH=path)
@@ -800,6 +828,17 @@ def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple
             LOCK_PATH=path,
         )
     return -1, keeper
+
+
+def _stop_while_waiting() -> None:
+    import signal
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        notify("STOPPING=1")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _install_stop_handler(settings: LauncherSettings) -> None:

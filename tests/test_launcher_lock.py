@@ -1,0 +1,333 @@
+"""The launcher's lock: one instance, exact holder, no stale pid files, survives exec, not forks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.launcher_helpers import (
+    DEBIAN_PYTHON,
+    HELPERS,
+    LAUNCHER_PY,
+    Receiver,
+    can_lock,
+    env,
+    holder,
+    journal_entries,
+    launcher_argv,
+    make_settings,
+    run,
+    short_tmpdir,
+    start,
+    stop,
+    wait_for_holder,
+    wait_until,
+)
+from unitgen.launcher import EXIT_ALREADY_RUNNING, EXIT_LOCK_ERROR, LOCK_FD_ENV, MESSAGE_ID_LOCK_ERROR
+
+APPS = str(HELPERS / "apps")
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    with short_tmpdir() as path:
+        yield path
+
+
+@pytest.fixture
+def lock(work: Path) -> Path:
+    return work / "demo.pid"
+
+
+def python_app(code: str) -> list[str]:
+    return [DEBIAN_PYTHON, "-I", "-c", code]
+
+
+def start_holder(lock: Path, **overrides: object) -> subprocess.Popen[str]:
+    """A launcher that got the lock and exec'd its app (sleep by default)."""
+    settings = make_settings(lock, **overrides)
+    if settings["mode"] == "python":
+        proc = start(launcher_argv(settings, isolated=False), env(PYTHONPATH=APPS))
+    else:
+        proc = start(launcher_argv(settings))
+    wait_for_holder(lock, proc.pid)
+    return proc
+
+
+def contend(lock: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return run(launcher_argv(make_settings(lock, argv=["/bin/true"])), env(**extra_env))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="exec-mode-holder"),
+        pytest.param({"mode": "python", "entry": "demoapp:sleep"}, id="python-mode-holder"),
+    ],
+)
+def test_contender_reports_the_exact_holder_pid_and_exits_already_running(
+    lock: Path, overrides: dict[str, object]
+) -> None:
+    proc = start_holder(lock, **overrides)
+    try:
+        before = lock.stat()
+        content = lock.read_bytes()
+        result = contend(lock)
+        assert result.returncode == EXIT_ALREADY_RUNNING
+        assert f"demo is already running as PID {proc.pid} (lock {lock})" in result.stderr
+        after = lock.stat()
+        assert lock.read_bytes() == content == f"{proc.pid}\n".encode()
+        assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+        assert holder(lock) == proc.pid
+    finally:
+        stop(proc)
+
+
+def test_sigkilled_holder_leaves_no_stale_lock(lock: Path) -> None:
+    first = start_holder(lock)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=20)
+    assert lock.read_text() == f"{first.pid}\n", "the dead holder's PID is still in the file"
+    second = start_holder(lock)
+    try:
+        assert lock.read_text() == f"{second.pid}\n"
+    finally:
+        stop(second)
+
+
+def test_lock_survives_exec_into_the_app(lock: Path) -> None:
+    app = (
+        "import os, sys, time\n"
+        f"fd = int(os.environ['{LOCK_FD_ENV}'])\n"
+        "same = os.fstat(fd).st_ino == os.stat(sys.argv[1]).st_ino\n"
+        "print(os.getpid(), fd, same, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = start(launcher_argv(make_settings(lock, argv=[*python_app(app), str(lock)])))
+    try:
+        pid, _fd, same = (proc.stdout.readline() if proc.stdout else "").split()
+        assert int(pid) == proc.pid, "the app runs under the launcher's PID"
+        assert same == "True", f"{LOCK_FD_ENV} must name an fd open on the lock file"
+        wait_for_holder(lock, proc.pid)
+        result = contend(lock)
+        assert result.returncode == EXIT_ALREADY_RUNNING
+        assert f"as PID {proc.pid} " in result.stderr
+    finally:
+        stop(proc)
+
+
+def test_python_mode_keeps_the_lock_when_the_app_opens_and_closes_the_lock_path(lock: Path) -> None:
+    settings = make_settings(lock, mode="python", entry="demoapp:open_close_lock")
+    proc = start(launcher_argv(settings, isolated=False), env(PYTHONPATH=APPS, DEMO_LOCK=str(lock)))
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.split() == ["closed", str(proc.pid)]
+        assert holder(lock) == proc.pid
+        assert not can_lock(lock)
+    finally:
+        stop(proc)
+
+
+def test_exec_mode_app_that_closes_the_lock_path_loses_the_lock_as_documented(lock: Path) -> None:
+    """Classic POSIX locks: closing any fd of the file drops the process's lock (the documented rule)."""
+    app = "import sys, time\nopen(sys.argv[1]).close()\nprint('closed', flush=True)\ntime.sleep(60)\n"
+    proc = start(launcher_argv(make_settings(lock, argv=[*python_app(app), str(lock)])))
+    try:
+        assert (proc.stdout.readline() if proc.stdout else "") == "closed\n"
+        assert holder(lock) is None
+        assert "never open-and-close the lock path" in " ".join(LAUNCHER_PY.read_text().split())
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param(
+            {
+                "argv": python_app(
+                    "import os, time\npid = os.fork()\n"
+                    "if pid == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+                    "print('worker', pid, flush=True)\n"
+                )
+            },
+            id="exec-mode",
+        ),
+        pytest.param({"mode": "python", "entry": "demoapp:fork_worker"}, id="python-mode"),
+    ],
+)
+def test_forked_worker_outliving_the_main_process_does_not_keep_the_lock(
+    lock: Path, overrides: dict[str, object]
+) -> None:
+    settings = make_settings(lock, **overrides)
+    proc = start(launcher_argv(settings, isolated=settings["mode"] == "exec"), env(PYTHONPATH=APPS))
+    line = proc.stdout.readline() if proc.stdout else ""
+    worker = int(line.split()[1])
+    try:
+        assert proc.wait(timeout=20) == 0
+        os.kill(worker, 0)  # the worker is still alive ...
+        assert holder(lock) is None  # ... and holds no lock
+        assert can_lock(lock)
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        proc.communicate(timeout=20)
+
+
+RACERS = 50
+ROUNDS = 5
+
+
+@pytest.mark.parametrize("round_", [pytest.param(n, id=f"round-{n}") for n in range(ROUNDS)])
+def test_of_many_simultaneous_launchers_exactly_one_wins(lock: Path, round_: int) -> None:
+    import json
+
+    read_end, write_end = os.pipe()
+    settings = json.dumps(make_settings(lock))
+    racer = [DEBIAN_PYTHON, str(HELPERS / "race.py"), str(read_end), settings]
+    racer_env = env(PYTHONPATH=str(LAUNCHER_PY.parent))  # import unitgen/launcher.py from its .pyc
+    procs = [
+        subprocess.Popen(
+            racer, env=racer_env, pass_fds=[read_end], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(RACERS)
+    ]
+    os.close(read_end)
+    try:
+        os.close(write_end)  # start!
+        wait_until(lambda: sum(p.poll() is not None for p in procs) >= RACERS - 1, what="the losers to exit")
+        running = [p for p in procs if p.poll() is None]
+        codes = sorted(p.returncode for p in procs if p.returncode is not None)
+        assert len(running) == 1, f"{len(running)} winners"
+        assert codes == [EXIT_ALREADY_RUNNING] * (RACERS - 1)
+        assert holder(lock) == running[0].pid
+        assert lock.read_text() == f"{running[0].pid}\n"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def test_contender_without_write_access_still_reports_the_holder(work: Path, lock: Path) -> None:
+    """An operator who may read but not write the pid file learns that the service runs."""
+    proc = start_holder(lock)
+    try:
+        if os.geteuid() == 0:
+            work.chmod(0o755)
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *launcher_argv(make_settings(lock))]
+        else:
+            pytest.skip("needs a second user")
+        result = run(argv)
+        assert result.returncode == EXIT_ALREADY_RUNNING, result.stderr
+        assert f"as PID {proc.pid} " in result.stderr
+    finally:
+        stop(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lock paths that cannot work: exit EXIT_LOCK_ERROR, PRIORITY=3, and say what to fix.
+
+
+def symlink_to_elsewhere(work: Path) -> Path:
+    (work / "elsewhere").mkdir()
+    link = work / "demo.pid"
+    link.symlink_to(work / "elsewhere" / "target.pid")
+    return link
+
+
+def missing_directory(work: Path) -> Path:
+    return work / "not-there" / "demo.pid"
+
+
+def a_directory(work: Path) -> Path:
+    (work / "demo.pid").mkdir()
+    return work / "demo.pid"
+
+
+def a_fifo(work: Path) -> Path:
+    os.mkfifo(work / "demo.pid")
+    return work / "demo.pid"
+
+
+@pytest.mark.parametrize(
+    ("make_path", "hint"),
+    [
+        pytest.param(symlink_to_elsewhere, "is a symbolic link", id="symlink"),
+        pytest.param(missing_directory, "does not exist: create it (RuntimeDirectory=", id="missing-directory"),
+        pytest.param(a_directory, "not a regular file", id="directory"),
+        pytest.param(a_fifo, "not a regular file", id="fifo"),
+    ],
+)
+def test_unusable_lock_path_is_a_lock_error_with_a_hint(work: Path, make_path: object, hint: str) -> None:
+    assert callable(make_path)
+    path: Path = make_path(work)
+    with_journal = Receiver(work / "journal")
+    try:
+        result = run(launcher_argv(make_settings(path)), env(UNITGEN_JOURNAL_SOCKET=with_journal.env_value))
+        (entry,) = journal_entries(with_journal)
+    finally:
+        with_journal.close()
+    assert result.returncode == EXIT_LOCK_ERROR
+    assert entry["PRIORITY"] == "3"
+    assert entry["MESSAGE_ID"] == MESSAGE_ID_LOCK_ERROR
+    assert entry["LOCK_PATH"] == str(path)
+    assert hint in entry["MESSAGE"]
+    assert not (work / "elsewhere" / "target.pid").exists(), "the symlink must not be followed"
+
+
+def test_directory_not_writable_for_the_service_user(work: Path) -> None:
+    locked_dir = work / "ro"
+    locked_dir.mkdir(mode=0o555)
+    work.chmod(0o755)
+    argv = launcher_argv(make_settings(locked_dir / "demo.pid"))
+    if os.geteuid() == 0:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    result = run(argv)
+    assert result.returncode == EXIT_LOCK_ERROR
+    assert f"permission denied creating or opening lock file {locked_dir}/demo.pid" in result.stderr
+    assert f"make {locked_dir} writable" in result.stderr
+
+
+@pytest.mark.root
+def test_read_only_file_system(work: Path) -> None:
+    """A tmpfs mounted read-only in a private mount namespace (the host sees nothing)."""
+    mnt = work / "ro"
+    mnt.mkdir()
+    argv = launcher_argv(make_settings(mnt / "demo.pid"))
+    script = f'mount -t tmpfs -o ro tmpfs "{mnt}" && exec "$@"'
+    result = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv])
+    assert result.returncode == EXIT_LOCK_ERROR, result.stderr
+    assert f"lock directory {mnt} is on a read-only file system" in result.stderr
+    assert "ReadWritePaths=" in result.stderr
+
+
+@pytest.mark.root
+def test_holder_in_another_pid_namespace_is_reported_as_unknown(lock: Path) -> None:
+    """F_GETLK reports l_pid 0 for a holder we cannot see; the message must not invent a PID."""
+    proc = start_holder(lock)
+    try:
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", *launcher_argv(make_settings(lock))]
+        result = run(argv)
+        assert result.returncode == EXIT_ALREADY_RUNNING, result.stderr
+        assert f"demo is already running (holder PID unknown) (lock {lock})" in result.stderr
+    finally:
+        stop(proc)
+
+
+@pytest.mark.root
+def test_root_started_instance_leaves_the_file_to_the_directory_owner(work: Path) -> None:
+    """Run by hand as root, the launcher must not leave a pid file the service user cannot open."""
+    run_dir = work / "run"
+    run_dir.mkdir()
+    os.chown(run_dir, 65534, 65534)
+    proc = start_holder(run_dir / "demo.pid")
+    try:
+        st = (run_dir / "demo.pid").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o644)
+    finally:
+        stop(proc)
