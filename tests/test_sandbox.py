@@ -12,12 +12,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from unitgen import sandbox as sandbox_module
 from unitgen.errors import UnitgenError
 from unitgen.run import CommandError
 from unitgen.sandbox import MASKED_UNITS, STATE_ROOT, Sandbox, describe_plan
@@ -327,6 +329,18 @@ def test_sandbox_dies_with_the_process_that_booted_it() -> None:
 
 
 @pytest.mark.root
+def test_a_sandbox_booted_in_a_thread_outlives_the_thread() -> None:
+    booted: list[Sandbox] = []
+    worker = threading.Thread(target=lambda: booted.append(Sandbox.boot("sbx-thread")))
+    worker.start()
+    worker.join()
+    with booted[0] as sb:
+        time.sleep(0.2)
+        assert sb.alive()
+        assert sb.run(["hostname"]).stdout.strip() == "sbx-thread"
+
+
+@pytest.mark.root
 def test_detached_sandbox_can_be_found_and_torn_down_later() -> None:
     sb = Sandbox.boot("sbx-detached", detach=True)
     try:
@@ -350,6 +364,16 @@ def test_a_failed_boot_explains_itself_and_cleans_up() -> None:
     assert "sbx-too-slow" in str(failed.value)
     after = {p.name for p in STATE_ROOT.iterdir()} if STATE_ROOT.is_dir() else set()
     assert not {n for n in after - before if n.startswith("sbx-too-slow.")}
+
+
+@pytest.mark.root
+def test_a_boot_that_goes_wrong_is_reported_with_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "SYSTEMD_ARGS", ("--unit=/",))  # not a unit name
+    with pytest.raises(UnitgenError, match="failed to boot: systemd is maintenance") as failed:
+        Sandbox.boot("sbx-bad-unit", timeout=20)
+    assert "Falling back to rescue.target" in str(failed.value)
+    assert "console.log" in str(failed.value)
+    assert not [s for s in Sandbox.running() if s.name == "sbx-bad-unit"]
 
 
 @pytest.mark.root

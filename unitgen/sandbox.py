@@ -49,7 +49,6 @@ import tarfile
 import tempfile
 import time
 import tty
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -64,6 +63,8 @@ TARGET = "unitgen-sandbox.target"
 CONTAINER = "unitgen"  # $container, the container manager's name (systemd's CONTAINER_INTERFACE)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_PREFIX = "unitgen-sandbox-"
+# What systemd as PID 1 prints when it hits a fatal error and stops (freeze() in its main.c).
+FROZEN = "Freezing execution"
 TIMED_OUT = 124  # the exit status of timeout(1) when the time ran out
 
 # Units that would touch the host (kernel state, clock, TPM, pstore, consoles) or only slow the
@@ -546,13 +547,11 @@ def _stage2_main(args: Sequence[str]) -> NoReturn:
     if spec["detach"] and os.fork() != 0:
         os._exit(0)  # a detached helper is nobody's child: it outlives the process that booted it
     status = int(spec["status_fd"])
-    for fd in (status, spec["console_fd"], spec["console_slave_fd"]):
-        os.set_inheritable(fd, False)  # PID 1 must not take them into systemd
+    lifeline = int(spec["lifeline_fd"])
+    for fd in (status, spec["console_fd"], spec["console_slave_fd"], lifeline):
+        if fd >= 0:
+            os.set_inheritable(fd, False)  # PID 1 must not take them into systemd
     try:
-        if not spec["detach"]:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != spec["parent"]:
-                os._exit(1)
         for directory in spec["cgroups"]:
             _join_cgroup(Path(directory))
         _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWCGROUP)
@@ -565,15 +564,19 @@ def _stage2_main(args: Sequence[str]) -> NoReturn:
     os.write(status, f"pid {pid}\n".encode())
     os.close(status)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _relay_console(int(spec["console_fd"]), pid)
+    _relay_console(int(spec["console_fd"]), pid, lifeline)
     _, wstatus = os.waitpid(pid, 0)
     os._exit(os.waitstatus_to_exitcode(wstatus) & 0xFF)
 
 
-def _relay_console(master: int, pid: int) -> None:
-    """Copy PID 1's console (the pty master) to our stdout, the console log, until PID 1 exits."""
+def _relay_console(master: int, pid: int, lifeline: int) -> None:
+    """Copy PID 1's console (the pty master) to our stdout, the console log, until PID 1 exits.
+
+    When the process that booted the sandbox is gone (every copy of the lifeline's write end is
+    closed, however it died), kill PID 1: nothing would ever tear the sandbox down otherwise.
+    """
     pidfd = os.pidfd_open(pid)
-    watched = [master, pidfd]
+    watched = [master, pidfd] + ([lifeline] if lifeline >= 0 else [])
     while True:
         ready, _, _ = select.select(watched, [], [])
         if master in ready:
@@ -585,6 +588,9 @@ def _relay_console(master: int, pid: int) -> None:
                 os.write(1, data.replace(b"\r", b""))  # systemd turns ONLCR back on and writes CRLF
             else:
                 watched.remove(master)  # no terminal any more: only wait for the exit
+        if lifeline in ready:
+            os.kill(pid, signal.SIGKILL)
+            watched.remove(lifeline)
         if pidfd in ready:
             return
 
@@ -617,7 +623,7 @@ def _pid1(spec: dict[str, Any], status: int) -> NoReturn:
             # Set last: changing credentials may clear it. If the helper dies, so does the sandbox.
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         env = {"container": CONTAINER, "PATH": PATH, "LANG": "C.UTF-8"}
-        argv = spec.get("exec") or [SYSTEMD, *SYSTEMD_ARGS]
+        argv = spec["exec"]
         os.execve(argv[0], argv, env)  # noqa: S606 (no shell: exec PID 1 itself)
     except BaseException as exc:
         _report(status, f"error {exc}")
@@ -670,7 +676,7 @@ def _decode_field(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-_live: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+_live: set[Sandbox] = set()  # not detached and not yet torn down: torn down at exit
 
 
 class Sandbox:
@@ -693,6 +699,7 @@ class Sandbox:
         self.boot_seconds = 0.0
         self._starttime: int | None = None
         self._helper: subprocess.Popen[bytes] | None = None
+        self._lifeline = -1
         self._torn_down = False
 
     @property
@@ -746,6 +753,8 @@ class Sandbox:
 
     def _start(self, deadline: float, exec_argv: Sequence[str] = ()) -> None:
         read_end, write_end = os.pipe()
+        # The lifeline's write end stays open in this process only (pipes are close-on-exec).
+        life_read, self._lifeline = os.pipe() if not self.detach else (-1, -1)
         # The helper keeps both ends of PID 1's console open: a terminal whose slave side is
         # never closed does not hang up, and one whose master is read never blocks PID 1.
         master, slave = os.openpty()
@@ -753,12 +762,12 @@ class Sandbox:
         plan = boot_plan(self.name, self.state, host_hierarchies(), secrets.token_hex(16), os.ttyname(slave))
         spec = {
             "name": self.name,
-            "exec": list(exec_argv),
+            "exec": list(exec_argv) or [SYSTEMD, *SYSTEMD_ARGS],
             "status_fd": write_end,
             "console_fd": master,
             "console_slave_fd": slave,
+            "lifeline_fd": life_read,
             "detach": self.detach,
-            "parent": os.getpid(),
             "cgroups": [str(c) for c in self.cgroups],
             "plan": [_encode(op) for op in plan],
         }
@@ -774,13 +783,14 @@ class Sandbox:
                     stdin=subprocess.DEVNULL,
                     stdout=console,
                     stderr=console,
-                    pass_fds=(write_end, master, slave),
+                    pass_fds=tuple(fd for fd in (write_end, master, slave, life_read) if fd >= 0),
                     start_new_session=True,  # a Ctrl-C on the terminal must not reach PID 1
                     env={"PATH": PATH, "LANG": "C.UTF-8"},
                 )
         finally:
-            for fd in (write_end, master, slave):
-                os.close(fd)
+            for fd in (write_end, master, slave, life_read):
+                if fd >= 0:
+                    os.close(fd)
         if not self.detach:
             _live.add(self)
         try:
@@ -828,6 +838,8 @@ class Sandbox:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise self._boot_error("systemd exited during boot")
+            if FROZEN in _tail(self.console_log, 5):
+                raise self._boot_error("systemd gave up and froze")
             if private.exists():
                 left = max(1.0, deadline - time.monotonic())
                 try:
@@ -937,6 +949,9 @@ class Sandbox:
         deadline = time.monotonic() + 10
         while self.pid and _starttime(self.pid) == self._starttime and time.monotonic() < deadline:
             time.sleep(0.01)
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
         for cgroup in self.cgroups:
             _remove_cgroup(cgroup, deadline)
         shutil.rmtree(self.state, ignore_errors=True)
