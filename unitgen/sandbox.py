@@ -612,6 +612,8 @@ def _join_cgroup(directory: Path) -> None:
 
 def _pid1(spec: dict[str, Any], status: int) -> NoReturn:
     try:
+        if not spec["detach"]:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the helper's death kills PID 1 from now on
         os.umask(0)
         for data in spec["plan"]:
             _decode(data).execute()
@@ -654,10 +656,10 @@ def _check_name(name: str) -> None:
 def _starttime(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat: tells a process apart from a later one with the same PID."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return int(text.rsplit(")", 1)[1].split()[19])
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -1158,6 +1160,18 @@ def _walk(root: Path) -> Iterator[Path]:
             yield base / name
 
 
+def _kill_cgroup(directory: Path) -> None:
+    """SIGKILL every process in a sandbox's cgroup tree (host PIDs; only the sandbox's own).
+
+    Catches what killing PID 1 cannot: a PID 1 still being set up when its boot was abandoned.
+    """
+    for procs in directory.rglob("cgroup.procs") if directory.is_dir() else []:
+        with contextlib.suppress(OSError):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+
 def _remove_cgroup(directory: Path, deadline: float) -> None:
     """Remove a sandbox's cgroup tree bottom-up, waiting for its dead processes to leave."""
     while directory.is_dir():
@@ -1172,6 +1186,7 @@ def _remove_cgroup(directory: Path, deadline: float) -> None:
                 busy = True
         if not busy or time.monotonic() > deadline:
             return
+        _kill_cgroup(directory)
         time.sleep(0.01)
 
 
