@@ -88,7 +88,7 @@ while True:
 
 SYSUSERS = f'u {NAME} - "unitgen packaging test" /var/lib/{NAME}\n'
 TMPFILES = f"d /var/lib/{NAME} 0750 {NAME} {NAME} -\n"
-DEFAULTS = f"# Options for {NAME}.\nGREETING=hello\n"
+DEFAULTS = f"# Options for {NAME} @VERSION@.\nGREETING=hello\n"
 README = f"{NAME}\n=====\n\nA service used by unitgen's packaging tests.\n"
 
 
@@ -104,7 +104,7 @@ def make_staging(root: Path, version: str = "1.0", *, timer: bool = False) -> Pa
             LAUNCHER.replace("@VERSION@", version).replace("@NAME@", NAME),
             0o755,
         ),
-        f"etc/default/{NAME}": (DEFAULTS, 0o644),
+        f"etc/default/{NAME}": (DEFAULTS.replace("@VERSION@", version), 0o644),
         f"usr/share/doc/{NAME}/README": (README, 0o644),
     }
     if timer:
