@@ -9,7 +9,8 @@ Enable them for the whole suite with one line in tests/conftest.py:
   clean up themselves, or that use unit names no other test in the module uses.
 - `sandbox_factory`: boots as many as a test asks for (`sandbox_factory("a")`), all torn down after it.
 
-Tests using them need root: mark them `@pytest.mark.root`.
+Tests using them need root: mark them `@pytest.mark.root`. At the end of the session, any
+sandbox a test booted and did not tear down is torn down, and reported as an error.
 """
 
 from __future__ import annotations
@@ -54,3 +55,12 @@ def sandbox_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[str], 
     finally:
         for sb in booted:
             sb.teardown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_sandbox_left_running() -> Iterator[None]:
+    yield
+    leaked = Sandbox.owned()
+    for sb in leaked:
+        sb.teardown()
+    assert not leaked, f"tests left sandboxes running (now torn down): {[sb.id for sb in leaked]}"

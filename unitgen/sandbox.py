@@ -912,6 +912,11 @@ class Sandbox:
         return result
 
     @classmethod
+    def owned(cls) -> list[Sandbox]:
+        """Sandboxes this process booted (not detached) and has not torn down yet."""
+        return sorted(_live, key=lambda s: s.id)
+
+    @classmethod
     def clean_stale(cls) -> list[str]:
         """Remove the records and empty cgroups of sandboxes whose PID 1 is gone.
 
@@ -1188,13 +1193,6 @@ def _remove_cgroup(directory: Path, deadline: float) -> None:
             return
         _kill_cgroup(directory)
         time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def booted(name: str = "unitgen", *, timeout: float = 30.0) -> Iterator[Sandbox]:
-    """`with booted() as sb:` is `with Sandbox.boot() as sb:`."""
-    with Sandbox.boot(name, timeout=timeout) as sandbox:
-        yield sandbox
 
 
 def _teardown_leftovers() -> None:
