@@ -173,6 +173,19 @@ def test_copy_in_a_tree_and_start_a_notify_unit(shared_sandbox: Sandbox, tmp_pat
 
 
 @pytest.mark.root
+def test_resource_controls_and_the_system_bus_work(shared_sandbox: Sandbox) -> None:
+    sb = shared_sandbox
+    limits = ["-p", "MemoryMax=20M", "-p", "TasksMax=7", "-p", "IPAddressDeny=any"]
+    result = sb.run(["systemd-run", "--wait", "--pipe", *limits, "cat", "/proc/self/cgroup"])  # needs D-Bus
+    memory = next(line for line in result.stdout.splitlines() if ":memory:" in line).split(":")[2]
+    assert memory.startswith("/system.slice/run-")
+    sb.run(["systemd-run", "--unit=sbx-limited", *limits, "sleep", "100"])
+    assert sb.read_file("/sys/fs/cgroup/memory/system.slice/sbx-limited.service/memory.limit_in_bytes") == b"20971520\n"
+    assert sb.read_file("/sys/fs/cgroup/pids/system.slice/sbx-limited.service/pids.max") == b"7\n"
+    sb.systemctl("stop", "sbx-limited.service")
+
+
+@pytest.mark.root
 def test_copy_in_a_single_file(shared_sandbox: Sandbox, tmp_path: Path) -> None:
     sb = shared_sandbox
     src = tmp_path / "tool.sh"

@@ -129,9 +129,12 @@ SYSTEMD_ARGS = (
 
 TARGET_UNIT = """\
 [Unit]
-Description=unitgen sandbox: sysinit and journald, nothing else
+Description=unitgen sandbox: sysinit, journald and a socket-activated D-Bus
 Requires=sysinit.target systemd-journald.socket
 After=sysinit.target systemd-journald.socket
+# For tools that need the system bus (systemd-run --wait, busctl); the daemon starts on first use.
+Wants=dbus.socket
+After=dbus.socket
 AllowIsolate=yes
 """
 
