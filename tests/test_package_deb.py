@@ -29,7 +29,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
 def test_file_name_and_members(built: tuple[Path, Path]) -> None:
     _, deb = built
     assert deb.name == f"{NAME}_1.0-1_all.deb"
-    assert tool("ar", "t", str(deb)).split() == ["debian-binary", "control.tar.xz", "data.tar.xz"]
+    assert tool("ar", "t", str(deb)).split() == ["debian-binary", "control.tar.gz", "data.tar.gz"]
     assert deb.read_bytes()[:8] == b"!<arch>\n"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.test_package_helpers import NAME, make_info, make_staging
 from unitgen.errors import UnitgenError
-from unitgen.package import Format, Relations
+from unitgen.package import Format, Relations, build_deb, build_rpm, terminal_progress
 from unitgen.package.files import Kind, collect, installed_size_kib, source_date_epoch
 from unitgen.package.model import to_rpm
 
@@ -145,3 +147,30 @@ def test_parents_always_precede_children(tmp_path_factory: pytest.TempPathFactor
         assert not parent or parent in seen
         seen.add(rel)
     assert len(paths) == len(set(paths))
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_only_on_a_terminal_and_only_for_big_builds() -> None:
+    assert terminal_progress("x", io.StringIO()) is None
+    out = _Tty()
+    progress = terminal_progress("unitgen deb", out)
+    assert progress is not None
+    progress(1, 100)  # a small build: silent
+    assert out.getvalue() == ""
+    big = 64 << 20
+    progress(big // 4, big)
+    assert "unitgen deb:  25% (16/64 MiB)" in out.getvalue()
+    progress(big, big)
+    assert out.getvalue().endswith("\r\033[K")  # the line is cleared when done
+
+
+@pytest.mark.parametrize("build", [pytest.param(build_deb, id="deb"), pytest.param(build_rpm, id="rpm")])
+def test_writers_report_progress(tmp_path: Path, build: Callable[..., Path]) -> None:
+    calls: list[tuple[int, int]] = []
+    build(make_staging(tmp_path / "st"), make_info(), tmp_path / "dist", progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1] > 0
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

@@ -22,6 +22,7 @@ from typing import BinaryIO, Literal
 
 from unitgen.package.files import Entry, Kind, collect, installed_size_kib, source_date_epoch
 from unitgen.package.model import Compression, Format, PackageInfo
+from unitgen.package.progress import Progress
 from unitgen.package.stream import Writable, compressed, copy
 
 _TAR_FORMAT: Literal[1] = 1  # tarfile.GNU_FORMAT, what dpkg-deb writes
@@ -54,8 +55,9 @@ def build(
     out_dir: Path,
     scripts: Mapping[str, str],
     *,
-    compression: Compression = Compression.XZ,
+    compression: Compression = Compression.GZIP,
     level: int | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the .deb for `staging` into `out_dir` and return its path.
 
@@ -83,7 +85,7 @@ def build(
     suffix = _SUFFIX[compression]
     with tempfile.TemporaryFile(dir=out_dir) as data:
         with compressed(data, compression, level) as stream:
-            md5sums = write_tar(stream, entries, mtime)
+            md5sums = write_tar(stream, entries, mtime, progress)
         control_files = {
             "control": (control(info, installed_size_kib(entries)), 0o644),
             "md5sums": (md5sums, 0o644),
@@ -204,9 +206,11 @@ def _tarinfo(name: str, kind: Kind, mode: int, mtime: int, size: int = 0, target
     return ti
 
 
-def write_tar(out: Writable, entries: Sequence[Entry], root_mtime: int) -> str:
+def write_tar(out: Writable, entries: Sequence[Entry], root_mtime: int, progress: Progress | None = None) -> str:
     """Write `entries` as a tar stream to `out`; return the md5sums file for the non-conffiles."""
     written = 0
+    total = sum(e.size for e in entries if e.kind is Kind.FILE)
+    done = 0
 
     def put(data: bytes) -> None:
         nonlocal written
@@ -227,6 +231,9 @@ def write_tar(out: Writable, entries: Sequence[Entry], root_mtime: int) -> str:
                 put(b"\0" * (512 - e.size % 512))
             if not e.config:
                 sums.append(f"{md5.hexdigest()}  {e.path}\n")
+            done += e.size
+            if progress is not None:
+                progress(done, total)
     put(b"\0" * 1024)
     if written % _RECORD:
         put(b"\0" * (_RECORD - written % _RECORD))

@@ -21,6 +21,7 @@ from typing import BinaryIO
 from unitgen.errors import UnitgenError
 from unitgen.package.files import Entry, Kind, build_time, collect, source_date_epoch
 from unitgen.package.model import Compression, Format, PackageInfo
+from unitgen.package.progress import Progress
 from unitgen.package.stream import CHUNK, Counting, compressed, copy
 
 # Header data types (rpmtag.h rpmTagType).
@@ -153,8 +154,12 @@ class _Payload:
     compressed_sha256: str
 
 
-def _write_payload(out: BinaryIO, files: Sequence[Entry], comp: Compression, level: int | None) -> _Payload:
+def _write_payload(
+    out: BinaryIO, files: Sequence[Entry], comp: Compression, level: int | None, progress: Progress | None
+) -> _Payload:
     digests = []
+    total = sum(e.size for e in files if e.kind is Kind.FILE and not e.ghost)
+    done = 0
     sha = hashlib.sha256()  # of the compressed bytes, as they are written
     with compressed(Counting(out, sha), comp, level) as stream:  # type: ignore[arg-type]
         sink = Counting(stream)
@@ -170,6 +175,9 @@ def _write_payload(out: BinaryIO, files: Sequence[Entry], comp: Compression, lev
                     copy(src, sink, e.size, file_sha.update)
                 sink.write(b"\0" * (-e.size % 4))
                 digests.append(file_sha.hexdigest())
+                done += e.size
+                if progress is not None:
+                    progress(done, total)
             elif e.kind is Kind.SYMLINK:
                 target = e.target.encode()
                 sink.write(_cpio_header("./" + e.path, ino, mode, 1, e.mtime, len(target)))
@@ -370,8 +378,9 @@ def build(
     out_dir: Path,
     scriptlets: Mapping[str, str],
     *,
-    compression: Compression = Compression.XZ,
+    compression: Compression = Compression.GZIP,
     level: int | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write NAME-VERSION-RELEASE.ARCH.rpm for `staging` into `out_dir` and return its path."""
     epoch = source_date_epoch()
@@ -383,7 +392,7 @@ def build(
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / rpm_filename(info)
     with tempfile.TemporaryFile(dir=out_dir) as data:
-        payload = _write_payload(data, files, compression, level)
+        payload = _write_payload(data, files, compression, level, progress)
         blob = header(info, files, payload, scriptlets, compression, level, built).to_bytes()
         size = data.seek(0, 2)
         if len(blob) + size > _U32:
