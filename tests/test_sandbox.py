@@ -370,23 +370,34 @@ def test_detached_sandbox_can_be_found_and_torn_down_later() -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("timeout", [0.02, 0.15, 0.3])
-def test_an_abandoned_boot_leaves_nothing(monkeypatch: pytest.MonkeyPatch, timeout: float) -> None:
-    """Giving up at any point of the boot (here: too short a timeout) kills and removes it all."""
+@pytest.mark.parametrize("phase", ["namespaces", "systemd-starting", "systemd-running"])
+def test_an_abandoned_boot_leaves_nothing(monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+    """Giving up at any point of a boot (a timeout, Ctrl-C) kills and removes all of it."""
     prepared: list[Sandbox] = []
-    prepare = Sandbox._prepare
+    prepare, wait_running = Sandbox._prepare, Sandbox._wait_running
 
     def spy(name: str, *, detach: bool = False) -> Sandbox:
         prepared.append(prepare(name, detach=detach))
         return prepared[-1]
 
+    def interrupted(self: Sandbox, deadline: float) -> None:
+        if phase == "systemd-running":
+            wait_running(self, deadline)
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(Sandbox, "_prepare", spy)
-    with pytest.raises(UnitgenError, match=r"sbx-too-slow\..* failed to boot"):
-        Sandbox.boot("sbx-too-slow", timeout=timeout)
+    if phase == "namespaces":
+        with pytest.raises(UnitgenError, match=r"sbx-abandoned\..* failed to boot: timed out"):
+            Sandbox.boot("sbx-abandoned", timeout=0.001)
+    else:
+        monkeypatch.setattr(Sandbox, "_wait_running", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            Sandbox.boot("sbx-abandoned")
     (sb,) = prepared
     assert not sb.state.exists()
     assert not any(c.exists() for c in sb.cgroups), "a process of the abandoned boot survived"
     assert not sb.alive()
+    assert sb not in Sandbox.owned()
 
 
 @pytest.mark.root
