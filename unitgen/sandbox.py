@@ -544,9 +544,15 @@ def _cgroup_child(h: Hierarchy, sid: str) -> str:
 # --- the code that runs in the new namespaces (a separate interpreter) -------------------
 
 
-def _stage2_main(args: Sequence[str]) -> NoReturn:
-    """Entry point of the helper process: join cgroups, unshare, fork PID 1, report its PID."""
-    spec = json.loads(args[0])
+def _stage2_main() -> NoReturn:
+    """Entry point of the helper process: join cgroups, unshare, fork PID 1, report its PID.
+
+    Its instructions come as JSON on stdin (not in argv, which `ps` shows to everyone).
+    """
+    spec = json.loads(sys.stdin.buffer.read())
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
     if spec["detach"] and os.fork() != 0:
         os._exit(0)  # a detached helper is nobody's child: it outlives the process that booted it
     status = int(spec["status_fd"])
@@ -779,13 +785,13 @@ class Sandbox:
         package_parent = str(Path(__file__).resolve().parent.parent)
         code = (
             f"import sys; sys.path.insert(0, {package_parent!r}); "
-            "from unitgen.sandbox import _stage2_main; _stage2_main(sys.argv[1:])"
+            "from unitgen.sandbox import _stage2_main; _stage2_main()"
         )
         try:
             with self.console_log.open("ab") as console:
                 self._helper = subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-c", code, json.dumps(spec)],
-                    stdin=subprocess.DEVNULL,
+                    [sys.executable, "-I", "-S", "-c", code, f"unitgen-sandbox-helper {self.id}"],
+                    stdin=subprocess.PIPE,
                     stdout=console,
                     stderr=console,
                     pass_fds=tuple(fd for fd in (write_end, master, slave, life_read) if fd >= 0),
@@ -798,6 +804,9 @@ class Sandbox:
                     os.close(fd)
         if not self.detach:
             _live.add(self)
+        if self._helper.stdin is not None:
+            with contextlib.suppress(BrokenPipeError), self._helper.stdin as instructions:
+                instructions.write(json.dumps(spec).encode())  # a helper that died says so below
         try:
             status = self._read_status(read_end, deadline)
         finally:
@@ -878,8 +887,8 @@ class Sandbox:
         sandbox = cls._prepare(name)
         try:
             sandbox._start(time.monotonic() + timeout, argv)
-            assert sandbox._helper is not None
-            sandbox._helper.wait(timeout)
+            if sandbox._helper is not None:
+                sandbox._helper.wait(timeout)
             return sandbox.console_log.read_text(errors="replace")
         finally:
             sandbox.teardown()
