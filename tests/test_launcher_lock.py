@@ -21,6 +21,7 @@ from tests.launcher_helpers import (
     journal_entries,
     launcher_argv,
     make_settings,
+    read_line,
     run,
     short_tmpdir,
     start,
@@ -110,7 +111,7 @@ def test_lock_survives_exec_into_the_app(lock: Path) -> None:
     )
     proc = start(launcher_argv(make_settings(lock, argv=[*python_app(app), str(lock)])))
     try:
-        pid, _fd, same = (proc.stdout.readline() if proc.stdout else "").split()
+        pid, _fd, same = read_line(proc).split()
         assert int(pid) == proc.pid, "the app runs under the launcher's PID"
         assert same == "True", f"{LOCK_FD_ENV} must name an fd open on the lock file"
         wait_for_holder(lock, proc.pid)
@@ -125,7 +126,7 @@ def test_python_mode_keeps_the_lock_when_the_app_opens_and_closes_the_lock_path(
     settings = make_settings(lock, mode="python", entry="demoapp:open_close_lock")
     proc = start(launcher_argv(settings, isolated=False), env(PYTHONPATH=APPS, DEMO_LOCK=str(lock)))
     try:
-        line = proc.stdout.readline() if proc.stdout else ""
+        line = read_line(proc)
         assert line.split() == ["closed", str(proc.pid)]
         assert holder(lock) == proc.pid
         assert not can_lock(lock)
@@ -138,7 +139,7 @@ def test_exec_mode_app_that_closes_the_lock_path_loses_the_lock_as_documented(lo
     app = "import sys, time\nopen(sys.argv[1]).close()\nprint('closed', flush=True)\ntime.sleep(60)\n"
     proc = start(launcher_argv(make_settings(lock, argv=[*python_app(app), str(lock)])))
     try:
-        assert (proc.stdout.readline() if proc.stdout else "") == "closed\n"
+        assert read_line(proc) == "closed\n"
         assert holder(lock) is None
         assert "never open-and-close the lock path" in " ".join(LAUNCHER_PY.read_text().split())
     finally:
@@ -166,7 +167,7 @@ def test_forked_worker_outliving_the_main_process_does_not_keep_the_lock(
 ) -> None:
     settings = make_settings(lock, **overrides)
     proc = start(launcher_argv(settings, isolated=settings["mode"] == "exec"), env(PYTHONPATH=APPS))
-    line = proc.stdout.readline() if proc.stdout else ""
+    line = read_line(proc)
     worker = int(line.split()[1])
     try:
         assert proc.wait(timeout=20) == 0

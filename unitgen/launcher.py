@@ -44,7 +44,8 @@ Readiness (`ready`) and sd_notify
     `notify` the app pings itself; exec mode + immediate cannot be watched by the launcher.
     python mode: SIGTERM sends STOPPING=1 and raises SystemExit(0) in the main thread, so `finally`
     blocks run (a second SIGTERM kills). SIGHUP sends RELOADING=1 with MONOTONIC_USEC, calls the
-    entry module's `unitgen_reload()` if it defines one, then READY=1. An app that installs its own
+    entry module's `unitgen_reload()` if it defines one (in a helper thread, never inside the
+    signal handler), then READY=1. An app that installs its own
     SIGTERM/SIGHUP handlers replaces these and speaks the protocol itself.
     oneshot services never send READY=1 or WATCHDOG=1 (only STATUS= and EXTEND_TIMEOUT_USEC=).
     Notifications are sent natively (one datagram, UTF-8); no $NOTIFY_SOCKET is a silent no-op.
@@ -892,16 +893,26 @@ def _run_python(settings: LauncherSettings, extra: list[str]) -> int:
         notify(f"STATUS={message}")
         return EXIT_APP_ERROR
 
-    def on_hup(signum: int, frame: FrameType | None) -> None:
-        notify(f"RELOADING=1\nMONOTONIC_USEC={_monotonic_usec()}\nSTATUS=Reloading")
-        hook = getattr(module, RELOAD_HOOK, None)
-        if callable(hook):
-            try:
-                hook()
-            except Exception as err:
-                log(name, 3, f"{name}: {RELOAD_HOOK}() failed: {type(err).__name__}: {err}")
-        notify(f"READY=1\nSTATUS={ready_status(name, settings['ready'])}")
+    reload_requested = threading.Event()
 
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        # Only set a flag: the hook runs in a thread, never inside a signal handler, where it
+        # could re-enter whatever I/O the main thread was doing.
+        reload_requested.set()
+
+    def reloader() -> None:
+        while reload_requested.wait():
+            reload_requested.clear()
+            notify(f"RELOADING=1\nMONOTONIC_USEC={_monotonic_usec()}\nSTATUS=Reloading")
+            hook = getattr(module, RELOAD_HOOK, None)
+            if callable(hook):
+                try:
+                    hook()
+                except Exception as err:
+                    log(name, 3, f"{name}: {RELOAD_HOOK}() failed: {type(err).__name__}: {err}")
+            notify(f"READY=1\nSTATUS={ready_status(name, settings['ready'])}")
+
+    threading.Thread(target=reloader, name="unitgen-reload", daemon=True).start()
     signal.signal(signal.SIGHUP, on_hup)
     kind = parse_ready(settings["ready"])[0]
     if not settings["oneshot"] and kind != "notify":
@@ -961,7 +972,9 @@ def check_settings(settings: LauncherSettings) -> str | None:
     if not settings["name"] or not isinstance(settings["name"], str):
         problems.append("name must be a non-empty string")
     if settings["mode"] == "exec":
-        if not settings["argv"] or not all(isinstance(a, str) and a for a in settings["argv"]):
+        argv = settings["argv"]
+        # Empty arguments are legal ("" is a real argument); only the program must be named.
+        if not argv or not all(isinstance(a, str) for a in argv) or not argv[0]:
             problems.append("exec mode needs argv: the program and its arguments")
     elif settings["mode"] == "python":
         entry = settings["entry"]

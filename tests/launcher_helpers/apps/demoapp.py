@@ -55,8 +55,8 @@ def fork_worker() -> int:
 
 
 def graceful() -> None:
-    say("started", os.getpid())
     try:
+        say("started", os.getpid())
         time.sleep(60)
     finally:
         say("cleanup")
