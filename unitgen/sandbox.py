@@ -23,6 +23,23 @@ The namespaces and mounts are made with the raw system calls through `ctypes` (P
 `Operation` that can `execute()` and `describe()` itself, so `describe_plan()` shows a dry run.
 Commands are run inside with util-linux `nsenter`; files are copied in with `tar` run inside, so
 symbolic links are resolved against the sandbox root and never against the host's.
+
+Usage (see `Sandbox` for the rest: `write_file`, `read_file`, `systemctl`, `show`, `wait_for`)::
+
+    with Sandbox.boot("demo") as sb:           # ~0.4 s to `is-system-running` = running
+        sb.copy_in(staging_tree)               # a tree mirroring the target file system
+        sb.systemctl("daemon-reload")
+        sb.systemctl("start", "demo.service")
+        sb.journal("MESSAGE_ID=...", unit="demo.service")
+
+Limits, on purpose:
+- It keeps accidents away from the host; it is not a boundary against hostile code (PID 1 and
+  commands run inside are real root with CAP_SYS_ADMIN in the host's user namespace).
+- Only the host's root file system is visible inside: other host mounts (its /tmp, /run,
+  /var/tmp, /dev/shm, any separate /home) are not. Copy what a test needs in with `copy_in`.
+- No udev, no block devices, no /dev/kmsg, no logind or getty; D-Bus is socket-activated.
+- Commands from `run()` are in the sandbox's namespaces but not in one of its units (they stay in
+  the caller's cgroup); use `systemd-run` to start something under systemd.
 """
 
 # ruff: noqa: S108  (/tmp, /var/tmp, /dev/shm here are mount points inside the sandbox, not temp files)
