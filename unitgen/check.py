@@ -49,28 +49,40 @@ def _scratch_units(staging: Path, name: str, scratch: Path) -> list[Path]:
     return copies
 
 
-def check(staging: Path, name: str, *, threshold: float) -> CheckReport:
+def _scratch_env(scratch: Path) -> dict[str, str]:
+    # A trailing ':' keeps systemd's own search path after ours (targets, sockets...).
+    return {**os.environ, "SYSTEMD_UNIT_PATH": f"{scratch}:"}
+
+
+def verify(staging: Path, name: str) -> str:
+    """What `systemd-analyze verify` says about the units (empty: nothing to complain about)."""
     staging = staging.absolute()
     with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
         scratch = Path(tmp)
         units = _scratch_units(staging, name, scratch)
-        # A trailing ':' keeps systemd's own search path after ours (targets, sockets...).
-        env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{scratch}:"}
-        verify = run(["systemd-analyze", "verify", *units], check=False, env=env)
-        verify_output = (verify.stdout + verify.stderr).strip()
-        if verify.returncode != 0 and not verify_output:
-            verify_output = f"systemd-analyze verify exited with {verify.returncode}"
-        service = scratch / f"{name}.service"
-        security = run(
-            ["systemd-analyze", "security", "--offline=true", "--no-pager", str(service)], check=False, env=env
-        )
-    match = _SCORE.search(security.stdout + security.stderr)
+        result = run(["systemd-analyze", "verify", *units], check=False, env=_scratch_env(scratch))
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0 and not output:
+        output = f"systemd-analyze verify exited with {result.returncode}"
+    return output.replace(str(scratch) + "/", "").replace(str(staging), "")
+
+
+def security(staging: Path, name: str) -> tuple[float, str]:
+    """The exposure score and systemd's verdict word for NAME.service."""
+    staging = staging.absolute()
+    with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
+        scratch = Path(tmp)
+        _scratch_units(staging, name, scratch)
+        argv = ["systemd-analyze", "security", "--offline=true", "--no-pager", str(scratch / f"{name}.service")]
+        result = run(argv, check=False, env=_scratch_env(scratch))
+    match = _SCORE.search(result.stdout + result.stderr)
     if match is None:
-        raise UnitgenError("systemd-analyze security printed no score:\n" + (security.stdout + security.stderr))
-    return CheckReport(
-        units=[u.name for u in units],
-        verify_output=verify_output.replace(str(scratch) + "/", "").replace(str(staging), ""),
-        score=float(match.group(1)),
-        verdict=match.group(2),
-        threshold=threshold,
-    )
+        raise UnitgenError("systemd-analyze security printed no score:\n" + (result.stdout + result.stderr))
+    return float(match.group(1)), match.group(2)
+
+
+def check(staging: Path, name: str, *, threshold: float) -> CheckReport:
+    units = sorted(p.name for p in (staging / UNIT_DIR).glob(f"{name}.*"))
+    verify_output = verify(staging, name)
+    score, verdict = security(staging, name)
+    return CheckReport(units=units, verify_output=verify_output, score=score, verdict=verdict, threshold=threshold)
