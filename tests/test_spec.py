@@ -153,3 +153,33 @@ def test_odd_but_legal_values_are_accepted() -> None:
     assert spec.exec is not None and spec.exec[1:4] == ("", " ", ";")
     assert spec.state_directory == "odd-1"
     assert spec.timer is not None and spec.timer.on_calendar == ("*:0/5", "daily")
+
+
+def test_app_paths_are_relative_to_the_spec_file_and_select_the_venv_interpreter(tmp_path: Path) -> None:
+    spec_file = tmp_path / "svc" / "web.toml"
+    spec_file.parent.mkdir()
+    spec_file.write_text(
+        'description = "x"\nentry = "web.app:main"\n[app]\nproject = "src"\nrequirements = "requirements.txt"\n'
+    )
+    spec = load_spec(spec_file)
+    assert spec.app is not None
+    assert spec.app.project == str(tmp_path / "svc" / "src")
+    assert spec.app.requirements == str(tmp_path / "svc" / "requirements.txt")
+    assert spec.app.venv == "/usr/lib/web/venv"
+    assert spec.python == "/usr/lib/web/venv/bin/python"
+
+
+@pytest.mark.parametrize(
+    ("app", "key", "problem"),
+    [
+        pytest.param({}, "app", "needs 'project' or 'wheels'", id="nothing-to-install"),
+        pytest.param({"project": ".", "venv": "/opt/web/venv"}, "app.venv", "not under /usr/lib", id="venv-in-opt"),
+        pytest.param({"project": ".", "no_index": True}, "app.no_index", "needs 'find_links'", id="offline-no-source"),
+        pytest.param({"projct": "."}, "app.projct", "did you mean 'project'", id="typo"),
+    ],
+)
+def test_bad_app_tables(app: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_with(app=app), name="web", where="web.toml")
+    assert caught.value.key == key
+    assert problem in str(caught.value)

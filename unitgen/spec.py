@@ -154,8 +154,8 @@ TOP_KEYS: tuple[Key[Any], ...] = (
     Key(
         "python",
         absolute_path,
-        "The interpreter that runs the launcher (and, in python mode, the app).",
-        default="/usr/bin/python3",
+        "The interpreter that runs the launcher (and, in python mode, the app). Default: /usr/bin/python3, "
+        "or the venv's python with an [app].",
     ),
     Key(
         "user",
@@ -400,6 +400,51 @@ EXTRA_SECTIONS = ("Unit", "Service", "Install", "Timer")
 
 
 @dataclass(frozen=True)
+class App:
+    """The Python app the package carries, installed into a virtual environment at `venv`.
+    File paths are absolute here (the spec writes them relative to the spec file)."""
+
+    project: str | None
+    wheels: tuple[str, ...]
+    requirements: str | None
+    find_links: tuple[str, ...]
+    no_index: bool
+    venv: str
+
+
+def venv_path(value: Any) -> str:
+    path = absolute_path(value)
+    if not path.startswith("/usr/lib/"):
+        raise FieldError(
+            f"{path!r} is not under /usr/lib",
+            hint="packages own /usr/lib/NAME; /opt and /usr/local belong to the administrator",
+        )
+    return path
+
+
+APP_KEYS: tuple[Key[Any], ...] = (
+    Key("project", text, "A directory with a pyproject.toml (relative to the spec file): the app, built as a wheel."),
+    Key(
+        "wheels",
+        array(text),
+        "Wheel files of the app (relative to the spec file), instead of or with `project`.",
+        default=(),
+    ),
+    Key("requirements", text, "A requirements or lock file (relative to the spec file) pinning the dependencies."),
+    Key(
+        "find_links", array(text), "Directories of wheels (relative to the spec file) pip may install from.", default=()
+    ),
+    Key(
+        "no_index",
+        boolean,
+        "Build offline: dependencies only from `find_links`, never from a package index.",
+        default=False,
+    ),
+    Key("venv", venv_path, "Where the virtual environment lives on the target (default: /usr/lib/NAME/venv)."),
+)
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated service spec. Build it with `load_spec` or `parse_spec`."""
 
@@ -442,6 +487,7 @@ class Spec:
     hardening: Hardening
     timer: Timer | None
     package: Package | None
+    app: App | None
     extra: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
 
     @property
@@ -481,7 +527,7 @@ def load_spec(path: Path, name: str | None = None) -> Spec:
         raise SpecError(where, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(where, "", f"not valid TOML: {exc}") from None
-    return parse_spec(raw, name=name or path.stem, where=where)
+    return parse_spec(raw, name=name or path.stem, where=where, base_dir=path.parent)
 
 
 def _sub_table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
@@ -499,9 +545,31 @@ def _directory(value: str | bool | None, name: str) -> str | None:
     return value or None
 
 
-def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec:
+def _parse_app(raw: dict[str, Any] | None, name: str, where: str, base_dir: Path) -> App | None:
+    if raw is None:
+        return None
+    fields = parse_table(raw, APP_KEYS, where=where, prefix="app.")
+    if fields["project"] is None and not fields["wheels"]:
+        raise SpecError(where, "app", "needs 'project' or 'wheels': the Python app to install")
+    if fields["no_index"] and not fields["find_links"]:
+        raise SpecError(where, "app.no_index", "needs 'find_links': where else would the dependencies come from?")
+
+    def resolve(path: str) -> str:
+        return str((base_dir / path).absolute())
+
+    return App(
+        project=resolve(fields["project"]) if fields["project"] else None,
+        wheels=tuple(resolve(w) for w in fields["wheels"]),
+        requirements=resolve(fields["requirements"]) if fields["requirements"] else None,
+        find_links=tuple(resolve(d) for d in fields["find_links"]),
+        no_index=fields["no_index"],
+        venv=fields["venv"] or f"/usr/lib/{name}/venv",
+    )
+
+
+def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_dir: Path | None = None) -> Spec:
     validate_name(name)
-    tables = {"limits", "hardening", "timer", "package", "extra"}
+    tables = {"limits", "hardening", "timer", "package", "extra", "app"}
     top = parse_table({k: v for k, v in raw.items() if k not in tables}, TOP_KEYS + _table_placeholders(), where=where)
     for t in tables:
         top.pop(t, None)
@@ -577,9 +645,15 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec
             )
         package = Package(**fields)
 
+    app = _parse_app(_sub_table(raw, "app", where), name, where, base_dir or Path.cwd())
+    if top["python"] is None:
+        # With an app, the launcher runs on the app's venv interpreter so python mode can import it.
+        top["python"] = f"{app.venv}/bin/python" if app else "/usr/bin/python3"
+
     return Spec(
         name=name,
         source=where,
+        app=app,
         limits=Limits(
             **parse_table(_sub_table(raw, "limits", where) or {}, LIMITS_KEYS, where=where, prefix="limits.")
         ),
@@ -595,7 +669,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>") -> Spec
 
 def _table_placeholders() -> tuple[Key[Any], ...]:
     # The sub-tables are parsed separately; listing them keeps "did you mean" aware of them.
-    return tuple(Key(t, lambda v: v, "") for t in ("limits", "hardening", "timer", "package", "extra"))
+    return tuple(Key(t, lambda v: v, "") for t in ("limits", "hardening", "timer", "package", "extra", "app"))
 
 
 def _parse_extra(raw: dict[str, Any], where: str) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:
