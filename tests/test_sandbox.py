@@ -173,6 +173,7 @@ def test_copy_in_a_tree_and_start_a_notify_unit(shared_sandbox: Sandbox, tmp_pat
 
 
 @pytest.mark.root
+@pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="no dbus-daemon: install Debian's dbus")
 def test_resource_controls_and_the_system_bus_work(shared_sandbox: Sandbox) -> None:
     sb = shared_sandbox
     limits = ["-p", "MemoryMax=20M", "-p", "TasksMax=7", "-p", "IPAddressDeny=any"]
