@@ -12,6 +12,10 @@ import os
 
 import pytest
 
+# Sandbox fixtures (sandbox, shared_sandbox, sandbox_factory) and a session-end check that
+# no test left a sandboxed systemd running.
+pytest_plugins = ["tests.sandbox_fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

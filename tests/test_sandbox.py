@@ -24,8 +24,6 @@ from unitgen.errors import UnitgenError
 from unitgen.run import CommandError
 from unitgen.sandbox import MASKED_UNITS, STATE_ROOT, Sandbox, describe_plan
 
-pytest_plugins = ["tests.sandbox_fixtures"]
-
 ROOT = Path(__file__).resolve().parent.parent
 
 # A Type=notify service written on the fly: listens on 127.0.0.1:8080, then says READY=1.

@@ -64,8 +64,8 @@ def start(sb: Sandbox, spec: Spec, timeout: float) -> bool:
     if spec.timer is not None:
         sb.systemctl("start", f"{spec.name}.timer")
         sb.systemctl("start", "--no-block", service)
-    else:
-        sb.run(["systemctl", "start", service], check=False, timeout=timeout)
+    elif sb.run(["systemctl", "start", service], check=False, timeout=timeout).returncode != 0:
+        return False
 
     def up() -> bool:
         state = sb.show(service, "ActiveState")["ActiveState"]

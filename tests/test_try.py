@@ -1,0 +1,65 @@
+"""`unitgen try` as a person runs it: a real process, a real sandboxed systemd, its output read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.sandbox import Sandbox
+
+ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.root
+
+
+def unitgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "unitgen", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def sandboxes_left() -> list[str]:
+    return [sb.name for sb in Sandbox.running()]
+
+
+def test_try_shows_a_running_service_and_a_refused_second_instance(tmp_path: Path) -> None:
+    spec = ROOT / "examples/hello/hello.toml"
+    result = unitgen("try", "hello", "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "hello.service: active (running)" in out
+    assert "lock:       /run/hello/hello.pid: POSIX lock held by PID" in out
+    assert "GET http://127.0.0.1:8080/ -> 200 OK" in out
+    assert f"exit code {EXIT_ALREADY_RUNNING} (expected {EXIT_ALREADY_RUNNING}" in out
+    assert "journal: hello is already running as PID" in out
+    assert f"journalctl MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}" in out
+    assert "security:   1." in out or "security:   0." in out
+
+
+def test_try_fails_with_the_journal_when_the_service_does_not_come_up(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.toml"
+    spec.write_text('description = "exits at once"\nexec = ["/bin/sh", "-c", "echo cannot start >&2; exit 3"]\n')
+    result = unitgen("try", "broken", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "Failed with result 'exit-code'" in result.stdout
+    assert "cannot start" in result.stdout  # the journal lines that explain why
+    assert "did not come up" in result.stdout
+
+
+def test_try_keep_then_teardown(tmp_path: Path) -> None:
+    spec = ROOT / "examples/quiet/quiet.toml"
+    kept = unitgen("try", "quiet", "--spec", str(spec), "--keep", cwd=tmp_path)
+    try:
+        assert kept.returncode == 0, kept.stdout + kept.stderr
+        assert "the sandbox keeps running" in kept.stdout
+        assert "try-quiet" in sandboxes_left()
+    finally:
+        down = unitgen("try", "quiet", "--spec", str(spec), "--teardown", cwd=tmp_path)
+    assert down.returncode == 0
+    assert "tore down" in down.stdout
+    assert "try-quiet" not in sandboxes_left()
