@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from unitgen.render import launcher_path, render
 from unitgen.sandbox import Sandbox
@@ -15,13 +16,13 @@ from unitgen.trial import install_staging
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def example_toml(name: str, **overrides: object) -> dict[str, object]:
+def example_toml(name: str, **overrides: Any) -> dict[str, Any]:
     raw = tomllib.loads((EXAMPLES / name / f"{name}.toml").read_text())
     raw.update(overrides)
     return raw
 
 
-def install(sb: Sandbox, tmp_path: Path, name: str, raw: dict[str, object]) -> Spec:
+def install(sb: Sandbox, tmp_path: Path, name: str, raw: dict[str, Any]) -> Spec:
     """Render `raw` as service `name` and install it the way `unitgen try` does."""
     spec = parse_spec(raw, name=name, where=f"{name}.toml")
     staging = tmp_path / f"stage-{name}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -61,13 +62,13 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-def busctl(sb: Sandbox, *args: str) -> object:
+def busctl(sb: Sandbox, *args: str) -> Any:
     return json.loads(sb.run(["busctl", "--json=short", *args]).stdout)["data"]
 
 
-def busctl_property(sb: Sandbox, interface: str, prop: str) -> object:
+def busctl_property(sb: Sandbox, interface: str, prop: str) -> Any:
     manager = ("org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
-    [unit_path] = busctl(sb, "call", *manager, "LoadUnit", "s", f"{NAME}.service")  # type: ignore[misc]
+    [unit_path] = busctl(sb, "call", *manager, "LoadUnit", "s", f"{NAME}.service")
     return busctl(sb, "get-property", "org.freedesktop.systemd1", unit_path, interface, prop)
 
 
@@ -81,7 +82,7 @@ def test_systemd_reads_back_exactly_the_values_given(
     sandbox.write_file(f"/run/systemd/system/{NAME}.service", unit_text(raw))
     sandbox.systemctl("daemon-reload")
 
-    [exec_start] = busctl_property(sandbox, "org.freedesktop.systemd1.Service", "ExecStart")  # type: ignore[misc]
+    [exec_start] = busctl_property(sandbox, "org.freedesktop.systemd1.Service", "ExecStart")
     assert exec_start[1] == [str(launcher_path(parse_spec(raw, name=NAME))), "--", "/usr/bin/printf", *args]
     environment = busctl_property(sandbox, "org.freedesktop.systemd1.Service", "Environment")
     assert environment == [f"{k}={v}" for k, v in env.items()]

@@ -103,7 +103,7 @@ def _context(spec: Spec) -> dict[str, Any]:
     environment = list(spec.environment)
     if _runs_python(spec):
         environment.insert(0, ("PYTHONUNBUFFERED", "1"))
-    extra = {section: [] for section in ("Unit", "Service", "Install", "Timer")}
+    extra: dict[str, list[tuple[str, str]]] = {section: [] for section in ("Unit", "Service", "Install", "Timer")}
     for section, directives in spec.extra:
         extra[section] = [(d, v) for d, values in directives for v in values]
     documentation = list(spec.documentation) or [f"file:{doc_path(spec)}"]

@@ -72,7 +72,7 @@ class Ready:
             return f"tcp:{self.host}:{self.port}"
         if self.kind is ReadyKind.PATH:
             return f"path:{self.path}"
-        return self.kind.value
+        return str(self.kind.value)
 
 
 _READY_ALLOWED = "'immediate', 'notify', 'tcp:PORT', 'tcp:HOST:PORT' or 'path:/absolute/file'"
