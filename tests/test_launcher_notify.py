@@ -28,8 +28,8 @@ from tests.launcher_helpers import (
     short_tmpdir,
     start,
     stop,
-    wait_until,
     wait_for_holder,
+    wait_until,
 )
 from unitgen import launcher
 from unitgen.launcher import EXIT_ALREADY_RUNNING, EXIT_READY_TIMEOUT, EXIT_WAIT_TIMEOUT

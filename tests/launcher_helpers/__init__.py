@@ -166,7 +166,12 @@ def holder(path: Path) -> int | None:
 
 
 def wait_for_holder(path: Path, pid: int) -> None:
-    wait_until(lambda: path.exists() and holder(path) == pid, what=f"PID {pid} to hold {path}")
+    """Until `pid` holds the lock and has recorded itself in the file (it does so right after)."""
+
+    def held() -> bool:
+        return path.exists() and holder(path) == pid and path.read_text() == f"{pid}\n"
+
+    wait_until(held, what=f"PID {pid} to hold {path}")
 
 
 def can_lock(path: Path) -> bool:
