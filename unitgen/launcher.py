@@ -108,6 +108,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
     from types import FrameType, ModuleType
     from typing import Literal, TypedDict
@@ -642,6 +643,10 @@ def _spawn_watcher(settings: LauncherSettings, lock_fd: int) -> None:
     code = 0
     try:
         os.close(lock_fd)  # a child never holds a POSIX lock, but must not keep the fd either
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)  # keep no pipe of the service's open; stderr stays for log lines
+        os.close(null)
         if os.fork() == 0:
             _watcher(settings, service_pid, pidfd)
     except BaseException:
@@ -695,7 +700,12 @@ def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
         if kind == "immediate":
             notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
         elif kind in ("tcp", "path"):
-            _spawn_watcher(settings, fd)
+            try:
+                _spawn_watcher(settings, fd)
+            except OSError as err:
+                message = f"{settings['name']} cannot start: cannot fork the readiness watcher: {err.strerror}"
+                log(settings["name"], 3, message, ERRNO=str(err.errno))
+                return EXIT_APP_ERROR
     try:
         if "/" in argv[0]:
             os.execv(argv[0], argv)  # noqa: S606 - running the service is the point
@@ -925,10 +935,7 @@ def _run_python(settings: LauncherSettings, extra: list[str]) -> int:
     return _exit_status(func())
 
 
-def _python_readiness(settings: LauncherSettings, main_thread: object) -> None:
-    import threading
-
-    assert isinstance(main_thread, threading.Thread)
+def _python_readiness(settings: LauncherSettings, main_thread: threading.Thread) -> None:
     pid = os.getpid()
 
     def alive(seconds: float) -> bool:
@@ -1012,7 +1019,8 @@ def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
         code, keeper = _take_lock_waiting(settings, private_table=False)
         if code >= 0:
             return code
-        assert keeper is not None
+        if keeper is None:
+            return EXIT_LOCK_ERROR
         keeper.thread.join()
         fd = keeper.fd
     else:
