@@ -15,6 +15,7 @@ from tests.launcher_helpers import (
     HELPERS,
     LAUNCHER_PY,
     Receiver,
+    build_c,
     can_lock,
     env,
     holder,
@@ -144,6 +145,28 @@ def test_exec_mode_app_that_closes_the_lock_path_loses_the_lock_as_documented(lo
         assert "never open-and-close the lock path" in " ".join(LAUNCHER_PY.read_text().split())
     finally:
         stop(proc)
+
+
+def test_python_mode_without_unshare_falls_back_and_says_so(work: Path, lock: Path) -> None:
+    """If seccomp refuses unshare(CLONE_FILES), the lock is held the classic way and a warning says
+    what that means; opening and closing the lock path then drops the lock (the exec-mode rule)."""
+    deny_unshare = build_c(work, "deny_unshare")
+    journal = Receiver(work / "journal")
+    try:
+        settings = make_settings(lock, mode="python", entry="demoapp:open_close_lock")
+        environment = env(PYTHONPATH=APPS, DEMO_LOCK=str(lock), UNITGEN_JOURNAL_SOCKET=journal.env_value)
+        proc = start([str(deny_unshare), *launcher_argv(settings, isolated=False)], environment)
+        try:
+            assert read_line(proc).split() == ["closed", str(proc.pid)]
+            assert holder(lock) is None
+        finally:
+            stop(proc)
+        (warning,) = journal_entries(journal)
+    finally:
+        journal.close()
+    assert warning["PRIORITY"] == "4"
+    assert "unshare(CLONE_FILES) failed (Operation not permitted)" in warning["MESSAGE"]
+    assert f"the app must not open and close {lock}" in warning["MESSAGE"]
 
 
 @pytest.mark.parametrize(

@@ -306,16 +306,22 @@ def journal_entries(receiver: Receiver, settle: float = 0.2) -> list[dict[str, s
 
 
 # ---------------------------------------------------------------------------------------------
-# The APUE single-instance program.
+# Small C programs, compiled in the test.
 
 
-def build_apue(directory: Path) -> Path:
+def build_c(directory: Path, name: str) -> Path:
+    """Compile tests/launcher_helpers/NAME.c into `directory`."""
     if shutil.which("gcc") is None:
-        raise AssertionError("gcc is needed for the interop test (scripts/bootstrap installs it)")
-    binary = directory / "apue_lock"
+        raise AssertionError("gcc is needed for this test (scripts/bootstrap installs it)")
+    binary = directory / name
     subprocess.run(
-        ["gcc", "-O2", "-Wall", "-Werror", "-o", str(binary), str(HELPERS / "apue_lock.c")],
+        ["gcc", "-O2", "-Wall", "-Werror", "-o", str(binary), str(HELPERS / f"{name}.c")],
         check=True,
         capture_output=True,
     )
     return binary
+
+
+def build_apue(directory: Path) -> Path:
+    """The classic APUE already_running() program."""
+    return build_c(directory, "apue_lock")
