@@ -1,0 +1,394 @@
+"""The app's virtual environment, built into a staging tree at its final path.
+
+    payload = build_app(spec.app, staging)   # staging/usr/lib/NAME/venv, for /usr/bin/python3
+
+What ends up under `staging/<app.venv>`: a venv made by the target's own interpreter
+(`/usr/bin/python3 -m venv --without-pip`: `pyvenv.cfg` says `home = /usr/bin`, `bin/python*` are
+symlinks to the system interpreter), the app and every dependency installed from wheels by pip
+(`--only-binary=:all:`; the app's own project is built into a wheel first with `pip wheel
+--no-deps`), console scripts whose shebang is the venv's final `bin/python`, no pip, setuptools or
+wheel, and no bytecode: the package compiles it after install (`AppPayload.compile_dirs`).
+
+How the venv gets its final path: build at a scratch path, then rewrite.
+    The venv is made and filled at a scratch directory next to its place in the staging tree, and
+    renamed into place at the end. Every occurrence of the scratch path is then replaced by the
+    final path (shebangs, `pyvenv.cfg`, the activate scripts), the hashes in the `RECORD` files are
+    recomputed for the files that changed, and `direct_url.json` files that name a local file
+    (the app wheel's scratch copy) are dropped, as PEP 610 allows for a non-URL install. A binary
+    file that still contains a build path is an error rather than a silent corruption.
+    The alternative, building directly at the final path inside a private mount namespace, was
+    rejected: it needs root (or user namespaces), and a bind mount needs a mount point at
+    `/usr/lib/NAME` on the build machine, i.e. a change to the host's `/usr` that a build must not
+    make (bind-mounting over all of `/usr/lib` would hide the interpreter's own standard library).
+    Pure-Python wheels, the case unitgen packages, never embed the install path in binary files,
+    so the rewrite is complete, and the check above says so when it is not.
+
+pip is the one running unitgen (`python -m pip`, at least 22.3), driven with `--python` at the
+scratch venv: the venv never contains pip, yet pip runs under the target interpreter, so markers,
+tags and `Requires-Python` are judged for it (the build machine's own Python may differ).
+
+With a requirements (lock) file the dependencies come from it alone: `pip install -r FILE`, then
+the app with `--no-deps`, then `pip check`, so a lock that misses a dependency fails the build
+instead of the service, and a lock with `--hash` pins works (pip cannot hash a freshly built
+app wheel). Without one, pip resolves the app's dependencies itself.
+
+Reproducibility: the same inputs give the same tree. File contents do not depend on the scratch
+path or the time; modes are normalised (0755 for directories and executables, 0644 otherwise,
+whatever the umask); with SOURCE_DATE_EPOCH every mtime is set to it (and the wheel build sees it).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from unitgen.errors import UnitgenError
+from unitgen.package.files import source_date_epoch
+from unitgen.run import CommandError, run
+from unitgen.spec import App
+
+TARGET_PYTHON = "/usr/bin/python3"
+
+# Not copied when the app's project is built: build output and caches. The copy keeps the
+# user's tree clean (an in-tree build writes build/ and *.egg-info) and lets builds run in parallel.
+_PROJECT_IGNORE = shutil.ignore_patterns(
+    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "build", "dist", "*.egg-info", "__pycache__", "*.pyc"
+)
+_NO_WHEEL = re.compile(r"No matching distribution found for (.+)")
+_WRONG_PYTHON = re.compile(r"Package '([^']+)' requires a different Python: (\S+) not in '([^']+)'")
+
+
+@dataclass(frozen=True)
+class AppPayload:
+    """What `build_app` put into the staging tree; paths are the target's (final) paths."""
+
+    venv: str
+    """The venv, e.g. /usr/lib/NAME/venv."""
+    python: str
+    """The interpreter the venv is made for (its `bin/python*` point at it), e.g. /usr/bin/python3."""
+    python_version: tuple[int, int]
+    scripts: tuple[str, ...]
+    """Names of the executables pip installed into `venv/bin` (console scripts and data scripts)."""
+    distributions: tuple[tuple[str, str], ...]
+    """(name, version) of every distribution in the venv, sorted by name."""
+    compile_dirs: tuple[str, ...]
+    """Directories whose bytecode the package compiles after install and removes before removal."""
+
+    @property
+    def bin_dir(self) -> str:
+        return f"{self.venv}/bin"
+
+    @property
+    def depends(self) -> tuple[str, ...]:
+        """The package relations on the exact Python the venv was built for (Debian syntax)."""
+        major, minor = self.python_version
+        return (f"python3 (>= {major}.{minor})", f"python3 (<< {major}.{minor + 1})")
+
+
+def build_app(
+    app: App,
+    staging: Path,
+    *,
+    python: str = TARGET_PYTHON,
+    pip: Sequence[str] | None = None,
+) -> AppPayload:
+    """Build `app`'s venv into `staging/<app.venv>` (replacing any previous one) for `python`.
+
+    `pip` is the pip command to drive (default: this interpreter's `python -m pip`).
+    Raises `UnitgenError` for a missing interpreter, project, wheel or requirements file, and when
+    a dependency has no wheel.
+    """
+    _check_inputs(app, python)
+    pip_argv = list(pip) if pip is not None else _default_pip()
+    staging = staging.absolute()
+    dest = staging / app.venv.lstrip("/")
+    _make_parents(dest.parent)
+    scratch = Path(tempfile.mkdtemp(prefix=".venv-", dir=dest.parent))
+    work = Path(tempfile.mkdtemp(prefix="unitgen-app-"))
+    try:
+        _run_step(
+            [python, "-m", "venv", "--without-pip", scratch],
+            f"{python} could not create a virtual environment",
+            hint="on Debian: apt install python3-venv",
+        )
+        version = _python_version(scratch)
+        pip_venv = [*pip_argv, "--python", str(scratch / "bin/python"), "--disable-pip-version-check", "--no-input"]
+        wheels = [*app.wheels]
+        if app.project is not None:
+            wheels.append(str(_build_project(Path(app.project), work, pip_venv + _index_options(app))))
+        _install(app, wheels, pip_venv, version)
+        site = scratch / f"lib/python{version[0]}.{version[1]}/site-packages"
+        _finish_tree(scratch, site, final=app.venv, leaks=[str(work), str(staging)])
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.exists():
+            shutil.rmtree(dest)
+        scratch.rename(dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    site = dest / f"lib/python{version[0]}.{version[1]}/site-packages"
+    return AppPayload(
+        venv=app.venv,
+        python=python,
+        python_version=version,
+        scripts=_scripts(dest, site),
+        distributions=_distributions(site),
+        compile_dirs=(f"{app.venv}/{site.relative_to(dest).as_posix()}",),
+    )
+
+
+def _check_inputs(app: App, python: str) -> None:
+    if not (Path(python).is_file() and os.access(python, os.X_OK)):
+        raise UnitgenError(
+            f"the target interpreter {python} does not exist",
+            hint="the venv is built for the interpreter the target runs; on Debian: apt install python3 python3-venv",
+        )
+    if app.project is not None and not (Path(app.project) / "pyproject.toml").is_file():
+        raise UnitgenError(
+            f"app.project: {app.project} has no pyproject.toml",
+            hint="point 'project' at the directory of the app's pyproject.toml, or list built 'wheels' instead",
+        )
+    for wheel in app.wheels:
+        if not wheel.endswith(".whl"):
+            raise UnitgenError(f"app.wheels: {wheel} is not a wheel (*.whl)")
+        if not Path(wheel).is_file():
+            raise UnitgenError(f"app.wheels: {wheel} does not exist", hint="build it first, e.g. pip wheel --no-deps")
+    if app.requirements is not None and not Path(app.requirements).is_file():
+        raise UnitgenError(f"app.requirements: {app.requirements} does not exist")
+    for directory in app.find_links:
+        if not Path(directory).is_dir():
+            raise UnitgenError(f"app.find_links: {directory} is not a directory")
+
+
+def _default_pip() -> list[str]:
+    if importlib.util.find_spec("pip") is None:
+        raise UnitgenError(
+            f"pip is not installed for {sys.executable}, which drives the venv build",
+            hint="install pip 22.3 or newer next to unitgen (pip install pip)",
+        )
+    return [sys.executable, "-m", "pip"]
+
+
+def _make_parents(directory: Path) -> None:
+    """mkdir -p, with 0755 whatever the umask: these directories ship as they are."""
+    missing = [p for p in [directory, *directory.parents] if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir()
+        path.chmod(0o755)
+
+
+def _run_step(argv: Sequence[str | Path], problem: str, *, hint: str | None = None, tail: int = 0) -> str:
+    try:
+        return run(argv).stdout
+    except CommandError as exc:
+        raise UnitgenError(f"{problem}:\n{_errors(exc, tail)}", hint=hint) from exc
+
+
+def _errors(exc: CommandError, tail: int = 0) -> str:
+    """pip's ERROR lines, or the end of its output: what went wrong, without the progress chatter.
+    With `tail`, that many last lines before them too (a build backend's own traceback)."""
+    lines = (exc.stderr or exc.stdout).strip().splitlines()
+    errors = [line for line in lines if line.startswith("ERROR")]
+    context = [line for line in lines[-tail - len(errors) :] if line not in errors] if tail else []
+    return "\n".join(context + errors if errors else lines[-max(tail, 10) :])
+
+
+def _python_version(venv: Path) -> tuple[int, int]:
+    out = run([venv / "bin/python", "-I", "-c", "import sys; print(*sys.version_info[:2])"]).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def _index_options(app: App) -> list[str]:
+    options = ["--no-index"] if app.no_index else []
+    for directory in app.find_links:
+        options += ["--find-links", directory]
+    return options
+
+
+def _build_project(project: Path, work: Path, pip_venv: list[str]) -> Path:
+    """The app's project as a wheel, built from a copy (the user's tree stays untouched)."""
+    source = work / "src"
+    shutil.copytree(project, source, symlinks=True, ignore=_PROJECT_IGNORE)
+    out = work / "wheels"
+    _run_step(
+        [*pip_venv, "wheel", "--no-deps", "--only-binary=:all:", "--wheel-dir", out, source],
+        f"could not build a wheel of the app project {project}",
+        hint="build it by hand to see more: pip wheel --no-deps PROJECT",
+        tail=15,
+    )
+    [wheel] = out.glob("*.whl")
+    return wheel
+
+
+def _install(app: App, wheels: list[str], pip_venv: list[str], version: tuple[int, int]) -> None:
+    install = [*pip_venv, "install", "--no-compile", "--no-warn-script-location", "--only-binary=:all:"]
+    install += _index_options(app)
+    try:
+        if app.requirements is None:
+            run([*install, *wheels])
+            return
+        run([*install, "--requirement", app.requirements])
+        if wheels:
+            run([*install, "--no-deps", *wheels])
+    except CommandError as exc:
+        raise _install_error(exc, version) from exc
+    try:
+        run([*pip_venv, "check"])
+    except CommandError as exc:
+        raise UnitgenError(
+            f"the requirements file {app.requirements} misses dependencies of the app:\n{exc.stdout.strip()}",
+            hint="add them (pinned) to the requirements file, e.g. regenerate it with pip-compile or pip freeze",
+        ) from exc
+
+
+def _install_error(exc: CommandError, version: tuple[int, int]) -> UnitgenError:
+    text = exc.stderr + exc.stdout
+    python = f"Python {version[0]}.{version[1]}"
+    if match := _NO_WHEEL.search(text):
+        requirement = match.group(1).strip()
+        return UnitgenError(
+            f"no wheel found for the dependency {requirement} ({python}, any platform pip accepts for it)",
+            hint="dependencies are installed from wheels only (nothing is built or downloaded on the target): "
+            "if it exists only as source, build a wheel (pip wheel --no-deps NAME -w DIR) and add DIR to "
+            "[app] find_links, or pin a version that has one",
+        )
+    if match := _WRONG_PYTHON.search(text):
+        return UnitgenError(
+            f"{match.group(1)} requires Python {match.group(3)}, but the target's interpreter is {python}",
+            hint="the venv is built for the target's /usr/bin/python3; pick a version that supports it",
+        )
+    return UnitgenError(f"pip could not install the app:\n{_errors(exc)}")
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            yield base / name
+
+
+def _finish_tree(venv: Path, site: Path, *, final: str, leaks: Sequence[str]) -> None:
+    """Make the scratch venv's content what it will be at `final`: see the module docstring."""
+    for cache in [p for p in _walk(venv) if p.name == "__pycache__" and p.is_dir() and not p.is_symlink()]:
+        shutil.rmtree(cache)
+    for pyc in [p for p in _walk(venv) if p.suffix in (".pyc", ".pyo") and p.is_file()]:
+        pyc.unlink()
+    removed = _drop_local_direct_urls(site)
+    changed = _rewrite_paths(venv, old=str(venv).encode(), new=final.encode(), leaks=leaks)
+    _fix_records(site, changed, removed)
+    _normalise(venv)
+
+
+def _drop_local_direct_urls(site: Path) -> set[Path]:
+    """direct_url.json files naming a local file: they hold build paths and mean nothing on the target."""
+    removed = set()
+    for path in sorted(site.glob("*.dist-info/direct_url.json")):
+        try:
+            url = json.loads(path.read_text(encoding="utf-8")).get("url", "")
+        except (ValueError, OSError):
+            url = "file:"
+        if str(url).startswith("file:"):
+            path.unlink()
+            removed.add(path)
+    return removed
+
+
+def _rewrite_paths(venv: Path, *, old: bytes, new: bytes, leaks: Sequence[str]) -> set[Path]:
+    changed = set()
+    for path in _walk(venv):
+        if path.is_symlink():
+            if old.decode() in str(path.readlink()):
+                raise UnitgenError(f"{path}: a symbolic link into the build directory: {path.readlink()}")
+            continue
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if old in data:
+            if b"\0" in data:
+                raise UnitgenError(
+                    f"{path.relative_to(venv)} (binary) contains the build path {old.decode()}",
+                    hint="only text files can be relocated to the venv's final path",
+                )
+            path.write_bytes(data.replace(old, new))
+            changed.add(path)
+            data = path.read_bytes()
+        for leak in leaks:
+            if leak.encode() in data:
+                raise UnitgenError(f"{path.relative_to(venv)} contains the build path {leak}")
+    return changed
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def _fix_records(site: Path, changed: set[Path], removed: set[Path]) -> None:
+    """Keep every RECORD true: new hashes for rewritten files, no lines for removed ones."""
+    for record in sorted(site.glob("*.dist-info/RECORD")):
+        with record.open(encoding="utf-8", newline="") as f:
+            lines = f.readlines()
+        out = []
+        for line in lines:
+            row = next(csv.reader([line]), [])
+            if not row:
+                out.append(line)
+                continue
+            target = Path(os.path.normpath(site / row[0]))
+            if target in removed or "__pycache__" in target.parts:
+                continue
+            if target in changed and len(row) == 3:
+                data = target.read_bytes()
+                buffer = io.StringIO()
+                csv.writer(buffer, lineterminator=line[len(line.rstrip("\r\n")) :] or "\n").writerow(
+                    [row[0], _record_hash(data), str(len(data))]
+                )
+                line = buffer.getvalue()
+            out.append(line)
+        if out != lines:
+            with record.open("w", encoding="utf-8", newline="") as f:
+                f.writelines(out)
+
+
+def _normalise(venv: Path) -> None:
+    """Modes independent of the umask; mtimes from SOURCE_DATE_EPOCH when it is set."""
+    epoch = source_date_epoch()
+    for path in [venv, *_walk(venv)]:
+        st = path.lstat()
+        if not stat.S_ISLNK(st.st_mode):
+            executable = stat.S_ISDIR(st.st_mode) or bool(st.st_mode & 0o111)
+            path.chmod(0o755 if executable else 0o644)
+        if epoch is not None:
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def _scripts(venv: Path, site: Path) -> tuple[str, ...]:
+    """Executables pip installed into bin/, as the RECORD files list them."""
+    names = set()
+    for record in site.glob("*.dist-info/RECORD"):
+        with record.open(encoding="utf-8", newline="") as f:
+            for row in csv.reader(f):
+                if row and Path(os.path.normpath(site / row[0])).parent == venv / "bin":
+                    names.add(Path(row[0]).name)
+    return tuple(sorted(names))
+
+
+def _distributions(site: Path) -> tuple[tuple[str, str], ...]:
+    found = {(d.metadata["Name"], d.version) for d in metadata.distributions(path=[str(site)])}
+    return tuple(sorted(found, key=lambda nv: (nv[0].lower(), nv[1])))
