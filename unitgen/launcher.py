@@ -38,15 +38,19 @@ Readiness (`ready`) and sd_notify
                 the unit needs NotifyAccess=all. If the condition does not hold within
                 ready_timeout_sec, the failure is logged and the service gets SIGTERM (python mode
                 then exits with EXIT_READY_TIMEOUT).
+    In exec mode the watcher is double-forked (PID 1 reaps it, not the app), holds no lock and no
+    stdio pipe, and exits when the service does (it polls a pidfd of the service).
     Watchdog: when $WATCHDOG_USEC is set and $WATCHDOG_PID is unset or the service's PID, WATCHDOG=1
     is sent every WATCHDOG_USEC/2 (monotonic clock) while the app is healthy: for tcp/path while the
     probe still succeeds; python mode + immediate while the interpreter runs Python code. With
-    `notify` the app pings itself; exec mode + immediate cannot be watched by the launcher.
+    `notify` the app owns READY=1 and WATCHDOG=1 (the plain sd_notify protocol: that is the way for
+    a python-mode app to say it is ready and healthy without depending on unitgen); exec mode +
+    immediate cannot be watched by the launcher.
     python mode: SIGTERM sends STOPPING=1 and raises SystemExit(0) in the main thread, so `finally`
     blocks run (a second SIGTERM kills). SIGHUP sends RELOADING=1 with MONOTONIC_USEC, calls the
     entry module's `unitgen_reload()` if it defines one (in a helper thread, never inside the
-    signal handler), then READY=1. An app that installs its own
-    SIGTERM/SIGHUP handlers replaces these and speaks the protocol itself.
+    signal handler), then READY=1. An app that installs its own SIGTERM/SIGHUP handlers replaces
+    these and speaks the protocol itself. sys.argv[0] is NAME.
     oneshot services never send READY=1 or WATCHDOG=1 (only STATUS= and EXTEND_TIMEOUT_USEC=).
     Notifications are sent natively (one datagram, UTF-8); no $NOTIFY_SOCKET is a silent no-op.
 
@@ -55,8 +59,10 @@ Contention (`on_contention`)
           SYSLOG_IDENTIFIER=NAME, LOCK_PATH, LOCK_HOLDER_PID and, when /proc allows,
           LOCK_HOLDER_COMM, LOCK_HOLDER_CMDLINE, LOCK_HOLDER_UNIT), send STATUS=, exit 17.
           `journalctl MESSAGE_ID=0f650170d0fd470bbe7f3aa2ef8e12e7` lists every occurrence.
-    wait: same entry, then wait for the lock, sending STATUS= and EXTEND_TIMEOUT_USEC= every few
-          seconds; after wait_timeout_sec give up with EXIT_WAIT_TIMEOUT.
+    wait: same entry (LOCK_CONTENTION_ACTION=wait), then wait for the lock, sending STATUS= and
+          EXTEND_TIMEOUT_USEC= every few seconds; SIGTERM meanwhile sends STOPPING=1 and ends the
+          launcher by that signal; after wait_timeout_sec it gives up: a PRIORITY=3 entry with the
+          same MESSAGE_ID and EXIT_WAIT_TIMEOUT.
 
 Exit codes (besides the app's own)
     17  EXIT_ALREADY_RUNNING  another instance holds the lock (unit: RestartPreventExitStatus=17;
@@ -69,8 +75,9 @@ Exit codes (besides the app's own)
                               writable, read-only file system, symlink, not a regular file)
     75  EXIT_WAIT_TIMEOUT     on_contention=wait gave up after wait_timeout_sec
     78  EXIT_CONFIG_ERROR     invalid settings
-    Failures other than contention are logged at PRIORITY=3 with MESSAGE_ID_LOCK_ERROR (lock
-    problems) or without a MESSAGE_ID, and say what to fix.
+    Failures other than contention are logged at PRIORITY=3, with MESSAGE_ID_LOCK_ERROR
+    (f0716aacd5dc4a65addfc8685cfde170, fields LOCK_PATH and ERRNO) for lock problems, and say what
+    to fix. A python-mode import failure carries PYTHON_ENTRY and TRACEBACK.
 
 Journal
     systemd-python's C sender (systemd._journal.sendv, what systemd.journal.send calls; importing
