@@ -77,13 +77,31 @@ def test_exec_mode_passes_only_the_lock_fd(work: Path) -> None:
     assert open_fds == ["0", "1", "2", lock_fd]
 
 
-def test_exec_failure_is_an_app_error(work: Path, journal: Receiver) -> None:
-    settings = make_settings(work / "demo.pid", argv=[str(work / "no-such-program")])
-    result = run(launcher_argv(settings), env(UNITGEN_JOURNAL_SOCKET=journal.env_value))
+@pytest.mark.parametrize(
+    ("program", "why"),
+    [
+        pytest.param("no-such-program", "No such file or directory", id="missing"),
+        pytest.param("not-executable", "Permission denied", id="not-executable"),
+        pytest.param("no-such-command-on-path", "No such file or directory", id="path-lookup"),
+    ],
+)
+def test_exec_failure_is_an_app_error_and_never_ready(work: Path, journal: Receiver, program: str, why: str) -> None:
+    (work / "not-executable").write_text("#!/bin/sh\n")
+    command = program if program == "no-such-command-on-path" else str(work / program)
+    notify_socket = Receiver(work / "notify")
+    try:
+        settings = make_settings(work / "demo.pid", argv=[command])
+        environment = env(UNITGEN_JOURNAL_SOCKET=journal.env_value, NOTIFY_SOCKET=notify_socket.env_value)
+        result = run(launcher_argv(settings), environment)
+        notified = notify_socket.drain()
+    finally:
+        notify_socket.close()
     assert result.returncode == EXIT_APP_ERROR
     (entry,) = journal_entries(journal)
     assert entry["PRIORITY"] == "3"
-    assert entry["MESSAGE"] == f"demo cannot start: cannot execute {work}/no-such-program: No such file or directory"
+    assert entry["MESSAGE"] == f"demo cannot start: cannot execute {command}: {why}"
+    if program != "no-such-command-on-path":  # found only by exec's PATH search, after READY=1
+        assert not any("READY" in d.fields for d in notified)
 
 
 def test_python_mode_runs_the_entry_in_the_main_thread_holding_the_lock(work: Path) -> None:

@@ -698,8 +698,19 @@ def command(settings: LauncherSettings, args: list[str]) -> list[str]:
     return [*settings["argv"], *args]
 
 
+def _cannot_exec(settings: LauncherSettings, program: str, err: OSError) -> int:
+    message = f"{settings['name']} cannot start: cannot execute {program}: {err.strerror}"
+    log(settings["name"], 3, message, EXEC_PATH=program, ERRNO=str(err.errno))
+    notify(f"STATUS={message}")
+    return EXIT_APP_ERROR
+
+
 def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
     argv = command(settings, extra)
+    if "/" in argv[0] and not os.access(argv[0], os.X_OK):
+        # Fail before READY=1 rather than report a service as started that cannot run at all.
+        code = errno.ENOENT if not os.path.exists(argv[0]) else errno.EACCES
+        return _cannot_exec(settings, argv[0], OSError(code, os.strerror(code)))
     os.set_inheritable(fd, True)
     os.environ[LOCK_FD_ENV] = str(fd)
     kind = parse_ready(settings["ready"])[0]
@@ -718,10 +729,8 @@ def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
             os.execv(argv[0], argv)  # noqa: S606 - running the service is the point
         os.execvp(argv[0], argv)  # noqa: S606
     except OSError as err:
-        message = f"{settings['name']} cannot start: cannot execute {argv[0]}: {err.strerror}"
-        log(settings["name"], 3, message, EXEC_PATH=argv[0], ERRNO=str(err.errno))
-        notify(f"STATUS={message}")
-    return EXIT_APP_ERROR
+        return _cannot_exec(settings, argv[0], err)
+    return EXIT_APP_ERROR  # not reached: exec either replaces this process or raises
 
 
 # ---------------------------------------------------------------------------------------------
