@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +177,18 @@ def test_contention_path_imports_nothing_slow(work: Path) -> None:
     assert "struct" in extra, "the contention path did run"
     assert not extra & SLOW, extra & SLOW
     assert "systemd.journal" not in extra, "systemd.journal costs ~30 ms; only its C sender may be used"
+
+
+def test_rendered_launcher_type_checks(work: Path) -> None:
+    """mypy --strict on the installed file: the settings literal matches LauncherSettings."""
+    settings = make_settings(work / "demo.pid", ready="tcp:8080", on_contention="wait", wait_timeout_sec=30.0)
+    script = work / "demo_launcher.py"
+    script.write_text(render_launcher(settings))
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir=/dev/null", "--no-error-summary", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=work,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -288,7 +288,7 @@ def _valid_fields(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _systemd_sendv() -> Callable[..., None] | None:
     try:
-        from systemd._journal import sendv  # type: ignore[import-not-found,unused-ignore]
+        from systemd._journal import sendv  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except Exception:
         return None
     return sendv  # type: ignore[no-any-return]
