@@ -10,9 +10,10 @@ symlinks to the system interpreter), the app and every dependency installed from
 wheel, and no bytecode: the package compiles it after install (`AppPayload.compile_dirs`).
 
 How the venv gets its final path: build at a scratch path, then rewrite.
-    The venv is made and filled at a scratch directory next to its place in the staging tree, and
-    renamed into place at the end. Every occurrence of the scratch path is then replaced by the
-    final path (shebangs, `pyvenv.cfg`, the activate scripts), the hashes in the `RECORD` files are
+    The venv is made and filled at a short scratch path in the temporary directory. Every
+    occurrence of the scratch path is then replaced by the final path (shebangs, `pyvenv.cfg`, the
+    activate scripts; pip's /bin/sh trampolines for long paths become plain shebangs), the venv
+    is moved into the staging tree (renamed into place at the end), the hashes in the `RECORD` files are
     recomputed for the files that changed, and `direct_url.json` files that name a local file
     (the app wheel's scratch copy) are dropped, as PEP 610 allows for a non-URL install. A binary
     file that still contains a build path is an error rather than a silent corruption.
@@ -116,12 +117,13 @@ def build_app(
     pip_argv = list(pip) if pip is not None else _default_pip()
     staging = staging.absolute()
     dest = staging / app.venv.lstrip("/")
-    _make_parents(dest.parent)
-    scratch = Path(tempfile.mkdtemp(prefix=".venv-", dir=dest.parent))
     work = Path(tempfile.mkdtemp(prefix="unitgen-app-"))
+    # Short on purpose: a shebang longer than 127 bytes makes pip write a /bin/sh trampoline.
+    scratch = work / "venv"
     try:
         _run_step(
-            [python, "-m", "venv", "--without-pip", scratch],
+            # The prompt would be the scratch directory's name: give it the final one's.
+            [python, "-m", "venv", "--without-pip", "--prompt", Path(app.venv).name, scratch],
             f"{python} could not create a virtual environment",
             hint="on Debian: apt install python3-venv",
         )
@@ -133,14 +135,9 @@ def build_app(
         _install(app, wheels, pip_venv, version)
         site = scratch / f"lib/python{version[0]}.{version[1]}/site-packages"
         _finish_tree(scratch, site, final=app.venv, leaks=[str(work), str(staging)])
-        if dest.is_symlink() or dest.is_file():
-            dest.unlink()
-        elif dest.exists():
-            shutil.rmtree(dest)
-        scratch.rename(dest)
+        _move_into_place(scratch, dest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
     site = dest / f"lib/python{version[0]}.{version[1]}/site-packages"
     return AppPayload(
         venv=app.venv,
@@ -150,6 +147,23 @@ def build_app(
         distributions=_distributions(site),
         compile_dirs=(f"{app.venv}/{site.relative_to(dest).as_posix()}",),
     )
+
+
+def _move_into_place(venv: Path, dest: Path) -> None:
+    """Replace `dest` by `venv`: copied next to it first (maybe across file systems), then renamed."""
+    _make_parents(dest.parent)
+    incoming = dest.with_name(f".{dest.name}.incoming")
+    shutil.rmtree(incoming, ignore_errors=True)
+    try:
+        shutil.move(venv, incoming)
+        _normalise(incoming)  # again: a copy across file systems gets new directory mtimes
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.exists():
+            shutil.rmtree(dest)
+        incoming.rename(dest)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
 
 
 def _check_inputs(app: App, python: str) -> None:
@@ -291,8 +305,8 @@ def _finish_tree(venv: Path, site: Path, *, final: str, leaks: Sequence[str]) ->
         pyc.unlink()
     removed = _drop_local_direct_urls(site)
     changed = _rewrite_paths(venv, old=str(venv).encode(), new=final.encode(), leaks=leaks)
+    changed |= _simple_shebangs(venv / "bin", final)
     _fix_records(site, changed, removed)
-    _normalise(venv)
 
 
 def _drop_local_direct_urls(site: Path) -> set[Path]:
@@ -331,6 +345,21 @@ def _rewrite_paths(venv: Path, *, old: bytes, new: bytes, leaks: Sequence[str]) 
         for leak in leaks:
             if leak.encode() in data:
                 raise UnitgenError(f"{path.relative_to(venv)} contains the build path {leak}")
+    return changed
+
+
+def _simple_shebangs(bin_dir: Path, final: str) -> set[Path]:
+    """pip writes a /bin/sh trampoline instead of a shebang when the interpreter's path is long (or
+    has spaces); at the final path a plain shebang works, and is what pip writes there."""
+    python = re.escape(f"{final}/bin/python".encode())
+    trampoline = re.compile(b"\\A#!/bin/sh\n'''exec' \"?(" + python + b'[0-9.]*)"? "\\$0" "\\$@"\n\' \'\'\'\n')
+    changed = set()
+    for script in sorted(bin_dir.iterdir()):
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            if match := trampoline.match(data):
+                script.write_bytes(b"#!" + match.group(1) + b"\n" + data[match.end() :])
+                changed.add(script)
     return changed
 
 
