@@ -135,6 +135,20 @@ def test_python_mode_keeps_the_lock_when_the_app_opens_and_closes_the_lock_path(
         stop(proc)
 
 
+def test_python_mode_private_fd_table_works_under_memory_deny_write_execute(work: Path, lock: Path) -> None:
+    """The unit sets MemoryDenyWriteExecute=yes; unshare() goes through ctypes on Python 3.11."""
+    mdwe = build_c(work, "mdwe")
+    if subprocess.run([str(mdwe), "true"], check=False).returncode == 3:
+        pytest.skip("kernel without PR_SET_MDWE")
+    settings = make_settings(lock, mode="python", entry="demoapp:open_close_lock")
+    proc = start([str(mdwe), *launcher_argv(settings, isolated=False)], env(PYTHONPATH=APPS, DEMO_LOCK=str(lock)))
+    try:
+        assert read_line(proc).split() == ["closed", str(proc.pid)]
+        assert holder(lock) == proc.pid
+    finally:
+        stop(proc)
+
+
 def test_exec_mode_app_that_closes_the_lock_path_loses_the_lock_as_documented(lock: Path) -> None:
     """Classic POSIX locks: closing any fd of the file drops the process's lock (the documented rule)."""
     app = "import sys, time\nopen(sys.argv[1]).close()\nprint('closed', flush=True)\ntime.sleep(60)\n"

@@ -775,11 +775,19 @@ class _LockThread:
             self.changed.notify_all()
 
     def _run(self) -> None:
+        try:
+            self._lock()
+        except BaseException as err:  # never leave the main thread waiting for an outcome
+            self._post(error=LockError(f"cannot lock {self.path}: {type(err).__name__}: {err}", 0))
+
+    def _lock(self) -> None:
         if self.private_table:
             try:
                 _unshare_fd_table()
             except OSError as err:
                 self.unshare_error = err
+            except Exception as err:  # e.g. ctypes unusable under MemoryDenyWriteExecute=
+                self.unshare_error = OSError(errno.ENOSYS, f"{type(err).__name__}: {err}")
         try:
             fd, holder = acquire(self.path)
             if holder is not None:
