@@ -1,6 +1,7 @@
 """Benchmark the rendered launcher against the start-up floor (issue 3). Not a test.
 
     .venv/bin/python bench/bench_launcher.py [--runs N] [--python /usr/bin/python3]
+                                             [--journal native|systemd-python]
 
 Measured in one run, interleaved so that machine load hits every variant alike:
   floor           `python3 -I -c 'import os, socket, fcntl'` plus sending READY=1 by hand:
@@ -105,6 +106,25 @@ def settings(name: str, lock: Path) -> LauncherSettings:
     }
 
 
+def bind_journal_socket(receiver: Path) -> None:
+    """In a private mount namespace of this process (and so of every run), put `receiver` at
+    /run/systemd/journal/socket on a fresh tmpfs; the host's /run/systemd is not touched."""
+    import ctypes
+
+    if os.geteuid() != 0:
+        raise SystemExit("--journal systemd-python needs root (a private mount namespace)")
+    if ctypes.CDLL(None, use_errno=True).unshare(0x00020000) != 0:  # CLONE_NEWNS
+        raise SystemExit(f"unshare(CLONE_NEWNS): {os.strerror(ctypes.get_errno())}")
+    for command in (
+        ["mount", "--make-rprivate", "/"],
+        ["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run/systemd"],
+        ["mkdir", "/run/systemd/journal"],
+        ["touch", "/run/systemd/journal/socket"],
+        ["mount", "--bind", str(receiver), "/run/systemd/journal/socket"],
+    ):
+        subprocess.run(command, check=True)
+
+
 def write_launcher(path: Path, source: str) -> None:
     path.write_text(source, encoding="utf-8")
     path.chmod(0o755)
@@ -118,6 +138,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--python", default="/usr/bin/python3")
+    parser.add_argument(
+        "--journal",
+        choices=["native", "systemd-python"],
+        default="native",
+        help="where the contender logs: a receiver named by UNITGEN_JOURNAL_SOCKET (native protocol), "
+        "or, as root, a receiver bound to /run/systemd/journal/socket in a private mount namespace, "
+        "so the launcher uses systemd-python's sender as on a real system",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="unitgen-bench-") as tmp:
@@ -128,11 +156,11 @@ def main() -> int:
         launcher, contender = work / "bench-launcher", work / "bench-contender"
         write_launcher(launcher, render_launcher(settings("bench", free_lock), python=args.python))
         write_launcher(contender, render_launcher(settings("bench", held_lock), python=args.python))
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "NOTIFY_SOCKET": str(notify.path),
-            "UNITGEN_JOURNAL_SOCKET": str(journal.path),
-        }
+        env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": str(notify.path)}
+        if args.journal == "native":
+            env["UNITGEN_JOURNAL_SOCKET"] = str(journal.path)
+        else:
+            bind_journal_socket(journal.path)
         holder = os.open(held_lock, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.lockf(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this process is the running instance
 
@@ -157,7 +185,7 @@ def main() -> int:
 
     floor_ready, floor_exit = median_ms(results["floor ready"]), median_ms(results["floor exit"])
     launcher_ready, contention = median_ms(results["launcher ready"]), median_ms(results["contention"])
-    print(f"interpreter: {args.python}, {args.runs} runs each, medians")
+    print(f"interpreter: {args.python}, journal: {args.journal}, {args.runs} runs each, medians")
     print(f"floor      spawn->READY=1  {floor_ready:7.2f} ms")
     print(f"floor      spawn->exit     {floor_exit:7.2f} ms")
     ready_ratio, contention_ratio = launcher_ready / floor_ready, contention / floor_exit
