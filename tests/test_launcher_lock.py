@@ -344,6 +344,25 @@ def test_read_only_file_system(work: Path) -> None:
     assert "ReadWritePaths=" in result.stderr
 
 
+def test_holder_of_an_ofd_lock_is_reported_as_unknown(lock: Path) -> None:
+    """Open file description locks conflict with ours, but F_GETLK reports l_pid -1 for them."""
+    code = (
+        "import fcntl, os, struct, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    ofd_holder = start([DEBIAN_PYTHON, "-I", "-c", code, str(lock)])
+    try:
+        assert read_line(ofd_holder) == "locked\n"
+        result = contend(lock)
+        assert result.returncode == EXIT_ALREADY_RUNNING
+        assert f"demo is already running (holder PID unknown) (lock {lock})" in result.stderr
+    finally:
+        stop(ofd_holder)
+
+
 @pytest.mark.root
 def test_holder_in_another_pid_namespace_is_reported_as_unknown(lock: Path) -> None:
     """F_GETLK reports l_pid 0 for a holder we cannot see; the message must not invent a PID."""
