@@ -24,9 +24,10 @@ Lock
     lock is taken by a helper thread that first gives itself a private fd table
     (unshare(CLONE_FILES)); POSIX locks belong to the fd table that took them, so the app may open,
     read and close the lock path freely without dropping the lock. The holder PID the kernel reports
-    is still the process's PID. The lock dies with the process (not with forked workers). If
-    unshare() is refused, the lock is taken in the shared table and the exec-mode rule applies (a
-    warning is logged).
+    is still the process's PID. The lock dies with the process (not with forked workers; and if
+    the app execs another program, the lock is released: use exec mode for that). If unshare() is
+    refused, the lock is taken in the shared table and the exec-mode rule applies (a warning is
+    logged).
 
 Readiness (`ready`) and sd_notify
     immediate   READY=1 right before exec (exec mode) or before calling the entry (python mode).
