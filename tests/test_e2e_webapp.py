@@ -6,6 +6,7 @@ version the new code answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -17,12 +18,14 @@ import pytest
 
 from tests.e2e_helpers import http_get, launcher, lock_holders, main_pid
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.package import Format, build
+from unitgen.package_spec import package_info
 from unitgen.payload import AppPayload, build_app
 from unitgen.render import render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import Spec, load_spec
 from unitgen.staging import write_tree
-from unitgen.trial import install_staging
+from unitgen.trial import install_package, install_staging
 
 pytestmark = pytest.mark.root
 
@@ -159,3 +162,27 @@ def test_upgrade_to_a_new_version_serves_the_new_code(sb: Sandbox, v1: Staged, t
     assert lock_holders(sb, v1.spec.lock_file) == [new_pid]
     dist_infos = sb.run(["ls", v2.payload.compile_dirs[0]]).stdout.split()
     assert "webapp-1.1.0.dist-info" in dist_infos and "webapp-1.0.0.dist-info" not in dist_infos
+
+
+@pytest.mark.parametrize("fmt", [pytest.param(Format.DEB, id="deb"), pytest.param(Format.RPM, id="rpm")])
+def test_package_with_the_venv_installs_serves_and_removes_cleanly(
+    sb: Sandbox, v1: Staged, tmp_path: Path, fmt: Format
+) -> None:
+    """The packagers carry the venv as it is (symlinks to /usr/bin/python3 included) and the real
+    dpkg/rpm install it. The bytecode steps run by hand here: they are what the maintainer
+    scripts must run, and they leave nothing behind on removal."""
+    info = package_info(v1.spec)
+    info = dataclasses.replace(info, depends=(*info.depends, *v1.payload.depends))
+    package = build(fmt, v1.staging, info, tmp_path)
+
+    install_package(sb, package)
+    sb.run(pycache_cleanup(v1.payload))
+    sb.run(compile_bytecode(v1.payload))
+    sb.systemctl("restart", UNIT)
+
+    assert health(sb) == (200, {"status": "ok", "version": "1.0.0"})
+    assert sb.run(["readlink", f"{v1.payload.venv}/bin/python3"]).stdout.strip() == "/usr/bin/python3"
+    sb.systemctl("stop", UNIT)
+    sb.run(pycache_cleanup(v1.payload))
+    sb.run(["dpkg", "--purge", "webapp"] if fmt is Format.DEB else ["rpm", "-e", "--nodeps", "webapp"])
+    assert sb.run(["test", "-e", "/usr/lib/webapp"], check=False).returncode != 0, "the venv is gone entirely"
