@@ -340,13 +340,20 @@ def test_notify_readiness_is_left_to_the_app(work: Path, notify_socket: Receiver
 # on_contention = "wait"
 
 
-def test_waiting_for_the_lock_keeps_systemd_informed(work: Path, notify_socket: Receiver) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [pytest.param({}, id="exec-mode"), pytest.param({"mode": "python", "entry": "demoapp:sleep"}, id="python-mode")],
+)
+def test_waiting_for_the_lock_keeps_systemd_informed(
+    work: Path, notify_socket: Receiver, overrides: dict[str, object]
+) -> None:
     lock = work / "demo.pid"
     first = start(launcher_argv(make_settings(lock)))
     try:
         wait_for_holder(lock, first.pid)
-        settings = make_settings(lock, on_contention="wait")
-        second = start(launcher_argv(settings), env(NOTIFY_SOCKET=notify_socket.env_value))
+        settings = make_settings(lock, on_contention="wait", **overrides)
+        environment = env(NOTIFY_SOCKET=notify_socket.env_value, PYTHONPATH=APPS)
+        second = start(launcher_argv(settings, isolated=settings["mode"] == "exec"), environment)
         waiting = notify_socket.with_field("EXTEND_TIMEOUT_USEC")
         assert waiting.pid == second.pid
         assert int(waiting.fields["EXTEND_TIMEOUT_USEC"]) > 0
