@@ -10,6 +10,7 @@ import pytest
 from tests.launcher_helpers import (
     DEBIAN_PYTHON,
     HELPERS,
+    LAUNCHER_PY,
     Receiver,
     env,
     holder,
@@ -180,5 +181,5 @@ def test_invalid_settings_are_a_config_error(work: Path, change: dict[str, objec
     [pytest.param([], id="no-args"), pytest.param(["--settings", "{not json"], id="bad-json")],
 )
 def test_direct_run_usage_errors(args: list[str]) -> None:
-    result = run([DEBIAN_PYTHON, "-I", str(HELPERS.parent.parent / "unitgen" / "launcher.py"), *args])
+    result = run([DEBIAN_PYTHON, "-I", str(LAUNCHER_PY), *args])
     assert result.returncode == EXIT_USAGE
