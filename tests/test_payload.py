@@ -113,6 +113,7 @@ def test_payload_reports_the_venv_interpreter_scripts_and_what_to_compile(exampl
     assert dict(p.distributions) == {"bottle": "0.13.4", "webapp": "1.0.0"}
     assert "webapp" in p.scripts
     assert p.bin_dir == f"{VENV}/bin"
+    assert p.pure, "bottle and webapp are pure Python: the package is Architecture: all"
     for script in p.scripts:
         assert (example.venv / "bin" / script).is_file()
 
@@ -283,6 +284,8 @@ def make_wheel(
     requires: tuple[str, ...] = (),
     requires_python: str | None = None,
     scripts: dict[str, str] | None = None,
+    data_scripts: dict[str, str] | None = None,
+    binary: dict[str, bytes] | None = None,
 ) -> Path:
     """A pure-Python wheel, written by hand (the format is a zip with a dist-info)."""
     dist_info = f"{name}-{version}.dist-info"
@@ -297,15 +300,20 @@ def make_wheel(
         files[f"{dist_info}/entry_points.txt"] = "[console_scripts]\n" + "".join(
             f"{k} = {v}\n" for k, v in scripts.items()
         )
+    for script, text in (data_scripts or {}).items():
+        files[f"{name}-{version}.data/scripts/{script}"] = text
+    contents = {path: text.encode() for path, text in files.items()} | (binary or {})
     record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}\n")
-    files[f"{dist_info}/RECORD"] = "".join(record) + f"{dist_info}/RECORD,,\n"
+    for path, data in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}\n")
+    contents[f"{dist_info}/RECORD"] = ("".join(record) + f"{dist_info}/RECORD,,\n").encode()
     wheel = directory / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
+        for path, data in contents.items():
+            info = zipfile.ZipInfo(path)
+            info.external_attr = (stat.S_IFREG | (0o755 if "/scripts/" in path else 0o644)) << 16
+            zf.writestr(info, data)
     return wheel
 
 
@@ -337,14 +345,27 @@ def test_offline_build_from_wheels_with_a_console_script(tmp_path: Path, wheelho
         modules={"demo_app": "import demo_dep\ndef main():\n    print(demo_dep.VALUE)\n"},
         requires=("demo_dep>=2",),
         scripts={"demo": "demo_app:main"},
+        data_scripts={
+            "pip-rewrites-this": "#!python\nimport demo_app\n",
+            "env-python": "#!/usr/bin/env python3\nimport demo_app\n",
+            "system-python": "#!/usr/bin/python3 -u\nimport demo_app\n",
+            "shell": "#!/bin/sh\necho hello\n",
+        },
     )
 
     built = build(offline_app(tmp_path, wheels=(str(app_wheel),)), tmp_path / "staging")
 
-    assert built.payload.scripts == ("demo",)
+    assert built.payload.scripts == ("demo", "env-python", "pip-rewrites-this", "shell", "system-python")
+    assert built.payload.pure
     assert dict(built.payload.distributions) == {"demo_app": "1.0", "demo_dep": "2.0"}
     venv = tmp_path / "staging/usr/lib/demo/venv"
     assert (venv / "bin/demo").read_text().startswith("#!/usr/lib/demo/venv/bin/python\n")
+    # Scripts for "a Python" must run the venv's, or they would not see its packages on the target.
+    assert (venv / "bin/pip-rewrites-this").read_text() == "#!/usr/lib/demo/venv/bin/python\nimport demo_app\n"
+    assert (venv / "bin/env-python").read_text() == "#!/usr/lib/demo/venv/bin/python\nimport demo_app\n"
+    assert (venv / "bin/system-python").read_text() == "#!/usr/lib/demo/venv/bin/python -u\nimport demo_app\n"
+    assert (venv / "bin/shell").read_text() == "#!/bin/sh\necho hello\n"
+    assert all(os.access(venv / "bin" / s, os.X_OK) for s in built.payload.scripts)
     run = subprocess.run(
         [venv / "bin/python", "-B", "-c", "import demo_app; demo_app.main()"], capture_output=True, text=True
     )
@@ -369,21 +390,50 @@ def test_a_long_build_path_still_gives_plain_shebangs(
     assert str(tmp_path) not in script
 
 
+def test_compiled_code_makes_the_payload_architecture_dependent(tmp_path: Path, wheelhouse: Path) -> None:
+    fake_so = b"\x7fELF\x02\x01\x01" + bytes(57)
+    app_wheel = make_wheel(tmp_path, "demo_app", "1.0", modules={"demo_app": ""}, binary={"_speedups.so": fake_so})
+
+    built = build(offline_app(tmp_path, wheels=(str(app_wheel),)), tmp_path / "staging")
+
+    assert not built.payload.pure
+
+
+def test_too_old_pip_is_a_clear_error(tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("unitgen.payload.metadata.version", lambda name: "22.2.2")
+    with pytest.raises(UnitgenError, match=r"pip 22.2.2 is too old"):
+        build_app(offline_app(tmp_path), tmp_path / "staging")
+
+
 def test_missing_target_interpreter_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UnitgenError, match=r"target interpreter /nonexistent/python3 does not exist") as info:
         build_app(offline_app(tmp_path, project=str(EXAMPLE)), tmp_path / "staging", python="/nonexistent/python3")
     assert info.value.hint is not None and "python3-venv" in info.value.hint
 
 
-def test_project_without_pyproject_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"project": "project"}, r"app.project: .*/project has no pyproject.toml", id="no-pyproject"),
+        pytest.param(
+            {"wheels": ("gone-1.0-py3-none-any.whl",)},
+            r"app.wheels: .*/gone-1.0-py3-none-any.whl does not exist",
+            id="missing-wheel",
+        ),
+        pytest.param({"wheels": ("project",)}, r"app.wheels: .*/project is not a wheel", id="not-a-wheel"),
+        pytest.param({"requirements": "lock.txt"}, r"app.requirements: .*/lock.txt does not exist", id="no-lock"),
+        pytest.param({"find_links": ("nowhere",)}, r"app.find_links: .*/nowhere is not a directory", id="no-links"),
+    ],
+)
+def test_missing_inputs_are_clear_errors(tmp_path: Path, fields: dict[str, object], message: str) -> None:
     (tmp_path / "project").mkdir()
-    with pytest.raises(UnitgenError, match=r"project: .*/project has no pyproject.toml"):
-        build_app(offline_app(tmp_path, project=str(tmp_path / "project")), tmp_path / "staging")
-
-
-def test_missing_wheel_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(UnitgenError, match=r"app.wheels: .*/gone-1.0-py3-none-any.whl does not exist"):
-        build_app(offline_app(tmp_path, wheels=(str(tmp_path / "gone-1.0-py3-none-any.whl"),)), tmp_path / "staging")
+    absolute = {
+        k: tuple(str(tmp_path / v) for v in value) if isinstance(value, tuple) else str(tmp_path / str(value))
+        for k, value in fields.items()
+    }
+    with pytest.raises(UnitgenError, match=message):
+        build_app(offline_app(tmp_path, **absolute), tmp_path / "staging")
+    assert not (tmp_path / "staging").exists()
 
 
 def test_dependency_without_a_wheel_names_it_and_says_a_wheel_is_needed(tmp_path: Path, wheelhouse: Path) -> None:

@@ -63,6 +63,7 @@ from unitgen.run import CommandError, run
 from unitgen.spec import App
 
 TARGET_PYTHON = "/usr/bin/python3"
+PIP_MIN = (22, 3)  # pip --python: run pip for another interpreter's environment
 
 # Not copied when the app's project is built: build output and caches. The copy keeps the
 # user's tree clean (an in-tree build writes build/ and *.egg-info) and lets builds run in parallel.
@@ -88,6 +89,8 @@ class AppPayload:
     """(name, version) of every distribution in the venv, sorted by name."""
     compile_dirs: tuple[str, ...]
     """Directories whose bytecode the package compiles after install and removes before removal."""
+    pure: bool
+    """Nothing in the venv is compiled code (no ELF file): the package can be Architecture: all / noarch."""
 
     @property
     def bin_dir(self) -> str:
@@ -146,22 +149,29 @@ def build_app(
         scripts=_scripts(dest, site),
         distributions=_distributions(site),
         compile_dirs=(f"{app.venv}/{site.relative_to(dest).as_posix()}",),
+        pure=not any(_is_elf(p) for p in _walk(dest)),
     )
+
+
+def _is_elf(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(4) == b"\x7fELF"
 
 
 def _move_into_place(venv: Path, dest: Path) -> None:
     """Replace `dest` by `venv`: copied next to it first (maybe across file systems), then renamed."""
     _make_parents(dest.parent)
-    incoming = dest.with_name(f".{dest.name}.incoming")
-    shutil.rmtree(incoming, ignore_errors=True)
+    incoming = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        shutil.move(venv, incoming)
-        _normalise(incoming)  # again: a copy across file systems gets new directory mtimes
+        shutil.move(venv, incoming / "venv")
+        _normalise(incoming / "venv")
         if dest.is_symlink() or dest.is_file():
             dest.unlink()
         elif dest.exists():
             shutil.rmtree(dest)
-        incoming.rename(dest)
+        (incoming / "venv").rename(dest)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
 
@@ -190,11 +200,12 @@ def _check_inputs(app: App, python: str) -> None:
 
 
 def _default_pip() -> list[str]:
+    hint = "install pip 22.3 or newer next to unitgen (pip install --upgrade pip)"
     if importlib.util.find_spec("pip") is None:
-        raise UnitgenError(
-            f"pip is not installed for {sys.executable}, which drives the venv build",
-            hint="install pip 22.3 or newer next to unitgen (pip install pip)",
-        )
+        raise UnitgenError(f"pip is not installed for {sys.executable}, which drives the venv build", hint=hint)
+    version = metadata.version("pip")
+    if tuple(int(part) for part in re.findall(r"\d+", version)[:2]) < PIP_MIN:
+        raise UnitgenError(f"pip {version} is too old to build a venv for another interpreter (--python)", hint=hint)
     return [sys.executable, "-m", "pip"]
 
 
@@ -206,9 +217,14 @@ def _make_parents(directory: Path) -> None:
         path.chmod(0o755)
 
 
+def _env() -> dict[str, str]:
+    """The environment for the target's interpreter: nothing that points it at the build's Python."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")}
+
+
 def _run_step(argv: Sequence[str | Path], problem: str, *, hint: str | None = None, tail: int = 0) -> str:
     try:
-        return run(argv).stdout
+        return run(argv, env=_env()).stdout
     except CommandError as exc:
         raise UnitgenError(f"{problem}:\n{_errors(exc, tail)}", hint=hint) from exc
 
@@ -223,7 +239,8 @@ def _errors(exc: CommandError, tail: int = 0) -> str:
 
 
 def _python_version(venv: Path) -> tuple[int, int]:
-    out = run([venv / "bin/python", "-I", "-c", "import sys; print(*sys.version_info[:2])"]).stdout.split()
+    code = "import sys; print(*sys.version_info[:2])"
+    out = run([venv / "bin/python", "-I", "-c", code], env=_env()).stdout.split()
     return int(out[0]), int(out[1])
 
 
@@ -254,15 +271,16 @@ def _install(app: App, wheels: list[str], pip_venv: list[str], version: tuple[in
     install += _index_options(app)
     try:
         if app.requirements is None:
-            run([*install, *wheels])
+            run([*install, *wheels], env=_env())
             return
-        run([*install, "--requirement", app.requirements])
+        # Relative paths in a lock (./wheels/x.whl) are relative to the lock file.
+        run([*install, "--requirement", app.requirements], env=_env(), cwd=Path(app.requirements).parent)
         if wheels:
-            run([*install, "--no-deps", *wheels])
+            run([*install, "--no-deps", *wheels], env=_env())
     except CommandError as exc:
         raise _install_error(exc, version) from exc
     try:
-        run([*pip_venv, "check"])
+        run([*pip_venv, "check"], env=_env())
     except CommandError as exc:
         raise UnitgenError(
             f"the requirements file {app.requirements} misses dependencies of the app:\n{exc.stdout.strip()}",
@@ -348,9 +366,15 @@ def _rewrite_paths(venv: Path, *, old: bytes, new: bytes, leaks: Sequence[str]) 
     return changed
 
 
+# A script a wheel ships as it is (only `#!python` is rewritten by pip) for "some Python": on the
+# target that would be the system's interpreter, without the venv's packages.
+_SYSTEM_PYTHON_SHEBANG = re.compile(rb"\A#! ?(?:/usr/bin/env +|/usr(?:/local)?/bin/)python[0-9.]*( +-[^\n]*)?[ \t]*\n")
+
+
 def _simple_shebangs(bin_dir: Path, final: str) -> set[Path]:
-    """pip writes a /bin/sh trampoline instead of a shebang when the interpreter's path is long (or
-    has spaces); at the final path a plain shebang works, and is what pip writes there."""
+    """Every Python script in bin/ starts `#!FINAL/bin/python`. pip writes a /bin/sh trampoline
+    instead when the interpreter's path is long (or has spaces), which the final path is not;
+    a script shipped with `#!/usr/bin/env python3` or `#!/usr/bin/python3` would miss the venv."""
     python = re.escape(f"{final}/bin/python".encode())
     trampoline = re.compile(b"\\A#!/bin/sh\n'''exec' \"?(" + python + b'[0-9.]*)"? "\\$0" "\\$@"\n\' \'\'\'\n')
     changed = set()
@@ -359,6 +383,11 @@ def _simple_shebangs(bin_dir: Path, final: str) -> set[Path]:
             data = script.read_bytes()
             if match := trampoline.match(data):
                 script.write_bytes(b"#!" + match.group(1) + b"\n" + data[match.end() :])
+                changed.add(script)
+            elif match := _SYSTEM_PYTHON_SHEBANG.match(data):
+                flags = (match.group(1) or b"").rstrip()
+                script.write_bytes(f"#!{final}/bin/python".encode() + flags + b"\n" + data[match.end() :])
+                script.chmod(0o755)  # pip marks only the scripts it rewrote itself executable
                 changed.add(script)
     return changed
 
