@@ -215,8 +215,9 @@ TOP_KEYS: tuple[Key[Any], ...] = (
     Key(
         "watchdog",
         seconds(1, 86400),
-        "WatchdogSec=: the service is restarted when it stops pinging "
-        "for this many seconds. The launcher pings for python-mode apps and tcp: readiness.",
+        "WatchdogSec=: the service is restarted when no WATCHDOG=1 comes for this many seconds. The launcher "
+        "pings every half period while the app is healthy: in python mode, and for tcp:/path: readiness while the "
+        "probe passes; with ready = 'notify' the app pings itself (exec mode with 'immediate' has no pinger).",
     ),
     Key("after", unit_names, "Extra After= units.", default=()),
     Key("wants", unit_names, "Extra Wants= units.", default=()),
