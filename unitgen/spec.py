@@ -595,6 +595,13 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
             raise SpecError(where, "reload[0]", exc.problem, hint="the program must be an absolute path") from None
     if top["wait_timeout"] is not None and top["on_contention"] is not OnContention.WAIT:
         raise SpecError(where, "wait_timeout", "only applies with on_contention = 'wait'")
+    if top["watchdog"] is not None and top["exec"] is not None and top["ready"].kind is ReadyKind.IMMEDIATE:
+        raise SpecError(
+            where,
+            "watchdog",
+            "nothing would ping the watchdog: in exec mode with ready = 'immediate' the launcher is gone after exec",
+            hint="use ready = 'notify' (the app sends WATCHDOG=1) or 'tcp:PORT'/'path:FILE' (the launcher probes)",
+        )
     if top["group"] is not None and top["user"] is None:
         raise SpecError(where, "group", "needs 'user' (with DynamicUser=yes systemd picks the group)")
 
