@@ -126,6 +126,7 @@ THRESHOLDS: list[Any] = [
     pytest.param("hello", 1.5, id="network-service"),
     pytest.param("ticker", 1.5, id="timer-job"),
     pytest.param("quiet", 0.5, id="no-network"),
+    pytest.param("webapp", 1.5, id="python-app"),
 ]
 
 
