@@ -62,35 +62,16 @@ def bumped_example(directory: Path, version: str, greeting: str) -> Path:
     return directory / "webapp.toml"
 
 
-def pycache_cleanup(payload: AppPayload) -> list[str]:
-    """What prerm (and postinst, before compiling) runs: bytecode out, so dpkg/rpm can remove directories."""
-    return ["find", payload.venv, "-type", "d", "-name", "__pycache__", "-prune", "-exec", "rm", "-rf", "{}", "+"]
-
-
-def compile_bytecode(payload: AppPayload) -> list[str]:
-    """What postinst runs after the files are in place (see the report of issue 6)."""
-    return [
-        f"{payload.venv}/bin/python",
-        "-m",
-        "compileall",
-        "-q",
-        "-f",
-        "--invalidation-mode",
-        "checked-hash",
-        *payload.compile_dirs,
-    ]
-
-
 def install(sb: Sandbox, staged: Staged) -> None:
     install_staging(sb, staged.staging, staged.spec)
-    sb.run(pycache_cleanup(staged.payload))
-    sb.run(compile_bytecode(staged.payload))
+    sb.run(staged.payload.cleanup_argv)
+    sb.run(staged.payload.compile_argv)
 
 
 def upgrade(sb: Sandbox, old: Staged, new: Staged) -> None:
     """As dpkg -i of a new version: old prerm, old files replaced (those gone from the package
     removed), new postinst, then the restart the maintainer scripts do."""
-    sb.run(pycache_cleanup(old.payload))
+    sb.run(old.payload.cleanup_argv)
     sb.run(["rm", "-rf", old.payload.venv])
     install(sb, new)
     sb.systemctl("restart", UNIT)
@@ -176,13 +157,13 @@ def test_package_with_the_venv_installs_serves_and_removes_cleanly(
     package = build(fmt, v1.staging, info, tmp_path)
 
     install_package(sb, package)
-    sb.run(pycache_cleanup(v1.payload))
-    sb.run(compile_bytecode(v1.payload))
+    sb.run(v1.payload.cleanup_argv)
+    sb.run(v1.payload.compile_argv)
     sb.systemctl("restart", UNIT)
 
     assert health(sb) == (200, {"status": "ok", "version": "1.0.0"})
     assert sb.run(["readlink", f"{v1.payload.venv}/bin/python3"]).stdout.strip() == "/usr/bin/python3"
     sb.systemctl("stop", UNIT)
-    sb.run(pycache_cleanup(v1.payload))
+    sb.run(v1.payload.cleanup_argv)
     sb.run(["dpkg", "--purge", "webapp"] if fmt is Format.DEB else ["rpm", "-e", "--nodeps", "webapp"])
     assert sb.run(["test", "-e", "/usr/lib/webapp"], check=False).returncode != 0, "the venv is gone entirely"

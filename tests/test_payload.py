@@ -233,14 +233,27 @@ def test_the_example_serves_health_from_the_built_venv(example: Built) -> None:
         server.stdout.close()
 
 
-def test_bytecode_compiles_after_install(example: Built, tmp_path: Path) -> None:
-    """What the postinst does (at a copy of the tree: the compiled paths do not matter here)."""
+def test_bytecode_commands_compile_checked_hash_pycs_and_remove_them(example: Built, tmp_path: Path) -> None:
+    """What the maintainer scripts run, at a copy of the venv (its paths swapped in)."""
     venv = tmp_path / "venv"
     shutil.copytree(example.venv, venv, symlinks=True)
+
+    def here(argv: tuple[str, ...]) -> list[str]:
+        return [arg.replace(VENV, str(venv)) for arg in argv]
+
+    subprocess.run(here(example.payload.compile_argv), check=True)
     site = venv / example.site.relative_to(example.venv)
-    subprocess.run([venv / "bin/python", "-m", "compileall", "-q", "-f", site], check=True)
-    assert (site / "webapp/__pycache__").is_dir()
-    assert list(site.glob("__pycache__/bottle.cpython-*.pyc"))
+    pycs = sorted(site.rglob("*.pyc"))
+    assert {p.name.split(".")[0] for p in pycs} == {"bottle", "__init__", "app"}
+    for pyc in pycs:
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b11, f"{pyc}: not a checked-hash pyc (PEP 552 flags {flags:#b})"
+
+    subprocess.run(here(example.payload.cleanup_argv), check=True)
+    assert not list(venv.rglob("__pycache__"))
+    after = {rel: (kind, data) for rel, (kind, _, _, data) in snapshot(venv).items()}
+    before = {rel: (kind, data) for rel, (kind, _, _, data) in snapshot(example.venv).items()}
+    assert after == before, "compiling and cleaning up leave exactly the packaged files"
 
 
 def test_same_inputs_give_the_same_tree_whatever_the_paths_and_umask(example: Built, tmp_path: Path) -> None:
