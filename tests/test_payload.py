@@ -485,3 +485,17 @@ def test_requirements_lock_missing_a_dependency_fails_the_build(tmp_path: Path, 
     lock.write_text("other==1.0\ndemo_dep==2.0\n")
     built = build(offline_app(tmp_path, wheels=(str(app_wheel),), requirements=str(lock)), tmp_path / "staging")
     assert dict(built.payload.distributions) == {"demo_app": "1.0", "demo_dep": "2.0", "other": "1.0"}
+
+
+def test_a_build_path_left_in_a_binary_file_is_an_error_not_a_corruption(tmp_path: Path) -> None:
+    from unitgen.payload import _rewrite_paths
+
+    venv = tmp_path / "scratch/venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/tool").write_text(f"#!{venv}/bin/python\n")
+    assert _rewrite_paths(venv, old=str(venv).encode(), new=b"/usr/lib/x/venv", leaks=()) == {venv / "bin/tool"}
+    assert (venv / "bin/tool").read_text() == "#!/usr/lib/x/venv/bin/python\n"
+
+    (venv / "lib.so").write_bytes(b"\x7fELF\0" + str(venv).encode() + b"\0")
+    with pytest.raises(UnitgenError, match=r"lib.so \(binary\) contains the build path"):
+        _rewrite_paths(venv, old=str(venv).encode(), new=b"/usr/lib/x/venv", leaks=())

@@ -6,23 +6,25 @@ What ends up under `staging/<app.venv>`: a venv made by the target's own interpr
 (`/usr/bin/python3 -m venv --without-pip`: `pyvenv.cfg` says `home = /usr/bin`, `bin/python*` are
 symlinks to the system interpreter), the app and every dependency installed from wheels by pip
 (`--only-binary=:all:`; the app's own project is built into a wheel first with `pip wheel
---no-deps`), console scripts whose shebang is the venv's final `bin/python`, no pip, setuptools or
-wheel, and no bytecode: the package compiles it after install (`AppPayload.compile_dirs`).
+--no-deps`, from a copy of it, so the user's tree stays clean), scripts whose shebang is the
+venv's final `bin/python`, no pip, setuptools or wheel, and no bytecode: the package compiles it
+after install and removes it before removal (`AppPayload.compile_argv`, `cleanup_argv`).
 
 How the venv gets its final path: build at a scratch path, then rewrite.
-    The venv is made and filled at a short scratch path in the temporary directory. Every
+    The venv is made and filled at a short scratch path in the temporary directory (short: pip
+    writes a /bin/sh trampoline instead of a shebang for interpreter paths over 127 bytes). Every
     occurrence of the scratch path is then replaced by the final path (shebangs, `pyvenv.cfg`, the
-    activate scripts; pip's /bin/sh trampolines for long paths become plain shebangs), the venv
-    is moved into the staging tree (renamed into place at the end), the hashes in the `RECORD` files are
-    recomputed for the files that changed, and `direct_url.json` files that name a local file
-    (the app wheel's scratch copy) are dropped, as PEP 610 allows for a non-URL install. A binary
-    file that still contains a build path is an error rather than a silent corruption.
+    activate scripts), the hashes in the `RECORD` files are recomputed for the files that changed,
+    `direct_url.json` files that name a local file (the app wheel's scratch copy) are dropped, as
+    PEP 610 allows for a non-URL install, and the venv is moved into the staging tree (renamed
+    into place at the end, so a failed build leaves nothing). A binary file that still contains a
+    build path is an error rather than a silent corruption; pure-Python wheels never have one, and
+    compiled wheels from an index use relative RPATHs ($ORIGIN).
     The alternative, building directly at the final path inside a private mount namespace, was
     rejected: it needs root (or user namespaces), and a bind mount needs a mount point at
     `/usr/lib/NAME` on the build machine, i.e. a change to the host's `/usr` that a build must not
     make (bind-mounting over all of `/usr/lib` would hide the interpreter's own standard library).
-    Pure-Python wheels, the case unitgen packages, never embed the install path in binary files,
-    so the rewrite is complete, and the check above says so when it is not.
+    The rewrite runs unprivileged, on any machine with the target's interpreter.
 
 pip is the one running unitgen (`python -m pip`, at least 22.3), driven with `--python` at the
 scratch venv: the venv never contains pip, yet pip runs under the target interpreter, so markers,
@@ -36,6 +38,7 @@ app wheel). Without one, pip resolves the app's dependencies itself.
 Reproducibility: the same inputs give the same tree. File contents do not depend on the scratch
 path or the time; modes are normalised (0755 for directories and executables, 0644 otherwise,
 whatever the umask); with SOURCE_DATE_EPOCH every mtime is set to it (and the wheel build sees it).
+"Same inputs" includes the index's answer: without a lock pip takes the newest matching release.
 """
 
 from __future__ import annotations
