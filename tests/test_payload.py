@@ -403,6 +403,57 @@ def test_a_long_build_path_still_gives_plain_shebangs(
     assert str(tmp_path) not in script
 
 
+# A PEP 517 backend that lives in the project (backend-path), so a project build needs nothing
+# from an index: it zips the package directory and a dist-info, as a real backend would.
+IN_TREE_BACKEND = """
+import base64, hashlib, pathlib, zipfile
+
+NAME, VERSION = "demo_proj", "3.0"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    dist_info = f"{NAME}-{VERSION}.dist-info"
+    files = {str(p): p.read_bytes() for p in sorted(pathlib.Path(NAME).rglob("*.py"))}
+    files[f"{dist_info}/METADATA"] = (
+        f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\nRequires-Dist: demo_dep\\n"
+    ).encode()
+    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    files[f"{dist_info}/entry_points.txt"] = f"[console_scripts]\\ndemo-proj = {NAME}:main\\n".encode()
+    record = ""
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{path},sha256={digest},{len(data)}\\n"
+    files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\\n").encode()
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(pathlib.Path(wheel_directory) / name, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return name
+"""
+
+
+def test_offline_project_build_gets_its_backend_and_dependencies_only_from_find_links(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "demo_proj").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    (project / "backend.py").write_text(IN_TREE_BACKEND)
+    (project / "demo_proj/__init__.py").write_text("import demo_dep\ndef main():\n    print(demo_dep.VALUE)\n")
+    make_wheel(wheelhouse, "demo_dep", "2.0", modules={"demo_dep": "VALUE = 7\n"})
+
+    built = build(offline_app(tmp_path, project=str(project)), tmp_path / "staging")
+
+    assert dict(built.payload.distributions) == {"demo_proj": "3.0", "demo_dep": "2.0"}
+    assert built.payload.scripts == ("demo-proj",)
+    assert sorted(p.name for p in project.iterdir()) == ["backend.py", "demo_proj", "pyproject.toml"], "tree untouched"
+    venv = tmp_path / "staging/usr/lib/demo/venv"
+    run = subprocess.run([venv / "bin/python", "-B", "-c", "import demo_proj; demo_proj.main()"], capture_output=True)
+    assert run.stdout == b"7\n"
+
+
 def test_compiled_code_makes_the_payload_architecture_dependent(tmp_path: Path, wheelhouse: Path) -> None:
     fake_so = b"\x7fELF\x02\x01\x01" + bytes(57)
     app_wheel = make_wheel(tmp_path, "demo_app", "1.0", modules={"demo_app": ""}, binary={"_speedups.so": fake_so})

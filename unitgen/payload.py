@@ -164,7 +164,7 @@ def build_app(
         pip_venv = [*pip_argv, "--python", str(scratch / "bin/python"), "--disable-pip-version-check", "--no-input"]
         wheels = [*app.wheels]
         if app.project is not None:
-            wheels.append(str(_build_project(Path(app.project), work, pip_venv + _index_options(app))))
+            wheels.append(str(_build_project(Path(app.project), work, [*pip_venv, "wheel", *_index_options(app)])))
         _install(app, wheels, pip_venv, version)
         site = scratch / f"lib/python{version[0]}.{version[1]}/site-packages"
         _finish_tree(scratch, site, final=app.venv, leaks=[str(work), str(staging)])
@@ -281,13 +281,14 @@ def _index_options(app: App) -> list[str]:
     return options
 
 
-def _build_project(project: Path, work: Path, pip_venv: list[str]) -> Path:
-    """The app's project as a wheel, built from a copy (the user's tree stays untouched)."""
+def _build_project(project: Path, work: Path, pip_wheel: list[str]) -> Path:
+    """The app's project as a wheel, built from a copy (the user's tree stays untouched). Its build
+    backend comes from where the dependencies come from (`no_index`, `find_links`), as a wheel."""
     source = work / "src"
     shutil.copytree(project, source, symlinks=True, ignore=_PROJECT_IGNORE)
     out = work / "wheels"
     _run_step(
-        [*pip_venv, "wheel", "--no-deps", "--only-binary=:all:", "--wheel-dir", out, source],
+        [*pip_wheel, "--no-deps", "--only-binary=:all:", "--wheel-dir", out, source],
         f"could not build a wheel of the app project {project}",
         hint="build it by hand to see more: pip wheel --no-deps PROJECT",
         tail=15,
