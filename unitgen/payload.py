@@ -158,7 +158,6 @@ def build_app(
             # The prompt would be the scratch directory's name: give it the final one's.
             [python, "-m", "venv", "--without-pip", "--prompt", Path(app.venv).name, scratch],
             f"{python} could not create a virtual environment",
-            hint="on Debian: apt install python3-venv",
         )
         version = _python_version(scratch)
         pip_venv = [*pip_argv, "--python", str(scratch / "bin/python"), "--disable-pip-version-check", "--no-input"]
@@ -210,7 +209,7 @@ def _check_inputs(app: App, python: str) -> None:
     if not (Path(python).is_file() and os.access(python, os.X_OK)):
         raise UnitgenError(
             f"the target interpreter {python} does not exist",
-            hint="the venv is built for the interpreter the target runs; on Debian: apt install python3 python3-venv",
+            hint="the venv is built for the interpreter the target runs: install it (on Debian: apt install python3)",
         )
     if app.project is not None and not (Path(app.project) / "pyproject.toml").is_file():
         raise UnitgenError(
