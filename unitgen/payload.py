@@ -324,7 +324,7 @@ def _install_error(exc: CommandError, version: tuple[int, int]) -> UnitgenError:
     if match := _NO_WHEEL.search(text):
         requirement = match.group(1).strip()
         return UnitgenError(
-            f"no wheel found for the dependency {requirement} ({python}, any platform pip accepts for it)",
+            f"no wheel found for the dependency {requirement} that installs on {python}",
             hint="dependencies are installed from wheels only (nothing is built or downloaded on the target): "
             "if it exists only as source, build a wheel (pip wheel --no-deps NAME -w DIR) and add DIR to "
             "[app] find_links, or pin a version that has one",
