@@ -193,3 +193,28 @@ def test_dpkg_accepts_non_first_release_without_override(tmp_path: Path) -> None
     deb = build_deb(staging, make_info(release="2"), tmp_path / "dist")
     assert "lintian/overrides" not in tool("dpkg-deb", "-c", str(deb))
     assert shutil.which("dpkg-deb")
+
+
+@pytest.mark.parametrize(
+    ("license_", "text", "expected"),
+    [
+        pytest.param("Apache-2.0", "ignored", "/usr/share/common-licenses/Apache-2.0", id="common-referenced"),
+        pytest.param("GPL-3.0-or-later", None, "License: GPL-3+", id="dep5-short-name"),
+        pytest.param("MIT", "Permission is hereby granted.", " Permission is hereby granted.", id="text"),
+        pytest.param("LicenseRef-x", None, "distributed with the upstream sources", id="unknown"),
+    ],
+)
+def test_copyright_license_paragraph(license_: str, text: str | None, expected: str) -> None:
+    from unitgen.package.deb import copyright_file
+
+    body = copyright_file(make_info(license=license_, license_text=text, copyright=None), 1_700_000_000)
+    assert expected in body
+    assert "Copyright: 2023 Jane Doe" in body  # a year, for lintian's copyright-notice check
+
+
+def test_symlinks_are_packaged(tmp_path: Path) -> None:
+    staging = make_staging(tmp_path / "st")
+    (staging / "usr/sbin").mkdir()
+    (staging / "usr/sbin" / NAME).symlink_to(f"../libexec/{NAME}/{NAME}-launcher")
+    deb = build_deb(staging, make_info(), tmp_path / "dist")
+    assert f"./usr/sbin/{NAME} -> ../libexec/{NAME}/{NAME}-launcher" in tool("dpkg-deb", "-c", str(deb))

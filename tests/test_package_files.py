@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import lzma
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +16,10 @@ from hypothesis import strategies as st
 
 from tests.test_package_helpers import NAME, make_info, make_staging
 from unitgen.errors import UnitgenError
-from unitgen.package import Format, Relations, build_deb, build_rpm, terminal_progress
+from unitgen.package import Compression, Format, Relations, build_deb, build_rpm, terminal_progress
 from unitgen.package.files import Kind, collect, installed_size_kib, source_date_epoch
 from unitgen.package.model import to_rpm
+from unitgen.package.stream import compressed
 
 
 @pytest.mark.parametrize(
@@ -174,3 +177,33 @@ def test_writers_report_progress(tmp_path: Path, build: Callable[..., Path]) -> 
     build(make_staging(tmp_path / "st"), make_info(), tmp_path / "dist", progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1][0] == calls[-1][1] > 0
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_timer_without_a_timer_unit_is_refused() -> None:
+    with pytest.raises(UnitgenError, match="timer"):
+        make_info(timer=True)
+
+
+class _Full:
+    def write(self, data: bytes, /) -> int:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("compression", [pytest.param(c, id=c.value) for c in Compression])
+def test_compression_pipeline_round_trips_and_reports_write_errors(compression: Compression) -> None:
+    data = bytes(range(256)) * 20_000  # 5 MiB: several chunks through the worker
+    out = io.BytesIO()
+    with compressed(out, compression) as stream:
+        stream.write(data[:100])
+        stream.write(data[100:])
+    decompress = gzip.decompress if compression is Compression.GZIP else lzma.decompress
+    assert decompress(out.getvalue()) == data
+    with pytest.raises(OSError, match="No space"), compressed(_Full(), compression) as stream:
+        for _ in range(10):
+            stream.write(data)
+
+
+def test_compression_pipeline_stops_when_the_producer_fails() -> None:
+    with pytest.raises(KeyError), compressed(io.BytesIO(), Compression.GZIP) as stream:
+        stream.write(b"x" * (3 << 20))
+        raise KeyError("producer failed")

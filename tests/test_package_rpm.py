@@ -233,3 +233,19 @@ def test_rich_and_versioned_dependencies(tmp_path: Path) -> None:
     assert q(rpm, "--recommends").split("\n")[0] == "python3-systemd"
     assert q(rpm, "--conflicts").strip() == "ugdemo-legacy < 2"
     assert "digests OK" in tool("rpm", "-K", str(rpm))
+
+
+def test_symlinks_are_packaged(tmp_path: Path) -> None:
+    staging = make_staging(tmp_path / "st")
+    (staging / "usr/sbin").mkdir()
+    target = f"../libexec/{NAME}/{NAME}-launcher"
+    (staging / "usr/sbin" / NAME).symlink_to(target)
+    rpm = build_rpm(staging, make_info(), tmp_path / "dist")
+    rows = [line.split() for line in q(rpm, "--dump").splitlines()]
+    link = next(r for r in rows if r[0] == f"/usr/sbin/{NAME}")
+    assert link[4] == "0120777" and link[-1] == target and int(link[1]) == len(target)
+    assert "digests OK" in tool("rpm", "-K", str(rpm))
+    root = tmp_path / "root"
+    root.mkdir()
+    tool("sh", "-c", 'cd "$1" && rpm2cpio "$2" | cpio -idmu --quiet', "sh", str(root), str(rpm))
+    assert (root / "usr/sbin" / NAME).readlink() == Path(target)

@@ -167,13 +167,14 @@ def copyright_file(info: PackageInfo, when: int) -> str:
     if info.homepage:
         head.append(f"Source: {info.homepage}")
     files = ["Files: *", f"Copyright: {holder}", f"License: {short}"]
-    if info.license_text:
-        body = [_long_description(info.license_text)]
-    elif common:
+    if common:
+        # lintian wants the common licenses referenced, not copied (copyright-*-full-*-license).
         body = [
             " On Debian systems, the complete text of this license can be found in",
             f" /usr/share/common-licenses/{common[0]}.",
         ]
+    elif info.license_text:
+        body = [_long_description(info.license_text)]
     else:
         body = [f" The full text of the {info.license} license is distributed with the upstream sources."]
     return "\n".join(head) + "\n\n" + "\n".join(files + body) + "\n"

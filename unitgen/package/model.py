@@ -140,6 +140,11 @@ class PackageInfo:
                     f"invalid unit name in package units: {unit!r}",
                     hint="give full, non-template names such as 'NAME.service'",
                 )
+        if self.timer and not any(u.endswith(".timer") for u in self.units):
+            raise UnitgenError(
+                "timer = true, but package units name no .timer unit",
+                hint="add NAME.timer to units, next to NAME.service",
+            )
         for path in self.purge:
             if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") in _NEVER_PURGE:
                 raise UnitgenError(f"refusing to purge {path!r}", hint="give a package-owned absolute path")

@@ -161,7 +161,7 @@ def _write_payload(
     total = sum(e.size for e in files if e.kind is Kind.FILE and not e.ghost)
     done = 0
     sha = hashlib.sha256()  # of the compressed bytes, as they are written
-    with compressed(Counting(out, sha), comp, level) as stream:  # type: ignore[arg-type]
+    with compressed(Counting(out, sha), comp, level) as stream:
         sink = Counting(stream)
         for ino, e in enumerate(files, start=1):
             if e.ghost:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import lzma
+import queue
+import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Protocol
@@ -19,24 +21,86 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-@contextmanager
-def compressed(raw: BinaryIO, compression: Compression, level: int | None = None) -> Iterator[BinaryIO]:
-    """A write stream that compresses into `raw`, reproducibly (no name, no timestamp in gzip)."""
-    level = compression.default_level() if level is None else level
-    inner: gzip.GzipFile | lzma.LZMAFile
+class _Compressor(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+def _compressor(compression: Compression, level: int) -> _Compressor:
     if compression is Compression.GZIP:
-        inner = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)
-    else:
-        # CRC64 is xz(1)'s and dpkg's default integrity check.
-        inner = lzma.LZMAFile(  # noqa: SIM115 -- closed by `buffered` below
-            raw, "wb", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=level
-        )
-    # Tar and cpio write many small headers; batching them keeps the compressor calls large.
-    buffered = io.BufferedWriter(inner, buffer_size=CHUNK)
+        # wbits 31: a gzip member with no name and mtime 0, so the bytes depend on the data alone.
+        return zlib.compressobj(level, zlib.DEFLATED, 31)
+    # CRC64 is xz(1)'s and dpkg's default integrity check.
+    return lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=level)
+
+
+class _Pipeline(io.RawIOBase):
+    """Compress on a worker thread while the caller keeps producing: the `tar | gzip` of dpkg-deb.
+
+    zlib, liblzma and hashlib release the GIL on large buffers, so reading, hashing and framing
+    files overlap with compressing them; output order is kept by the single worker.
+    """
+
+    def __init__(self, raw: Writable, compressor: _Compressor) -> None:
+        self.raw = raw
+        self.compressor = compressor
+        self.buffer = bytearray()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.worker = threading.Thread(target=self._work, name="unitgen-compress", daemon=True)
+        self.worker.start()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.buffer += data
+        if len(self.buffer) >= CHUNK:
+            self._hand_over()
+        return len(data)
+
+    def _hand_over(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(bytes(self.buffer))
+        self.buffer.clear()
+
+    def _work(self) -> None:
+        try:
+            while (chunk := self.queue.get()) is not None:
+                if out := self.compressor.compress(chunk):
+                    self.raw.write(out)
+            self.raw.write(self.compressor.flush())
+        except BaseException as exc:  # handed to the producer, which re-raises it
+            self.error = exc
+            while self.queue.get() is not None:  # keep draining, so the producer never blocks
+                pass
+
+    def finish(self) -> None:
+        """Compress what is left and end the stream; raise what the worker hit."""
+        if self.buffer:
+            self._hand_over()
+        self.queue.put(None)
+        self.worker.join()
+        if self.error is not None:
+            raise self.error
+
+    def abandon(self) -> None:
+        self.buffer.clear()
+        self.queue.put(None)
+        self.worker.join()
+
+
+@contextmanager
+def compressed(raw: Writable, compression: Compression, level: int | None = None) -> Iterator[Writable]:
+    """A write stream that compresses into `raw`, reproducibly, on a second thread."""
+    pipeline = _Pipeline(raw, _compressor(compression, compression.default_level() if level is None else level))
     try:
-        yield buffered
-    finally:
-        buffered.close()  # flushes and closes `inner`, which finishes the compressed stream
+        yield pipeline
+    except BaseException:
+        pipeline.abandon()
+        raise
+    pipeline.finish()
 
 
 class Counting(io.RawIOBase):
