@@ -21,6 +21,7 @@ from unitgen.sandbox import Sandbox
 pytestmark = pytest.mark.root
 
 SERVICE = f"{NAME}.service"
+TIMER = f"{NAME}.timer"
 CONFIG = f"/etc/default/{NAME}"
 STATE = f"/var/lib/{NAME}"
 PKGS = "/root/packages"  # inside the sandbox
@@ -37,6 +38,11 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         staging = make_staging(tmp / f"staging-{version}", version)
         out[f"deb{version}"] = build_deb(staging, make_info(version), tmp / "dist")
         out[f"rpm{version}"] = build_rpm(staging, make_info(version), tmp / "dist")
+        # The cron-like variant: the timer is enabled and started, the service only run by it.
+        staging = make_staging(tmp / f"timer-{version}", version, timer=True)
+        info = make_info(version, release="9", units=(SERVICE, TIMER), timer=True)
+        out[f"timer-deb{version}"] = build_deb(staging, info, tmp / "dist-timer")
+        out[f"timer-rpm{version}"] = build_rpm(staging, info, tmp / "dist-timer")
     return out
 
 
@@ -59,9 +65,17 @@ class Box:
     def rpm(self, *args: str) -> None:
         self.sb.run(["rpm", "--nodeps", *args])
 
-    def state(self) -> dict[str, str]:
-        props = self.sb.show(SERVICE, "ActiveState", "StatusText", "MainPID", "LoadState", "NeedDaemonReload")
-        enabled = self.sb.systemctl("is-enabled", SERVICE, check=False).stdout.strip()
+    def state(self, unit: str = SERVICE) -> dict[str, str]:
+        props = self.sb.show(
+            unit,
+            "ActiveState",
+            "StatusText",
+            "MainPID",
+            "LoadState",
+            "NeedDaemonReload",
+            "ActiveEnterTimestampMonotonic",
+        )
+        enabled = self.sb.systemctl("is-enabled", unit, check=False).stdout.strip()
         return {**props, "enabled": enabled}
 
     def exists(self, path: str) -> bool:
@@ -221,3 +235,28 @@ def test_rpm_without_a_running_systemd_only_enables(box: Box) -> None:
            f"mount -t tmpfs tmpfs /run/systemd && rpm -i --nodeps {RPM1}")  # fmt: skip
     assert box.exists(WANTS)
     assert box.state()["ActiveState"] == "inactive"
+
+
+# --- a timer package ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["deb", "rpm"])
+def test_timer_package_enables_and_restarts_the_timer_not_the_job(box: Box, fmt: str) -> None:
+    install = box.dpkg if fmt == "deb" else box.rpm
+    install("-i", f"{PKGS}/timer-{fmt}1.0.{fmt}")
+    timer = box.state(TIMER)
+    assert (timer["enabled"], timer["ActiveState"]) == ("enabled", "active")
+    service = box.state(SERVICE)
+    assert service["enabled"] != "enabled"  # timer = true: only the timer is enabled
+    assert service["ActiveState"] == "inactive"  # and the job is not run by the install
+    install("-U" if fmt == "rpm" else "-i", f"{PKGS}/timer-{fmt}2.0.{fmt}")
+    after = box.state(TIMER)
+    assert after["ActiveState"] == "active"
+    assert after["ActiveEnterTimestampMonotonic"] != timer["ActiveEnterTimestampMonotonic"]  # restarted
+    assert box.state(SERVICE)["ActiveState"] == "inactive"  # the upgrade did not run the job
+    if fmt == "deb":
+        box.dpkg("-P", NAME)
+    else:
+        box.rpm("-e", NAME)
+    assert box.state(TIMER)["LoadState"] == "not-found"
+    assert not box.exists(f"/etc/systemd/system/timers.target.wants/{TIMER}")
