@@ -118,6 +118,10 @@ VARIANTS = [
     pytest.param({"restart_on_upgrade": False, "start": False}, id="no-restart-no-start"),
     pytest.param({"sysusers": (), "tmpfiles": (), "purge": ()}, id="units-only"),
     pytest.param({"purge": ("/var/lib/ugdemo", "/var/log/ugdemo dir")}, id="purge-with-space"),
+    pytest.param(
+        {"configure": (("find", "/x y", "-name", "*.pyc"), ("true",)), "unconfigure": (("rm", "-rf", "/x y"),)},
+        id="commands",
+    ),
 ]
 
 
@@ -141,6 +145,11 @@ def test_maintainer_scripts_pass_sh_n_and_shellcheck(tmp_path: Path, change: dic
         assert "deb-systemd-invoke start" not in postinst
     if change.get("restart_on_upgrade") is False:
         assert "deb-systemd-invoke restart" not in postinst
+    if "configure" in change:
+        # configured after tmpfiles, before the units are enabled and started
+        assert postinst.index("systemd-tmpfiles") < postinst.index("find '/x y' -name '*.pyc'\n        true\n")
+        assert postinst.index("true\n") < postinst.index("deb-systemd-helper")
+        assert "        rm -rf '/x y' || true\n" in scripts["prerm"]
 
 
 def test_no_scripts_without_lifecycle(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.root
 
 SERVICE = f"{NAME}.service"
 TIMER = f"{NAME}.timer"
+MARK = f"/var/cache/{NAME}-configured"  # made by the configure command, removed by unconfigure
 CONFIG = f"/etc/default/{NAME}"
 STATE = f"/var/lib/{NAME}"
 PKGS = "/root/packages"  # inside the sandbox
@@ -36,8 +37,9 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for version in ("1.0", "2.0"):
         staging = make_staging(tmp / f"staging-{version}", version)
-        out[f"deb{version}"] = build_deb(staging, make_info(version), tmp / "dist")
-        out[f"rpm{version}"] = build_rpm(staging, make_info(version), tmp / "dist")
+        info = make_info(version, configure=(("mkdir", "-p", MARK),), unconfigure=(("rm", "-rf", MARK),))
+        out[f"deb{version}"] = build_deb(staging, info, tmp / "dist")
+        out[f"rpm{version}"] = build_rpm(staging, info, tmp / "dist")
         # The cron-like variant: the timer is enabled and started, the service only run by it.
         staging = make_staging(tmp / f"timer-{version}", version, timer=True)
         info = make_info(version, release="9", units=(SERVICE, TIMER), timer=True)
@@ -108,6 +110,7 @@ def test_deb_install_creates_user_and_state_then_enables_and_starts(box: Box) ->
     state = running(box, "1.0")
     assert state["enabled"] == "enabled"
     assert box.user_exists()
+    assert box.exists(MARK)
     assert box.sh("stat", "-c", "%U:%G", STATE).strip() == f"{NAME}:{NAME}"
     assert box.sh("cat", f"{STATE}/started") == "1.0\n"  # it ran as the user, writing its state
 
@@ -133,6 +136,7 @@ def test_deb_upgrade_keeps_a_disabled_unit_disabled(box: Box) -> None:
 def test_deb_remove_stops_and_keeps_config_and_state(box: Box) -> None:
     box.dpkg("-i", DEB1)
     box.dpkg("-r", NAME)
+    assert not box.exists(MARK)
     state = box.state()
     assert state["ActiveState"] == "inactive"
     assert state["LoadState"] == "not-found"
@@ -186,6 +190,7 @@ def test_rpm_install_creates_user_then_presets_and_starts(box: Box) -> None:
     state = running(box, "1.0")
     assert state["enabled"] == "enabled"  # Debian's presets enable what they do not list
     assert box.user_exists()
+    assert box.exists(MARK)  # %posttrans
     assert box.sh("stat", "-c", "%U:%G", STATE).strip() == f"{NAME}:{NAME}"
     assert box.sh("cat", f"{STATE}/started") == "1.0\n"  # it ran as the user, writing its state
 
@@ -194,6 +199,7 @@ def test_rpm_upgrade_restarts_the_new_version(box: Box) -> None:
     box.rpm("-i", RPM1)
     before = running(box, "1.0")
     box.rpm("-U", RPM2)
+    assert box.exists(MARK)  # the upgrade's %posttrans ran the configure commands
     after = running(box, "2.0")
     assert after["MainPID"] != before["MainPID"]
     assert after["enabled"] == "enabled"
@@ -215,6 +221,7 @@ def test_rpm_upgrade_keeps_a_disabled_unit_disabled_and_modified_config(box: Box
 def test_rpm_erase_stops_and_disables_keeps_user(box: Box) -> None:
     box.rpm("-i", RPM1)
     box.rpm("-e", NAME)
+    assert not box.exists(MARK)
     state = box.state()
     assert state["ActiveState"] == "inactive"
     assert state["LoadState"] == "not-found"

@@ -146,6 +146,9 @@ VARIANTS = [
     pytest.param({"enable": False}, id="no-enable"),
     pytest.param({"restart_on_upgrade": False}, id="no-restart"),
     pytest.param({"sysusers": (), "tmpfiles": (), "purge": ()}, id="units-only"),
+    pytest.param(
+        {"configure": (("find", "/x y", "-name", "*.pyc"),), "unconfigure": (("rm", "-r", "/x y"),)}, id="commands"
+    ),
 ]
 
 
@@ -175,6 +178,10 @@ def test_scriptlet_semantics(tmp_path: Path, change: dict[str, Any]) -> None:
     if change.get("start") is False:
         assert "systemctl start" not in s["post"]
     assert ("pre" in s) == bool(change.get("sysusers", True))
+    assert ("posttrans" in s) == ("configure" in change)
+    if "configure" in change:
+        assert "find '/x y' -name '*.pyc'\n" in s["posttrans"]
+        assert re.search(r'if \[ "\$1" -eq 0 \]; then\n\s+rm -r \'/x y\' \|\| :', s["preun"])
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,15 @@ class PackageInfo:
     """File names in usr/lib/sysusers.d (e.g. `NAME.conf`) applied with systemd-sysusers before start."""
     tmpfiles: tuple[str, ...] = ()
     """File names in usr/lib/tmpfiles.d applied with `systemd-tmpfiles --create` before start."""
+    configure: tuple[tuple[str, ...], ...] = ()
+    """Commands (argv lists) run as root once the files are in place: deb postinst `configure`
+    (after users and tmpfiles, before units start), rpm %posttrans (install and upgrade, after an
+    upgrade removed the old files, so nothing they create keeps an old directory alive). A failing
+    command fails a deb configure. E.g. the payload's `cleanup_argv` then `compile_argv`."""
+    unconfigure: tuple[tuple[str, ...], ...] = ()
+    """Commands run before the package's files are removed or replaced: deb prerm (remove, upgrade,
+    deconfigure), rpm %preun on erase. Failures are ignored, so a broken state can still be
+    removed. E.g. `AppPayload.cleanup_argv` (drops the `__pycache__` directories no package owns)."""
     purge: tuple[str, ...] = ()
     """Absolute paths (state, logs, caches, config the service wrote) removed on `dpkg --purge`.
     RPM has no purge; `rpm -e` keeps them, like Fedora packages keep /var/lib data."""
@@ -148,6 +157,9 @@ class PackageInfo:
         for path in self.purge:
             if not path.startswith("/") or ".." in path.split("/") or path.rstrip("/") in _NEVER_PURGE:
                 raise UnitgenError(f"refusing to purge {path!r}", hint="give a package-owned absolute path")
+        for argv in self.configure + self.unconfigure:
+            if not argv or not all(isinstance(a, str) for a in argv):
+                raise UnitgenError(f"a configure/unconfigure command must be a non-empty argv list: {argv!r}")
         for conf in self.sysusers + self.tmpfiles:
             if "/" in conf or not conf.endswith(".conf"):
                 raise UnitgenError(f"expected a file name ending in .conf, got {conf!r}")

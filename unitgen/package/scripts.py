@@ -16,7 +16,7 @@ from unitgen.errors import UnitgenError
 from unitgen.package.model import PackageInfo
 
 DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
-RPM_SCRIPTLETS = ("pre", "post", "preun", "postun")
+RPM_SCRIPTLETS = ("pre", "post", "preun", "postun", "posttrans")
 
 
 @functools.cache
@@ -47,6 +47,8 @@ def _context(staging: Path, info: PackageInfo) -> dict[str, object]:
         upgrade_action = "start" if info.start else None
     return {
         "info": info,
+        "configure": [shlex.join(argv) for argv in info.configure],
+        "unconfigure": [shlex.join(argv) for argv in info.unconfigure],
         "units": info.units,
         "enable_units": info.enable_units,
         "upgrade_action": upgrade_action,
@@ -64,7 +66,7 @@ def deb_scripts(staging: Path, info: PackageInfo) -> dict[str, str]:
     """preinst/postinst/prerm/postrm texts; scripts with nothing to do are left out."""
     ctx = _context(staging, info)
     ctx["sysusers"] = info.sysusers
-    if not (info.units or info.sysusers or info.tmpfiles or info.purge):
+    if not (info.units or info.sysusers or info.tmpfiles or info.purge or info.configure or info.unconfigure):
         return {}
     return {name: _render(f"deb-{name}.sh.j2", ctx) for name in ("postinst", "prerm", "postrm")}
 
