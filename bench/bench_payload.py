@@ -52,8 +52,7 @@ def one_run(spec_file: Path, root: Path) -> Run:
     rendered = time.perf_counter()
     payload = build_app(spec.app, staging)
     built = time.perf_counter()
-    info = package_info(spec)
-    info = dataclasses.replace(info, depends=info.depends + payload.depends)
+    info = package_info(spec, payload)
     times, packages = {}, {}
     for fmt in (Format.DEB, Format.RPM):
         t0 = time.perf_counter()

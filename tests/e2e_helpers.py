@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -37,22 +36,6 @@ def launcher(spec: Spec) -> str:
 
 def main_pid(sb: Sandbox, unit: str) -> int:
     return int(sb.show(unit, "MainPID")["MainPID"])
-
-
-def lock_holders(sb: Sandbox, path: str) -> list[int]:
-    """PIDs holding a POSIX lock on `path`, as the kernel reports them in /proc/locks (matched by
-    device and inode: lslocks cannot name the path of a lock held in a thread-private fd table)."""
-    stat = sb.run(["stat", "-c", "%d %i", path], check=False).stdout.split()
-    if not stat:
-        return []
-    dev, inode = int(stat[0]), stat[1]
-    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{inode}"
-    holders = []
-    for line in sb.read_file("/proc/locks").decode().splitlines():
-        fields = line.split()  # "1: POSIX ADVISORY WRITE 52 00:50:122 0 EOF"
-        if fields[1] == "POSIX" and fields[5] == want:
-            holders.append(int(fields[4]))
-    return holders
 
 
 def lslocks_paths(sb: Sandbox) -> dict[str, int]:

@@ -14,7 +14,6 @@ from tests.e2e_helpers import (
     http_get,
     install,
     launcher,
-    lock_holders,
     lslocks_paths,
     main_pid,
     notifications,
@@ -22,6 +21,7 @@ from tests.e2e_helpers import (
 )
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.sandbox import Sandbox
+from unitgen.trial import lock_holders
 
 pytestmark = pytest.mark.root
 

@@ -6,7 +6,6 @@ version the new code answers."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import http_get, launcher, lock_holders, main_pid
+from tests.e2e_helpers import http_get, launcher, main_pid
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.package import Format, build
 from unitgen.package_spec import package_info
@@ -25,7 +24,7 @@ from unitgen.render import render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import Spec, load_spec
 from unitgen.staging import write_tree
-from unitgen.trial import install_package, install_staging
+from unitgen.trial import install_package, install_staging, lock_holders
 
 pytestmark = pytest.mark.root
 
@@ -152,8 +151,7 @@ def test_package_with_the_venv_installs_serves_and_removes_cleanly(
     """The packagers carry the venv as it is (symlinks to /usr/bin/python3 included) and the real
     dpkg/rpm install it. The bytecode steps run by hand here: they are what the maintainer
     scripts must run, and they leave nothing behind on removal."""
-    info = package_info(v1.spec)
-    info = dataclasses.replace(info, depends=(*info.depends, *v1.payload.depends))
+    info = package_info(v1.spec, v1.payload)
     package = build(fmt, v1.staging, info, tmp_path)
 
     install_package(sb, package)

@@ -32,7 +32,7 @@ def test_try_shows_a_running_service_and_a_refused_second_instance(tmp_path: Pat
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "hello.service: active (running)" in out
-    assert "lock:       /run/hello/hello.pid: POSIX lock held by PID" in out
+    assert "lock:       /run/hello/hello.pid: POSIX write lock held by PID" in out
     assert "GET http://127.0.0.1:8080/ -> 200 OK" in out
     assert f"exit code {EXIT_ALREADY_RUNNING} (expected {EXIT_ALREADY_RUNNING}" in out
     assert "journal: hello is already running as PID" in out

@@ -39,6 +39,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from unitgen.spec import load_spec
     from unitgen.staging import write_tree
 
+    # The app's venv is built by `package` and `try`; render stays quick and offline.
     spec = load_spec(_spec_path(args), args.name)
     files = render(spec, template_dirs=[Path(t) for t in args.templates])
     for path in write_tree(files, _out_dir(args)):
@@ -64,14 +65,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_package(args: argparse.Namespace) -> int:
     from unitgen.package import Format, build
     from unitgen.package_spec import package_info
-    from unitgen.render import render
     from unitgen.spec import load_spec
-    from unitgen.staging import write_tree
+    from unitgen.stage import stage
 
     spec = load_spec(_spec_path(args), args.name)
-    info = package_info(spec)  # before writing anything: a spec without [package] fails here
+    package_info(spec, None)  # fail before any work when the spec has no [package] table
     staging = _out_dir(args)
-    write_tree(render(spec, template_dirs=[Path(t) for t in args.templates]), staging)
+    _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates])
+    info = package_info(spec, payload)
     formats = [Format(args.format)] if args.format != "both" else [Format.DEB, Format.RPM]
     for fmt in formats:
         print(build(fmt, staging, info, Path(args.dist)))
@@ -79,9 +80,8 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_try(args: argparse.Namespace) -> int:
-    from unitgen.render import render
     from unitgen.spec import load_spec
-    from unitgen.staging import write_tree
+    from unitgen.stage import stage
     from unitgen.trial import TryOptions, teardown, try_service
 
     spec = load_spec(_spec_path(args), args.name)
@@ -89,7 +89,7 @@ def cmd_try(args: argparse.Namespace) -> int:
         return teardown(spec)
     staging = _out_dir(args)
     if args.install is None:
-        write_tree(render(spec, template_dirs=[Path(t) for t in args.templates]), staging)
+        stage(spec, staging, template_dirs=[Path(t) for t in args.templates])
     options = TryOptions(
         install=Path(args.install) if args.install else None, keep=args.keep, shell=args.shell, timeout=args.timeout
     )

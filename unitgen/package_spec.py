@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from unitgen.errors import UnitgenError
 from unitgen.package import PackageInfo, Relations
+from unitgen.payload import AppPayload
 from unitgen.spec import Spec
 
 # The launcher runs on the target's /usr/bin/python3 with the standard library alone
 # (3.11 features), and uses systemd-python for the journal when it is installed.
-LAUNCHER_DEPENDS = ("python3 (>= 3.11)",)
-LAUNCHER_RECOMMENDS = ("python3-systemd",)
+LAUNCHER_DEPENDS: tuple[str, ...] = ("python3 (>= 3.11)",)
+LAUNCHER_RECOMMENDS: tuple[str, ...] = ("python3-systemd",)
 
 
 def _purge_paths(spec: Spec) -> tuple[str, ...]:
@@ -28,13 +29,25 @@ def _purge_paths(spec: Spec) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def package_info(spec: Spec) -> PackageInfo:
+def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
+    """`payload` is the app's venv when the spec has an [app] (None before it is built)."""
     p = spec.package
     if p is None:
         raise UnitgenError(
             f"{spec.source}: package: the spec has no [package] table",
             hint='add [package] with version = "1.0.0" and maintainer = "Name <email>"',
         )
+    depends, recommends = LAUNCHER_DEPENDS, LAUNCHER_RECOMMENDS
+    if payload is not None:
+        # The venv is tied to the interpreter minor version it was built for; its launcher
+        # speaks the journal protocol itself (python3-systemd is not in the venv).
+        depends, recommends = payload.depends, ()
+        if not payload.pure and p.architecture in ("all", "noarch"):
+            raise UnitgenError(
+                f"{spec.source}: package.architecture: the app's venv contains compiled code, so the "
+                "package cannot be 'all'",
+                hint="set package.architecture to the build machine's architecture, e.g. 'amd64'",
+            )
     units = [f"{spec.name}.service"]
     if spec.timer is not None:
         units.append(f"{spec.name}.timer")
@@ -47,8 +60,8 @@ def package_info(spec: Spec) -> PackageInfo:
         description=p.description or spec.description,
         license=p.license,
         homepage=p.homepage,
-        depends=LAUNCHER_DEPENDS + p.depends,
-        recommends=LAUNCHER_RECOMMENDS + p.recommends,
+        depends=depends + p.depends,
+        recommends=recommends + p.recommends,
         conflicts=p.conflicts,
         deb=Relations(p.deb.depends, p.deb.recommends, p.deb.conflicts),
         rpm=Relations(p.rpm.depends, p.rpm.recommends, p.rpm.conflicts),

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from unitgen.render import RenderedFile
 
 
-def write_tree(files: Iterable[RenderedFile], out_dir: Path) -> list[Path]:
-    """Replace `out_dir` with exactly `files`; returns the written paths."""
+def write_tree(
+    files: Iterable[RenderedFile], out_dir: Path, *, fill: Callable[[Path], object] | None = None
+) -> list[Path]:
+    """Replace `out_dir` with exactly `files`; returns the written paths. `fill`, if given, adds
+    more to the new tree (the app's venv) before it replaces the old one, so it is atomic too."""
     out_dir = out_dir.absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -30,6 +33,8 @@ def write_tree(files: Iterable[RenderedFile], out_dir: Path) -> list[Path]:
             target.write_bytes(f.content)
             target.chmod(f.mode)
             written.append(out_dir / f.path)
+        if fill is not None:
+            fill(tmp)
         old = None
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")

@@ -8,6 +8,7 @@ journal, then runs a second instance by hand to show it refused and logged.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,9 +38,21 @@ def sandbox_name(spec: Spec) -> str:
 def install_staging(sb: Sandbox, staging: Path, spec: Spec) -> None:
     """What a package's maintainer scripts would do, for a bare staging tree."""
     sb.copy_in(staging, "/")
+    if spec.app is not None:
+        compile_bytecode(sb, spec)
     sb.run(["systemd-sysusers"])
     sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{spec.name}.conf"])
     sb.systemctl("daemon-reload")
+
+
+def compile_bytecode(sb: Sandbox, spec: Spec) -> None:
+    """What a package's postinst does for the app's venv: fresh bytecode, so a ProtectSystem=strict
+    service (which cannot write __pycache__) starts fast."""
+    if spec.app is None:
+        return
+    venv = spec.app.venv
+    sb.run(["find", venv, "-type", "d", "-name", "__pycache__", "-prune", "-exec", "rm", "-rf", "{}", "+"])
+    sb.run([f"{venv}/bin/python", "-m", "compileall", "-q", "-f", "--invalidation-mode", "checked-hash", f"{venv}/lib"])
 
 
 def install_package(sb: Sandbox, package: Path) -> str:
@@ -84,17 +97,33 @@ def security_score(sb: Sandbox, unit: str) -> str:
     return lines[-1].split(": ", 1)[1] if lines else "unknown"
 
 
+def lock_holders(sb: Sandbox, path: str) -> list[int]:
+    """PIDs holding a POSIX lock on `path`, as the kernel reports them in /proc/locks, matched by
+    device and inode (lslocks cannot name the path of a lock held in a thread-private fd table,
+    which is how the launcher holds it in python mode)."""
+    stat = sb.run(["stat", "-c", "%d %i", path], check=False).stdout.split()
+    if not stat:
+        return []
+    dev = int(stat[0])
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{stat[1]}"
+    holders = []
+    for line in sb.read_file("/proc/locks").decode().splitlines():
+        fields = line.split()  # "1: POSIX ADVISORY WRITE 52 00:50:122 0 EOF"
+        if fields[1] == "POSIX" and fields[5] == want:
+            holders.append(int(fields[4]))
+    return holders
+
+
 def lock_holder(sb: Sandbox, spec: Spec) -> str:
     try:
         content = sb.read_file(spec.lock_file).decode(errors="replace").strip()
     except (OSError, UnitgenError):
         return f"{spec.lock_file} does not exist"
-    locks = sb.run(["lslocks", "--noheadings", "--raw", "-o", "PID,TYPE,COMMAND,PATH"], check=False).stdout
-    held = [line for line in locks.splitlines() if line.endswith(" " + spec.lock_file)]
-    if not held:
+    holders = lock_holders(sb, spec.lock_file)
+    if not holders:
         return f"{spec.lock_file} contains {content or 'nothing'}, but no process holds a lock on it"
-    pid, kind, command, _ = held[0].split(" ", 3)
-    return f"{spec.lock_file}: {kind} lock held by PID {pid} ({command}); the file says {content}"
+    comm = sb.run(["cat", f"/proc/{holders[0]}/comm"], check=False).stdout.strip() or "?"
+    return f"{spec.lock_file}: POSIX write lock held by PID {holders[0]} ({comm}); the file says {content}"
 
 
 def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
