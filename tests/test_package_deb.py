@@ -227,3 +227,16 @@ def test_symlinks_are_packaged(tmp_path: Path) -> None:
     (staging / "usr/sbin" / NAME).symlink_to(f"../libexec/{NAME}/{NAME}-launcher")
     deb = build_deb(staging, make_info(), tmp_path / "dist")
     assert f"./usr/sbin/{NAME} -> ../libexec/{NAME}/{NAME}-launcher" in tool("dpkg-deb", "-c", str(deb))
+
+
+def test_lintian_overrides_carry_their_justification() -> None:
+    from unitgen.package.deb import lintian_overrides
+
+    text = lintian_overrides(make_info(lintian_overrides=("unusual-interpreter # the venv's own python",)))
+    assert text.splitlines() == [
+        "# Built by unitgen for direct distribution, not uploaded to Debian: no ITP bug to close.",
+        f"initial-upload-closes-no-bugs [usr/share/doc/{NAME}/changelog.Debian.gz:1]",
+        "# the venv's own python",
+        "unusual-interpreter",
+    ]
+    assert lintian_overrides(make_info(release="2")) == ""

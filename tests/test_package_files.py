@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.test_package_helpers import NAME, make_info, make_staging
 from unitgen.errors import UnitgenError
 from unitgen.package import Compression, Format, Relations, build_deb, build_rpm, terminal_progress
-from unitgen.package.files import Kind, collect, installed_size_kib, source_date_epoch
+from unitgen.package.files import Kind, collect, installed_size_kib, link_target, source_date_epoch
 from unitgen.package.model import to_rpm
 from unitgen.package.stream import compressed
 
@@ -207,3 +207,27 @@ def test_compression_pipeline_stops_when_the_producer_fails() -> None:
     with pytest.raises(KeyError), compressed(io.BytesIO(), Compression.GZIP) as stream:
         stream.write(b"x" * (3 << 20))
         raise KeyError("producer failed")
+
+
+@pytest.mark.parametrize(
+    ("path", "target", "expected"),
+    [
+        pytest.param("usr/lib/app/venv/bin/python3", "/usr/bin/python3", "../../../../bin/python3", id="same-top"),
+        pytest.param("usr/sbin/app", "/usr/libexec/app/app-launcher", "../libexec/app/app-launcher", id="sibling"),
+        pytest.param("usr/lib/app/config", "/etc/app", "/etc/app", id="other-top-stays-absolute"),
+        pytest.param("usr/bin/app", "../lib/app/run", "../lib/app/run", id="relative-untouched"),
+        pytest.param("usr/bin/x", "/usr//bin/./y", "y", id="normalised"),
+    ],
+)
+def test_symlinks_follow_debian_policy(path: str, target: str, expected: str) -> None:
+    assert link_target(path, target) == expected
+
+
+def test_description_is_wrapped_for_lintian_and_rpmlint() -> None:
+    long = "word " * 40
+    info = make_info(description=f"{long}\n\n  verbatim    line\n  kept\n\nshort")
+    paragraphs = info.wrapped_description.split("\n\n")
+    assert all(len(line) <= 79 for line in paragraphs[0].splitlines())
+    assert len(paragraphs[0].splitlines()) > 1
+    assert paragraphs[1] == "  verbatim    line\n  kept"
+    assert paragraphs[2] == "short"

@@ -70,14 +70,9 @@ def build(
         f"{doc}/copyright": (copyright_file(info, mtime).encode(), 0o644),
         f"{doc}/changelog.Debian.gz": (_gzip(changelog(info, mtime).encode()), 0o644),
     }
-    if info.deb_version.endswith("-1"):
-        # lintian wants the first Debian upload to close its ITP bug; a package built for
-        # direct distribution has none, so say so where lintian looks (lintian(1), OVERRIDES).
-        extra[f"usr/share/lintian/overrides/{info.name}"] = (
-            b"# Built by unitgen for direct distribution, not uploaded to Debian: no ITP bug to close.\n"
-            + f"initial-upload-closes-no-bugs [{doc}/changelog.Debian.gz:1]\n".encode(),
-            0o644,
-        )
+    overrides = lintian_overrides(info)
+    if overrides:
+        extra[f"usr/share/lintian/overrides/{info.name}"] = (overrides.encode(), 0o644)
     # /run is a tmpfs: dpkg would create entries there that vanish at boot; tmpfiles.d owns them.
     entries = [e for e in collect(staging, epoch=epoch, extra=extra) if not e.ghost]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,9 +132,26 @@ def control(info: PackageInfo, installed_size: int) -> str:
         ("Section", info.section),
         ("Priority", "optional"),
         ("Homepage", info.homepage),
-        ("Description", info.summary + "\n" + _long_description(info.description)),
+        ("Description", info.summary + "\n" + _long_description(info.wrapped_description)),
     ]
     return "".join(f"{k}: {v}\n" for k, v in fields if v)
+
+
+def lintian_overrides(info: PackageInfo) -> str:
+    """The overrides file (lintian(1), OVERRIDES): each override preceded by its justification."""
+    lines = []
+    if info.deb_version.endswith("-1"):
+        # lintian wants the first Debian upload to close its ITP bug; a package built for
+        # direct distribution has none.
+        lines += [
+            "# Built by unitgen for direct distribution, not uploaded to Debian: no ITP bug to close.",
+            f"initial-upload-closes-no-bugs [usr/share/doc/{info.name}/changelog.Debian.gz:1]",
+        ]
+    for entry in info.lintian_overrides:
+        tag, _, why = entry.partition(" # ")
+        lines += [f"# {why.strip()}"] if why.strip() else []
+        lines.append(tag.strip())
+    return "".join(line + "\n" for line in lines)
 
 
 def _long_description(text: str) -> str:

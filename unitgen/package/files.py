@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import io
 import os
+import posixpath
 import stat
 import time
 from collections.abc import Iterable, Mapping
@@ -168,7 +169,8 @@ def collect(
             rel = full.relative_to(staging).as_posix()
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
-                entries[rel] = Entry(rel, Kind.SYMLINK, 0o777, clamp(st.st_mtime), target=str(full.readlink()))
+                target = link_target(rel, str(full.readlink()))
+                entries[rel] = Entry(rel, Kind.SYMLINK, 0o777, clamp(st.st_mtime), target=target)
             elif stat.S_ISDIR(st.st_mode):
                 entries[rel] = Entry(rel, Kind.DIR, _normal_mode(st.st_mode, True), clamp(st.st_mtime))
             elif stat.S_ISREG(st.st_mode):
@@ -195,6 +197,17 @@ def collect(
         entries[rel] = Entry(rel, Kind.FILE, mode, now, size=len(data), data=data)
     _add_parents(entries, now if epoch is not None else clamp(staging.stat().st_mtime))
     return [_classify(e) for _, e in sorted(entries.items(), key=lambda kv: kv[0].encode())]
+
+
+def link_target(path: str, target: str) -> str:
+    """A symlink's target as Debian policy 10.5 (and dh_link) want it: relative within one
+    top-level directory (/usr/lib/x -> /usr/bin/y becomes ../../bin/y), absolute across them."""
+    if not target.startswith("/"):
+        return target
+    target = posixpath.normpath(target)
+    if target.split("/")[1] != path.split("/")[0]:
+        return target
+    return posixpath.relpath(target, "/" + posixpath.dirname(path))
 
 
 def _add_parents(entries: dict[str, Entry], mtime: int) -> None:

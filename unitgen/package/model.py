@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 from unitgen.errors import UnitgenError
@@ -66,7 +67,8 @@ class PackageInfo:
     summary: str
     """One line, no trailing full stop (deb short description, rpm `Summary`)."""
     description: str
-    """Long description, plain paragraphs separated by blank lines."""
+    """Long description, plain paragraphs separated by blank lines; re-wrapped to 79 columns
+    (`wrapped_description`), except lines indented by two spaces, which are kept verbatim."""
     license: str
     """SPDX identifier, e.g. `MIT`, `Apache-2.0`, `GPL-3.0-or-later`."""
     release: str = "1"
@@ -126,6 +128,10 @@ class PackageInfo:
     """Commands run before the package's files are removed or replaced: deb prerm (remove, upgrade,
     deconfigure), rpm %preun on erase. Failures are ignored, so a broken state can still be
     removed. E.g. `AppPayload.cleanup_argv` (drops the `__pycache__` directories no package owns)."""
+    lintian_overrides: tuple[str, ...] = ()
+    """Extra lintian overrides shipped in /usr/share/lintian/overrides/NAME, one tag (with its
+    pointer) per entry, each preceded in the file by the comment given after ` # `, e.g.
+    `"unusual-interpreter # scripts of the app's venv run its own python"`."""
     purge: tuple[str, ...] = ()
     """Absolute paths (state, logs, caches, config the service wrote) removed on `dpkg --purge`.
     RPM has no purge; `rpm -e` keeps them, like Fedora packages keep /var/lib data."""
@@ -178,6 +184,18 @@ class PackageInfo:
     @property
     def rpm_architecture(self) -> str:
         return "noarch" if self.architecture == "all" else _RPM_ARCH.get(self.architecture, self.architecture)
+
+    @property
+    def wrapped_description(self) -> str:
+        """The description with each paragraph wrapped to 79 columns (lintian and rpmlint limits)."""
+        paragraphs = []
+        for para in textwrap.dedent(self.description).strip().split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith("  ") for line in lines):
+                paragraphs.append("\n".join(line.rstrip() for line in lines))  # preformatted
+            else:
+                paragraphs.append(textwrap.fill(" ".join(para.split()), width=79, break_long_words=False))
+        return "\n\n".join(paragraphs)
 
     @property
     def enable_units(self) -> tuple[str, ...]:

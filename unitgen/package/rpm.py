@@ -259,7 +259,7 @@ def header(
     h.add(Tag.VERSION, STRING, info.version)
     h.add(Tag.RELEASE, STRING, info.release)
     h.add(Tag.SUMMARY, I18NSTRING, info.summary)
-    h.add(Tag.DESCRIPTION, I18NSTRING, info.description.strip())
+    h.add(Tag.DESCRIPTION, I18NSTRING, info.wrapped_description)
     h.add(Tag.BUILDTIME, INT32, built)
     h.add(Tag.BUILDHOST, STRING, "unitgen")  # not the host name: reproducible builds
     h.add(Tag.SIZE, INT32, sum(e.size for e in files if e.kind is Kind.FILE and not e.ghost))
