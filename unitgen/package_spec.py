@@ -29,6 +29,32 @@ def _purge_paths(spec: Spec) -> tuple[str, ...]:
     return tuple(paths)
 
 
+def _summary(spec: Spec) -> str:
+    """The one-line summary: the spec's, or its description without a leading "Name:" (lintian's
+    description-starts-with-package-name, rpmlint's name-repeated-in-summary), capitalized."""
+    p = spec.package
+    summary = p.summary if p and p.summary else spec.description
+    if summary.lower().startswith(spec.name + ":"):
+        summary = summary[len(spec.name) + 1 :].strip() or summary
+        # ... and without a leading article (lintian's description-synopsis-starts-with-article).
+        first, _, rest = summary.partition(" ")
+        if first.lower() in ("a", "an", "the") and rest:
+            summary = rest
+    return (summary[:1].upper() + summary[1:]).rstrip(".")
+
+
+def _description(spec: Spec) -> str:
+    p = spec.package
+    if p and p.description:
+        return p.description
+    # Debian wants a long description that says more than the synopsis.
+    kind = "a job run by a systemd timer" if spec.timer else "a systemd service"
+    return (
+        f"{spec.description}.\n\nThis package installs {spec.name} as {kind}, hardened and run through a "
+        "single-instance launcher that takes a POSIX lock under /run (rendered by unitgen)."
+    )
+
+
 def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
     """`payload` is the app's venv when the spec has an [app] (None before it is built)."""
     p = spec.package
@@ -56,8 +82,8 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         version=p.version,
         release=p.release,
         maintainer=p.maintainer,
-        summary=(p.summary or spec.description).rstrip("."),
-        description=p.description or spec.description,
+        summary=_summary(spec),
+        description=_description(spec),
         license=p.license,
         homepage=p.homepage,
         depends=depends + p.depends,
@@ -72,4 +98,14 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         sysusers=(f"{spec.name}.conf",) if spec.user else (),
         tmpfiles=(f"{spec.name}.conf",),
         purge=_purge_paths(spec),
+        # The app's venv: fresh bytecode after install (a ProtectSystem=strict service cannot
+        # write it), none left behind on removal.
+        configure=(payload.cleanup_argv, payload.compile_argv) if payload else (),
+        unconfigure=(payload.cleanup_argv,) if payload else (),
+        lintian_overrides=(
+            f"unusual-interpreter {payload.venv}/bin/python [*]"
+            " # the app's scripts and its launcher run the interpreter of the app's own venv",
+        )
+        if payload
+        else (),
     )

@@ -354,6 +354,7 @@ def _finish_tree(venv: Path, site: Path, *, final: str, leaks: Sequence[str]) ->
     removed = _drop_local_direct_urls(site)
     changed = _rewrite_paths(venv, old=str(venv).encode(), new=final.encode(), leaks=leaks)
     changed |= _simple_shebangs(venv / "bin", final)
+    changed |= _blank_module_shebangs(site)
     _fix_records(site, changed, removed)
 
 
@@ -419,6 +420,25 @@ def _simple_shebangs(bin_dir: Path, final: str) -> set[Path]:
                 script.write_bytes(f"#!{final}/bin/python".encode() + flags + b"\n" + data[match.end() :])
                 script.chmod(0o755)  # pip marks only the scripts it rewrote itself executable
                 changed.add(script)
+    return changed
+
+
+def _blank_module_shebangs(site: Path) -> set[Path]:
+    """A module that is not executable but starts with `#!` (bottle.py: `#!/usr/bin/env python`)
+    is a script that can never run as one; lintian and rpmlint flag it, and its interpreter would
+    be the wrong Python anyway. The line becomes empty, so line numbers in tracebacks stay right."""
+    changed = set()
+    for module in _walk(site):
+        if (
+            module.suffix == ".py"
+            and module.is_file()
+            and not module.is_symlink()
+            and not module.stat().st_mode & 0o111
+        ):
+            data = module.read_bytes()
+            if data.startswith(b"#!"):
+                module.write_bytes(b"\n" + data.partition(b"\n")[2])
+                changed.add(module)
     return changed
 
 
