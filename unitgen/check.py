@@ -29,10 +29,11 @@ class CheckReport:
     score: float
     verdict: str  # systemd's word: SAFE, OK, MEDIUM, EXPOSED, UNSAFE
     threshold: float
+    within: bool  # systemd-analyze security --threshold's own verdict
 
     @property
     def ok(self) -> bool:
-        return not self.verify_output and self.score <= self.threshold
+        return not self.verify_output and self.within and self.score <= self.threshold
 
 
 def _scratch_units(staging: Path, name: str, scratch: Path) -> list[Path]:
@@ -67,22 +68,32 @@ def verify(staging: Path, name: str) -> str:
     return output.replace(str(scratch) + "/", "").replace(str(staging), "")
 
 
-def security(staging: Path, name: str) -> tuple[float, str]:
-    """The exposure score and systemd's verdict word for NAME.service."""
+def security(staging: Path, name: str, threshold: float = 10.0) -> tuple[float, str, bool]:
+    """The exposure score, systemd's verdict word for NAME.service, and whether systemd-analyze
+    itself finds it within `threshold` (its --threshold counts in tenths: 1.5 is 15)."""
     staging = staging.absolute()
     with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
         scratch = Path(tmp)
         _scratch_units(staging, name, scratch)
-        argv = ["systemd-analyze", "security", "--offline=true", "--no-pager", str(scratch / f"{name}.service")]
+        argv = [
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            f"--threshold={round(threshold * 10)}",
+            "--no-pager",
+            str(scratch / f"{name}.service"),
+        ]
         result = run(argv, check=False, env=_scratch_env(scratch))
     match = _SCORE.search(result.stdout + result.stderr)
     if match is None:
         raise UnitgenError("systemd-analyze security printed no score:\n" + (result.stdout + result.stderr))
-    return float(match.group(1)), match.group(2)
+    return float(match.group(1)), match.group(2), result.returncode == 0
 
 
 def check(staging: Path, name: str, *, threshold: float) -> CheckReport:
     units = sorted(p.name for p in (staging / UNIT_DIR).glob(f"{name}.*"))
     verify_output = verify(staging, name)
-    score, verdict = security(staging, name)
-    return CheckReport(units=units, verify_output=verify_output, score=score, verdict=verdict, threshold=threshold)
+    score, verdict, within = security(staging, name, threshold)
+    return CheckReport(
+        units=units, verify_output=verify_output, score=score, verdict=verdict, threshold=threshold, within=within
+    )
