@@ -104,56 +104,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log commands and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, *, out: bool = True, templates: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("name", help="the service name; the spec is NAME.toml unless --spec says otherwise")
         p.add_argument("--spec", metavar="FILE", help="the spec file (default: ./NAME.toml)")
+        if out:
+            p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
+        if templates:
+            p.add_argument(
+                "--templates",
+                metavar="DIR",
+                action="append",
+                default=[],
+                help="a directory of templates that override the built-in ones (repeatable)",
+            )
         return p
 
-    p = command("init", "write a commented starter spec NAME.toml")
+    p = command("init", "write a commented starter spec NAME.toml", out=False)
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
     p.set_defaults(func=cmd_init)
 
-    p = command("render", "render units, launcher and config into a staging tree")
-    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
-    p.add_argument(
-        "--templates",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="a directory of templates that override the built-in ones (repeatable)",
-    )
+    p = command("render", "render units, launcher and config into a staging tree", templates=True)
     p.set_defaults(func=cmd_render)
 
     p = command("check", "systemd-analyze verify and security score of the rendered units")
-    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
     p.add_argument(
         "--threshold", type=float, help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)"
     )
     p.set_defaults(func=cmd_check)
 
-    p = command("package", "render, then build .deb and .rpm packages")
-    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
+    p = command("package", "render, then build .deb and .rpm packages", templates=True)
     p.add_argument("--dist", metavar="DIR", default="dist", help="where packages go (default: dist)")
     p.add_argument("--format", choices=["deb", "rpm", "both"], default="both", help="default: both")
-    p.add_argument(
-        "--templates",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="a directory of templates that override the built-in ones (repeatable)",
-    )
     p.set_defaults(func=cmd_package)
 
-    p = command("try", "(root) start the service in a throw-away real systemd and show how it behaves")
-    p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
-    p.add_argument(
-        "--templates",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="a directory of templates that override the built-in ones (repeatable)",
-    )
+    p = command("try", "(root) start the service in a throw-away real systemd and show how it behaves", templates=True)
     p.add_argument("--install", metavar="PACKAGE", help="install this .deb or .rpm instead of the staging tree")
     p.add_argument("--shell", action="store_true", help="open a shell inside the sandbox before tearing it down")
     p.add_argument("--keep", action="store_true", help="leave the sandbox running (see --teardown)")
