@@ -63,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    from unitgen.package import Format, build
+    from unitgen.package import Format, build, terminal_progress
     from unitgen.package_spec import package_info
     from unitgen.spec import load_spec
     from unitgen.stage import stage
@@ -75,7 +75,8 @@ def cmd_package(args: argparse.Namespace) -> int:
     info = package_info(spec, payload)
     formats = [Format(args.format)] if args.format != "both" else [Format.DEB, Format.RPM]
     for fmt in formats:
-        print(build(fmt, staging, info, Path(args.dist)))
+        # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
+        print(build(fmt, staging, info, Path(args.dist), progress=terminal_progress(f"{fmt.value} {spec.name}")))
     return 0
 
 
