@@ -21,6 +21,7 @@ from unitgen.sandbox import Sandbox
 from unitgen.spec import ReadyKind, Spec
 
 Print = Callable[[str], None]
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def compile_bytecode(sb: Sandbox, spec: Spec) -> None:
 
 
 def install_package(sb: Sandbox, package: Path) -> str:
+    """Install with the real dpkg or rpm; their maintainer scripts enable and start the service."""
     target = f"/var/tmp/{package.name}"  # noqa: S108 - inside the sandbox, a private tmpfs
     sb.copy_in(package, target)
     if package.suffix == ".deb":
@@ -191,8 +193,16 @@ def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = pri
     say(f"booted a sandboxed systemd ({sb.id}, PID {sb.pid}) in {sb.boot_seconds:.2f} s")
     try:
         if options.install is not None:
+            if sb.run(["test", "-e", POLICY_RC_D], check=False).returncode == 0:
+                # Container images ship a policy-rc.d that forbids starting services; a real
+                # machine has none. Without it the package's own scripts start the service.
+                say(f"removing {POLICY_RC_D} (the host image's 'start nothing' policy) inside the sandbox")
+                sb.run(["rm", "-f", POLICY_RC_D])
             say(f"installing {options.install.name} with {'dpkg' if options.install.suffix == '.deb' else 'rpm'}")
             install_package(sb, options.install)
+            unit = _main_unit(spec)
+            state = sb.show(unit, "ActiveState", "UnitFileState")
+            say(f"after install: {unit} is {state['UnitFileState']} and {state['ActiveState']} (the package's scripts)")
         else:
             install_staging(sb, staging, spec)
         up = start(sb, spec, options.timeout)
