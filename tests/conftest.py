@@ -13,8 +13,8 @@ import os
 import pytest
 
 # Sandbox fixtures (sandbox, shared_sandbox, sandbox_factory) and a session-end check that
-# no test left a sandboxed systemd running.
-pytest_plugins = ["tests.sandbox_fixtures"]
+# no test left a sandboxed systemd running; the launcher tests' scratch dir and journal receiver.
+pytest_plugins = ["tests.sandbox_fixtures", "tests.launcher_fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -19,27 +19,12 @@ from tests.launcher_helpers import (
     make_settings,
     parse_journal_entry,
     run,
-    short_tmpdir,
     start,
     stop,
     wait_for_holder,
 )
 from unitgen import launcher
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    with short_tmpdir() as path:
-        path.chmod(0o755)
-        yield path
-
-
-@pytest.fixture
-def journal(work: Path) -> Iterator[Receiver]:
-    receiver = Receiver(work / "journal")
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture

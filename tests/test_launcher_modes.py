@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from tests.launcher_helpers import (
     read_line,
     rendered_launcher,
     run,
-    short_tmpdir,
     start,
     stop,
     wait_for_holder,
@@ -29,20 +27,6 @@ from unitgen.launcher import EXIT_APP_ERROR, EXIT_CONFIG_ERROR, EXIT_USAGE, LOCK
 
 APPS = str(HELPERS / "apps")
 PRINT_ARGV = [DEBIAN_PYTHON, "-c", "import os, sys; print(os.getpid(), *sys.argv[1:])"]
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    with short_tmpdir() as path:
-        path.chmod(0o755)
-        yield path
-
-
-@pytest.fixture
-def journal(work: Path) -> Iterator[Receiver]:
-    receiver = Receiver(work / "journal")
-    yield receiver
-    receiver.close()
 
 
 @pytest.mark.parametrize(

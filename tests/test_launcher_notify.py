@@ -25,7 +25,6 @@ from tests.launcher_helpers import (
     make_settings,
     read_line,
     run,
-    short_tmpdir,
     start,
     stop,
     wait_for_holder,
@@ -39,23 +38,9 @@ APPS = str(HELPERS / "apps")
 LISTEN_APP = [DEBIAN_PYTHON, "-c", "import demoapp; demoapp.listen_when_told()"]
 
 
-@pytest.fixture
-def work() -> Iterator[Path]:
-    with short_tmpdir() as path:
-        path.chmod(0o755)
-        yield path
-
-
 @pytest.fixture(params=["path", "abstract"])
 def notify_socket(request: pytest.FixtureRequest, work: Path) -> Iterator[Receiver]:
     receiver = Receiver(work / "notify") if request.param == "path" else Receiver.abstract()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def journal(work: Path) -> Iterator[Receiver]:
-    receiver = Receiver(work / "journal")
     yield receiver
     receiver.close()
 
