@@ -39,9 +39,14 @@ descriptions = printable.map(str.strip).filter(lambda d: d != "" and not d.endsw
 NAME = "prop"
 
 
-# Prints what it was given: its arguments and the environment variables named T_*.
+# Writes what it was given (its arguments and the environment variables named T_*) as JSON into
+# its runtime directory; atomically, so a reader never sees half of it. (Its stdout would reach
+# the journal, but journald may miss the unit metadata of a process that exits at once.)
+GOT = f"/run/{NAME}/got.json"
 SHOW_ARGV = (
-    "import json, os, sys; print(json.dumps([sys.argv[1:], {k: v for k, v in os.environ.items() if k[:2] == 'T_'}]))"
+    "import json, os, sys; "
+    "got = json.dumps([sys.argv[1:], {k: v for k, v in os.environ.items() if k[:2] == 'T_'}]); "
+    f"open('{GOT}.tmp', 'w').write(got); os.rename('{GOT}.tmp', '{GOT}')"
 )
 
 
@@ -89,17 +94,10 @@ def busctl_property(sb: Sandbox, interface: str, prop: str) -> Any:
 
 
 def what_the_service_got(sb: Sandbox) -> Any:
+    sb.run(["rm", "-f", GOT])
     sb.systemctl("start", f"{NAME}.service")
-    invocation = sb.show(f"{NAME}.service", "InvocationID")["InvocationID"]
-    printed: list[str] = []
-
-    def has_printed() -> bool:
-        entries = sb.journal(f"_SYSTEMD_INVOCATION_ID={invocation}", f"_SYSTEMD_UNIT={NAME}.service")
-        printed[:] = [e["MESSAGE"] for e in entries if e.get("MESSAGE", "").startswith("[[")]
-        return bool(printed)
-
-    sb.wait_for(has_printed, 20, "the service's output")
-    return json.loads(printed[0])
+    sb.wait_for(lambda: sb.run(["test", "-e", GOT], check=False).returncode == 0, 20, "the service's output")
+    return json.loads(sb.read_file(GOT))
 
 
 @pytest.mark.root
