@@ -110,6 +110,9 @@ def test_ready_conditions(value: str, expected: str) -> None:
         ),
         pytest.param(spec_with(limits="none"), "limits", "must be a table", id="table-expected"),
         pytest.param(spec_with(watchdog=10), "watchdog", "nothing would ping", id="watchdog-without-pinger"),
+        pytest.param(
+            spec_with(reload=["/bin/kill", "-HUP", "$MAINPID"]), "reload", "reload_signal", id="reload-with-mainpid"
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(raw: dict[str, Any], key: str, problem: str) -> None:

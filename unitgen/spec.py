@@ -206,8 +206,8 @@ TOP_KEYS: tuple[Key[Any], ...] = (
     ),
     Key("reload", argv, "ExecReload= command (exec mode). Exclusive with reload_signal.", allowed="array of strings"),
     Key("reload_signal", choice(ReloadSignal), "Reload by sending this signal to the main process."),
-    Key("start_timeout", seconds(1, 86400), "TimeoutStartSec= in seconds.", default=90.0),
-    Key("stop_timeout", seconds(1, 86400), "TimeoutStopSec= in seconds.", default=30.0),
+    Key("start_timeout", seconds(0.1, 86400), "TimeoutStartSec= in seconds.", default=90.0),
+    Key("stop_timeout", seconds(0.1, 86400), "TimeoutStopSec= in seconds.", default=30.0),
     Key("restart", choice(Restart), "Restart= policy.", default=Restart.ON_FAILURE),
     Key("restart_sec", seconds(0, 3600), "RestartSec= in seconds.", default=5.0),
     Key("start_limit_burst", integer(1, 1000), "StartLimitBurst=: starts allowed per interval.", default=5),
@@ -593,6 +593,15 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
             absolute_path(top["reload"][0])
         except FieldError as exc:
             raise SpecError(where, "reload[0]", exc.problem, hint="the program must be an absolute path") from None
+        if any("$MAINPID" in arg or "${MAINPID}" in arg for arg in top["reload"]):
+            # Spec values reach the service exactly as written ("$" is escaped), so systemd's
+            # $MAINPID would arrive as the literal text.
+            raise SpecError(
+                where,
+                "reload",
+                "arguments are passed as written, so '$MAINPID' would not be expanded",
+                hint="to signal the main process use reload_signal = 'SIGHUP' (or SIGUSR1, SIGUSR2)",
+            )
     if top["wait_timeout"] is not None and top["on_contention"] is not OnContention.WAIT:
         raise SpecError(where, "wait_timeout", "only applies with on_contention = 'wait'")
     if top["watchdog"] is not None and top["exec"] is not None and top["ready"].kind is ReadyKind.IMMEDIATE:
