@@ -81,10 +81,12 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_try(args: argparse.Namespace) -> int:
+    from unitgen.sandbox import require_root
     from unitgen.spec import load_spec
     from unitgen.stage import stage
     from unitgen.trial import TryOptions, teardown, try_service
 
+    require_root()  # before building anything: the sandbox is the point of this command
     spec = load_spec(_spec_path(args), args.name)
     if args.teardown:
         return teardown(spec)
@@ -160,6 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A file system problem the checks above did not foresee (disk full, permissions):
+        # say it plainly; --debug shows where.
+        if args.debug:
+            raise
+        print(f"ERROR {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

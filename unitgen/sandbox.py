@@ -661,7 +661,7 @@ def _pid1(spec: dict[str, Any], status: int) -> NoReturn:
 # --- the host side -------------------------------------------------------------------------
 
 
-def _require_root() -> None:
+def require_root() -> None:
     if os.geteuid() != 0:
         raise UnitgenError(
             "a systemd sandbox needs root",
@@ -751,7 +751,7 @@ class Sandbox:
         With `detach`, the sandbox outlives this process (find it again with `attach()`);
         otherwise it dies with the thread that booted it, even on SIGKILL.
         """
-        _require_root()
+        require_root()
         _check_name(name)
         for tool in (SYSTEMD, "nsenter", "setpriv", "tar"):
             if shutil.which(tool, path=PATH) is None:
@@ -900,7 +900,7 @@ class Sandbox:
         Returns its output. A dry run of the isolation: e.g. write files and show the mounts, then
         check on the host that nothing leaked.
         """
-        _require_root()
+        require_root()
         sandbox = cls._prepare(name)
         try:
             sandbox._start(time.monotonic() + timeout, argv)
@@ -913,7 +913,7 @@ class Sandbox:
     @classmethod
     def attach(cls, name_or_id: str) -> Sandbox:
         """A handle on a running (e.g. detached) sandbox, by its id or its unique name."""
-        _require_root()
+        require_root()
         found = [s for s in cls.running() if name_or_id in (s.id, s.name)]
         if len(found) != 1:
             what = "no" if not found else "more than one"

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from unitgen.errors import UnitgenError
 from unitgen.render import RenderedFile
 
 
@@ -22,8 +23,11 @@ def write_tree(
     """Replace `out_dir` with exactly `files`; returns the written paths. `fill`, if given, adds
     more to the new tree (the app's venv) before it replaces the old one, so it is atomic too."""
     out_dir = out_dir.absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise UnitgenError(f"cannot write the staging tree {out_dir}: {exc.strerror}", hint="use --out DIR") from exc
     written = []
     try:
         tmp.chmod(0o755)  # a staging tree is world-readable like the target /usr
