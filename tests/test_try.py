@@ -63,3 +63,19 @@ def test_try_keep_then_teardown(tmp_path: Path) -> None:
     assert down.returncode == 0
     assert "tore down" in down.stdout
     assert "try-quiet" not in sandboxes_left()
+
+
+def test_try_as_a_normal_user_says_root_is_needed_and_builds_nothing(tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    spec = ROOT / "examples/hello/hello.toml"
+    # Debian's interpreter (it has jinja2), so the user needs no access to root's home.
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+         "/usr/bin/python3", "-m", "unitgen", "try", "hello", "--spec", str(spec)],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("ERROR a systemd sandbox needs root")
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
