@@ -79,3 +79,14 @@ def test_try_as_a_normal_user_says_root_is_needed_and_builds_nothing(tmp_path: P
     assert result.stderr.startswith("ERROR a systemd sandbox needs root")
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_try_a_timer_job_shows_the_timer_and_skips_an_overlapping_run(tmp_path: Path) -> None:
+    spec = ROOT / "examples/ticker/ticker.toml"
+    result = unitgen("try", "ticker", "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ticker.timer: active, next run " in result.stdout
+    assert "ticker.service: activating (start)" in result.stdout  # the run started now
+    assert "lock:       /run/ticker/ticker.pid: POSIX write lock held by PID" in result.stdout
+    assert f"exit code {EXIT_ALREADY_RUNNING} (expected" in result.stdout

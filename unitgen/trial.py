@@ -84,7 +84,10 @@ def start(sb: Sandbox, spec: Spec, timeout: float) -> bool:
 
     def up() -> bool:
         state = sb.show(service, "ActiveState")["ActiveState"]
-        return state in ("active", "activating") if spec.timer is not None else state == "active"
+        if spec.timer is not None:
+            # A job run is "up" once its launcher holds the lock.
+            return state == "activating" and bool(lock_holders(sb, spec.lock_file))
+        return state == "active"
 
     try:
         sb.wait_for(up, timeout=5 if spec.timer is None else timeout, what=f"{service} to come up")
@@ -130,6 +133,9 @@ def lock_holder(sb: Sandbox, spec: Spec) -> str:
 
 def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
     service = f"{spec.name}.service"
+    if spec.timer is not None:
+        timer = sb.show(f"{spec.name}.timer", "ActiveState", "NextElapseUSecRealtime")
+        say(f"{spec.name}.timer: {timer['ActiveState']}, next run {timer['NextElapseUSecRealtime'] or '-'}")
     props = sb.show(service, "ActiveState", "SubState", "MainPID", "StatusText", "NRestarts", "Result")
     say(f"{service}: {props['ActiveState']} ({props['SubState']}), result {props['Result']}")
     say(f"  main PID:   {props['MainPID']}")
