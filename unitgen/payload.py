@@ -356,6 +356,7 @@ def _finish_tree(venv: Path, site: Path, *, final: str, leaks: Sequence[str]) ->
     changed |= _simple_shebangs(venv / "bin", final)
     changed |= _blank_module_shebangs(site)
     _fix_records(site, changed, removed)
+    _drop_empty_dirs(venv)
 
 
 def _drop_local_direct_urls(site: Path) -> set[Path]:
@@ -421,6 +422,14 @@ def _simple_shebangs(bin_dir: Path, final: str) -> set[Path]:
                 script.chmod(0o755)  # pip marks only the scripts it rewrote itself executable
                 changed.add(script)
     return changed
+
+
+def _drop_empty_dirs(venv: Path) -> None:
+    """venv makes include/pythonX.Y for C headers no wheel install uses; an empty directory in a
+    package is only noise (lintian: package-contains-empty-directory)."""
+    for directory in sorted((p for p in _walk(venv) if p.is_dir() and not p.is_symlink()), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
 
 
 def _blank_module_shebangs(site: Path) -> set[Path]:
