@@ -62,9 +62,7 @@ def bumped_example(directory: Path, version: str, greeting: str) -> Path:
 
 
 def install(sb: Sandbox, staged: Staged) -> None:
-    install_staging(sb, staged.staging, staged.spec)
-    sb.run(staged.payload.cleanup_argv)
-    sb.run(staged.payload.compile_argv)
+    install_staging(sb, staged.staging, staged.spec, staged.payload)
 
 
 def upgrade(sb: Sandbox, old: Staged, new: Staged) -> None:

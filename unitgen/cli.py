@@ -91,10 +91,15 @@ def cmd_try(args: argparse.Namespace) -> int:
     if args.teardown:
         return teardown(spec)
     staging = _out_dir(args)
+    payload = None
     if args.install is None:
-        stage(spec, staging, template_dirs=[Path(t) for t in args.templates])
+        _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates])
     options = TryOptions(
-        install=Path(args.install) if args.install else None, keep=args.keep, shell=args.shell, timeout=args.timeout
+        install=Path(args.install) if args.install else None,
+        payload=payload,
+        keep=args.keep,
+        shell=args.shell,
+        timeout=args.timeout,
     )
     return try_service(spec, staging, options)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from unitgen.errors import UnitgenError
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.payload import AppPayload
 from unitgen.render import launcher_path
 from unitgen.sandbox import Sandbox
 from unitgen.spec import ReadyKind, Spec
@@ -27,6 +28,7 @@ POLICY_RC_D = "/usr/sbin/policy-rc.d"
 @dataclass(frozen=True)
 class TryOptions:
     install: Path | None = None  # a .deb or .rpm to install instead of the staging tree
+    payload: AppPayload | None = None  # the app's venv in the staging tree, if any
     keep: bool = False  # leave the sandbox running (tear down later with --teardown)
     shell: bool = False  # open an interactive shell inside before tearing down
     timeout: float = 60.0
@@ -36,24 +38,16 @@ def sandbox_name(spec: Spec) -> str:
     return f"try-{spec.name}"
 
 
-def install_staging(sb: Sandbox, staging: Path, spec: Spec) -> None:
-    """What a package's maintainer scripts would do, for a bare staging tree."""
+def install_staging(sb: Sandbox, staging: Path, spec: Spec, payload: AppPayload | None = None) -> None:
+    """What a package's maintainer scripts would do, for a bare staging tree: with an app, fresh
+    bytecode for its venv (a ProtectSystem=strict service cannot write __pycache__ itself)."""
     sb.copy_in(staging, "/")
-    if spec.app is not None:
-        compile_bytecode(sb, spec)
+    if payload is not None:
+        sb.run(payload.cleanup_argv)
+        sb.run(payload.compile_argv)
     sb.run(["systemd-sysusers"])
     sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{spec.name}.conf"])
     sb.systemctl("daemon-reload")
-
-
-def compile_bytecode(sb: Sandbox, spec: Spec) -> None:
-    """What a package's postinst does for the app's venv: fresh bytecode, so a ProtectSystem=strict
-    service (which cannot write __pycache__) starts fast."""
-    if spec.app is None:
-        return
-    venv = spec.app.venv
-    sb.run(["find", venv, "-type", "d", "-name", "__pycache__", "-prune", "-exec", "rm", "-rf", "{}", "+"])
-    sb.run([f"{venv}/bin/python", "-m", "compileall", "-q", "-f", "--invalidation-mode", "checked-hash", f"{venv}/lib"])
 
 
 def install_package(sb: Sandbox, package: Path) -> str:
@@ -210,7 +204,7 @@ def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = pri
             state = sb.show(unit, "ActiveState", "UnitFileState")
             say(f"after install: {unit} is {state['UnitFileState']} and {state['ActiveState']} (the package's scripts)")
         else:
-            install_staging(sb, staging, spec)
+            install_staging(sb, staging, spec, options.payload)
         up = start(sb, spec, options.timeout)
         show_status(sb, spec, say)
         if up:
