@@ -167,4 +167,6 @@ def test_package_with_the_venv_installs_serves_and_removes_cleanly(
     sb.run(["dpkg", "--purge", "webapp"] if fmt is Format.DEB else ["rpm", "-e", "--nodeps", "webapp"])
 
     assert sb.show(UNIT, "ActiveState")["ActiveState"] == "inactive"
+    # prerm / %preun removed the bytecode, so dpkg and rpm could remove every directory.
+    assert sb.run(["test", "-e", "/usr/lib/webapp"], check=False).returncode != 0, "the venv is gone entirely"
     assert sb.run(["test", "-e", "/usr/lib/webapp"], check=False).returncode != 0, "the venv is gone entirely"
