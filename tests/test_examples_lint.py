@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,10 @@ JUSTIFIED_RPMLINT = {
 
 
 def run(*argv: str, cwd: Path, ok: tuple[int, ...] = (0,)) -> str:
-    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
+    # A scratch TMPDIR per call: lintian leaves its mldbm-elf-* files behind in it.
+    with tempfile.TemporaryDirectory(prefix="unitgen-lint.") as scratch:
+        env = {**os.environ, "TMPDIR": scratch}
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=600, env=env)
     assert result.returncode in ok, f"{argv[0]} exited {result.returncode}: {result.stdout}{result.stderr}"
     return result.stdout + result.stderr
 

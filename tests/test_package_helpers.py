@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ def tool(*argv: str, check: bool = True) -> str:
     """Run one of the real packaging tools on the host (they only read packages)."""
     if shutil.which(argv[0]) is None:
         pytest.fail(f"{argv[0]} is not installed (scripts/bootstrap installs it)")
-    result = run(argv, check=check)
+    # A scratch TMPDIR per call: lintian leaves its mldbm-elf-* files behind in it.
+    with tempfile.TemporaryDirectory(prefix="unitgen-tool.") as scratch:
+        result = run(argv, check=check, env={**os.environ, "TMPDIR": scratch})
     return result.stdout + result.stderr if not check else result.stdout
 
 
