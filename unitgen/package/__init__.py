@@ -11,6 +11,7 @@ staging tree, a unit named in `PackageInfo.units` that the tree lacks) raise `Un
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from unitgen.package import deb, rpm, scripts
@@ -30,40 +31,11 @@ __all__ = [
 ]
 
 
-def build_deb(
-    staging: Path,
-    info: PackageInfo,
-    out_dir: Path,
-    *,
-    compression: Compression = Compression.GZIP,
-    level: int | None = None,
-    progress: Progress | None = None,
-) -> Path:
-    """Write NAME_VERSION-RELEASE_ARCH.deb into `out_dir`; return its path.
-
-    `compression` defaults to gzip (see `Compression`), `level` to dpkg-deb's (gzip 9, xz 6);
-    `progress` is called as files are written (see `terminal_progress`).
-    """
-    return deb.build(
-        staging, info, out_dir, scripts.deb_scripts(staging, info),
-        compression=compression, level=level, progress=progress,
-    )  # fmt: skip
-
-
-def build_rpm(
-    staging: Path,
-    info: PackageInfo,
-    out_dir: Path,
-    *,
-    compression: Compression = Compression.GZIP,
-    level: int | None = None,
-    progress: Progress | None = None,
-) -> Path:
-    """Write NAME-VERSION-RELEASE.ARCH.rpm into `out_dir`; return its path."""
-    return rpm.build(
-        staging, info, out_dir, scripts.rpm_scriptlets(staging, info),
-        compression=compression, level=level, progress=progress,
-    )  # fmt: skip
+# Each format: its writer and its maintainer scripts. Everything else is shared.
+_FORMATS = {
+    Format.DEB: (deb.build, scripts.deb_scripts),
+    Format.RPM: (rpm.build, scripts.rpm_scriptlets),
+}
 
 
 def build(
@@ -76,6 +48,18 @@ def build(
     level: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Dispatch on `fmt` (what the CLI's --format wants)."""
-    builder = build_deb if fmt is Format.DEB else build_rpm
-    return builder(staging, info, out_dir, compression=compression, level=level, progress=progress)
+    """Write the `fmt` package of `staging` into `out_dir` and return its path:
+    NAME_VERSION-RELEASE_ARCH.deb or NAME-VERSION-RELEASE.ARCH.rpm.
+
+    `compression` defaults to gzip (see `Compression`), `level` to dpkg-deb's and rpm's (gzip 9,
+    xz 6); `progress` is called as files are written (see `terminal_progress`).
+    """
+    writer, maintainer_scripts = _FORMATS[fmt]
+    return writer(
+        staging, info, out_dir, maintainer_scripts(staging, info),
+        compression=compression, level=level, progress=progress,
+    )  # fmt: skip
+
+
+build_deb = functools.partial(build, Format.DEB)
+build_rpm = functools.partial(build, Format.RPM)
