@@ -242,3 +242,19 @@ def test_default_hardening_scores_within_threshold_live_and_the_service_works(
     assert score <= threshold
     if example == "hello":
         assert http_get(sb, 8080).startswith("200 ")
+
+
+@pytest.mark.parametrize(
+    "user",
+    [pytest.param("hello", id="static-user"), pytest.param(None, id="dynamic-user")],
+)
+def test_tmpfiles_never_change_a_directory_that_already_exists(sb: Sandbox, tmp_path: Path, user: str | None) -> None:
+    # Someone else's world-writable directory at the lock directory's path (what /run/lock is).
+    sb.run(["mkdir", "-m", "1777", "/run/hello"])
+    sb.run(["chown", "nobody:nogroup", "/run/hello"])
+    raw = example_toml("hello")
+    raw.pop("user", None)
+    if user:
+        raw["user"] = user
+    install(sb, tmp_path, "hello", raw)  # runs systemd-tmpfiles --create on the rendered file
+    assert sb.run(["stat", "-c", "%F %U:%G %a", "/run/hello"]).stdout == "directory nobody:nogroup 1777\n"

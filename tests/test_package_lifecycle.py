@@ -29,6 +29,8 @@ PKGS = "/root/packages"  # inside the sandbox
 DEB1, DEB2 = f"{PKGS}/deb1.0.deb", f"{PKGS}/deb2.0.deb"
 RPM1, RPM2 = f"{PKGS}/rpm1.0.rpm", f"{PKGS}/rpm2.0.rpm"
 WANTS = f"/etc/systemd/system/multi-user.target.wants/{SERVICE}"
+# A directory the package would purge, but that someone else made before the install.
+FOREIGN = f"/var/cache/{NAME}-shared"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,9 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         info = make_info(version, configure=(("mkdir", "-p", MARK),), unconfigure=(("rm", "-rf", MARK),))
         out[f"deb{version}"] = build_deb(staging, info, tmp / "dist")
         out[f"rpm{version}"] = build_rpm(staging, info, tmp / "dist")
+        # Purges its state directory and one that existed before it was installed.
+        info = make_info(version, release="5", purge=(STATE, FOREIGN))
+        out[f"purge-deb{version}"] = build_deb(staging, info, tmp / "dist-purge")
         # The cron-like variant: the timer is enabled and started, the service only run by it.
         staging = make_staging(tmp / f"timer-{version}", version, timer=True)
         info = make_info(version, release="9", units=(SERVICE, TIMER), timer=True)
@@ -153,6 +158,21 @@ def test_deb_purge_removes_config_state_and_enable_state_but_not_the_user(box: B
     assert not box.exists(WANTS)
     assert not box.exists(f"/var/lib/systemd/deb-systemd-helper-enabled/{SERVICE}.dsh-also")
     assert box.user_exists()
+
+
+def test_deb_purge_removes_only_the_directories_the_package_created(box: Box) -> None:
+    box.sh("mkdir", "-m", "0700", FOREIGN)
+    box.sb.write_file(f"{FOREIGN}/data", "theirs\n")
+    box.sh("chown", "-R", "nobody:nogroup", FOREIGN)
+    box.dpkg("-i", f"{PKGS}/purge-deb1.0.deb")
+    running(box, "1.0")
+    box.dpkg("-i", f"{PKGS}/purge-deb2.0.deb")  # an upgrade keeps the first install's record
+    running(box, "2.0")
+    box.dpkg("-P", NAME)
+    assert not box.exists(STATE)  # created by the package (tmpfiles, the service): purged
+    assert box.sh("stat", "-c", "%U:%G %a", FOREIGN) == "nobody:nogroup 700\n"
+    assert box.sh("cat", f"{FOREIGN}/data") == "theirs\n"
+    assert not box.exists("/var/lib/unitgen")  # the record goes with the purge
 
 
 def test_deb_reinstall_after_remove_and_after_purge(box: Box) -> None:

@@ -19,6 +19,12 @@ DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 RPM_SCRIPTLETS = ("pre", "post", "preun", "postun", "posttrans")
 
 
+def purge_record(name: str) -> str:
+    """Where the deb postinst records which purge paths the package created (root's, 0644, in a
+    directory the service cannot write, so the service cannot widen what a purge removes)."""
+    return f"/var/lib/unitgen/{name}.created"
+
+
 @functools.cache
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
@@ -53,6 +59,7 @@ def _context(staging: Path, info: PackageInfo) -> dict[str, object]:
         "enable_units": info.enable_units,
         "upgrade_action": upgrade_action,
         "tmpfiles": info.tmpfiles,
+        "purge_record": purge_record(info.name),
     }
 
 
