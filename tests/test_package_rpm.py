@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -14,6 +15,13 @@ import pytest
 from tests.test_package_helpers import EPOCH, NAME, golden, make_info, make_staging, tool
 from unitgen.package import Compression, build_rpm
 from unitgen.package.scripts import rpm_scriptlets, sysusers_compat
+from unitgen.package_spec import package_info
+from unitgen.render import render
+from unitgen.sandbox import Sandbox
+from unitgen.spec import load_spec
+from unitgen.staging import write_tree
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 # rpmlint warnings the realistic package gets, each with the reason it stays.
 JUSTIFIED_RPMLINT_WARNINGS = {
@@ -203,12 +211,45 @@ def test_scriptlet_semantics(tmp_path: Path, change: dict[str, Any]) -> None:
             ],
             id="user-defaults",
         ),
+        pytest.param(
+            'g ops -\nu web -:ops "Web server"',
+            [
+                "getent group ops >/dev/null || groupadd -r ops",
+                "getent passwd web >/dev/null || useradd -r -g ops -d / -s /usr/sbin/nologin -c 'Web server' web",
+            ],
+            id="user-in-a-named-group",
+        ),
+        pytest.param(
+            "u web 990:991",
+            [
+                "getent group web >/dev/null || groupadd -r -g 991 web",
+                "getent passwd web >/dev/null || useradd -r -g web -u 990 -d / -s /usr/sbin/nologin -c web web",
+            ],
+            id="user-with-uid-and-gid",
+        ),
         pytest.param("g grp 42", ["getent group grp >/dev/null || groupadd -r -g 42 grp"], id="group"),
         pytest.param("# comment\nm app grp", [], id="skipped"),
     ],
 )
 def test_sysusers_compat(line: str, expected: list[str]) -> None:
     assert sysusers_compat(line) == expected
+
+
+@pytest.mark.root
+def test_pre_fallback_without_sysusers_puts_the_user_in_its_group(tmp_path: Path) -> None:
+    """The rendered %pre, run for real by rpm in the sandbox on a system without systemd-sysusers
+    (hidden by a bind mount of /dev/null, which is not executable): the useradd fallback."""
+    spec = load_spec(EXAMPLES / "hello/hello.toml")
+    spec = dataclasses.replace(spec, user="ugweb", group="ugops")
+    staging = tmp_path / "staging"
+    write_tree(render(spec), staging)
+    rpm = build_rpm(staging, package_info(spec, None), tmp_path / "dist")
+    with Sandbox.boot("rpm-pre-fallback") as sb:
+        sb.copy_in(rpm, "/root/hello.rpm")
+        script = "mount --bind /dev/null /usr/bin/systemd-sysusers && rpm -i --nodeps /root/hello.rpm"
+        sb.run(["unshare", "--mount", "sh", "-c", script])
+        assert sb.run(["id", "-gn", "ugweb"]).stdout == "ugops\n"
+        assert sb.run(["getent", "group", "ugweb"], check=False).returncode == 2  # no stray group
 
 
 @pytest.mark.parametrize("compression", [pytest.param(c, id=c.value) for c in Compression])

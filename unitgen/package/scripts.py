@@ -98,7 +98,10 @@ def sysusers_compat(conf: str) -> list[str]:
     """groupadd/useradd commands for the `u` and `g` lines of a sysusers.d(5) file.
 
     The fallback for systems without systemd-sysusers, as Fedora's %sysusers_create_compat does.
-    Other line types (m, r) have no useradd equivalent worth guessing; they are skipped.
+    A `u` line's ID is `UID`, `UID:GID` or `UID:GROUPNAME` (`-` for automatic): with a group
+    name the user's primary group is that group (a `g` line or an existing group), otherwise a
+    group named after the user. Other line types (m, r) have no useradd equivalent worth
+    guessing; they are skipped.
     """
     lines: list[str] = []
     for raw in conf.splitlines():
@@ -107,19 +110,28 @@ def sysusers_compat(conf: str) -> list[str]:
         fields = shlex.split(raw)
         kind, name = fields[0], fields[1]
         ident = fields[2] if len(fields) > 2 else "-"
-        q = shlex.quote(name)
-        if kind == "g" or kind == "u":
-            gid = ident.partition(":")[2] if ":" in ident else ident
-            gid_opt = f" -g {shlex.quote(gid)}" if gid not in ("-", "") and gid.isdigit() else ""
-            lines.append(f"getent group {q} >/dev/null || groupadd -r{gid_opt} {q}")
-        if kind == "u":
-            uid = ident.partition(":")[0]
+        if kind == "g":
+            lines.append(_groupadd(name, ident))
+        elif kind == "u":
+            uid, _, gid = ident.partition(":")
+            # "uid:groupname" names the primary group; "uid" and "uid:gid" mean a group named
+            # after the user (with that gid, if given).
+            group = gid if gid and gid != "-" and not gid.isdigit() else name
+            if group == name:
+                lines.append(_groupadd(name, gid or uid))
             gecos = fields[3] if len(fields) > 3 and fields[3] != "-" else name
             home = fields[4] if len(fields) > 4 and fields[4] != "-" else "/"
             shell = fields[5] if len(fields) > 5 and fields[5] != "-" else "/usr/sbin/nologin"
             uid_opt = f" -u {shlex.quote(uid)}" if uid.isdigit() else ""
+            q = shlex.quote(name)
             lines.append(
-                f"getent passwd {q} >/dev/null || useradd -r -g {q}{uid_opt} -d {shlex.quote(home)}"
-                f" -s {shlex.quote(shell)} -c {shlex.quote(gecos)} {q}"
+                f"getent passwd {q} >/dev/null || useradd -r -g {shlex.quote(group)}{uid_opt}"
+                f" -d {shlex.quote(home)} -s {shlex.quote(shell)} -c {shlex.quote(gecos)} {q}"
             )
     return lines
+
+
+def _groupadd(group: str, gid: str) -> str:
+    q = shlex.quote(group)
+    gid_opt = f" -g {shlex.quote(gid)}" if gid.isdigit() else ""
+    return f"getent group {q} >/dev/null || groupadd -r{gid_opt} {q}"
