@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,60 @@ def test_try_a_timer_job_shows_the_timer_and_skips_an_overlapping_run(tmp_path: 
     assert "ticker.service: activating (start)" in result.stdout  # the run started now
     assert "lock:       /run/ticker/ticker.pid: POSIX write lock held by PID" in result.stdout
     assert f"exit code {EXIT_ALREADY_RUNNING} (expected" in result.stdout
+
+
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").iterdir() if (p / f"{p.name}.toml").is_file())
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_try_succeeds_on_every_example(example: str, tmp_path: Path) -> None:
+    spec = ROOT / "examples" / example / f"{example}.toml"
+    result = unitgen("try", example, "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout + result.stderr
+    assert "journal: " in result.stdout  # the second instance's contention entry
+
+
+QUICK_TIMER = '[timer]\non_calendar = "minutely"\n'
+KINDS = [
+    pytest.param(
+        f'exec = ["/bin/true"]\n{QUICK_TIMER}', 0,
+        ["last run:   finished, exit status 0 (result success)", "a stand-in process takes the lock",
+         f"exit code {EXIT_ALREADY_RUNNING} (expected {EXIT_ALREADY_RUNNING}"],
+        id="quick-timer-job",
+    ),
+    pytest.param(
+        f'exec = ["/bin/sh", "-c", "echo run failed >&2; exit 3"]\n{QUICK_TIMER}', 1,
+        ["last run:   finished, exit status 3 (result exit-code)", "run failed",
+         "ERROR the run of kind.service failed"],
+        id="failing-quick-timer-job",
+    ),
+    pytest.param(
+        f'exec = ["/bin/true"]\non_contention = "wait"\n{QUICK_TIMER}', 0,
+        ["last run:   finished, exit status 0", "still waiting after 2 s", "LOCK_CONTENTION_ACTION\": \"wait\""],
+        id="quick-timer-job-wait-mode",
+    ),
+    pytest.param(
+        'exec = ["/bin/sleep", "1000"]\non_contention = "wait"\n', 0,
+        ["kind.service: active (running)", "still waiting after 2 s", "waiting for it to exit"],
+        id="wait-mode-service",
+    ),
+    pytest.param(
+        'exec = ["/bin/sleep", "1000"]\non_contention = "wait"\nwait_timeout = 1\n', 0,
+        ["still waiting after 0.5 s", "waiting for it to exit"],
+        id="wait-mode-service-with-wait-timeout",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "code", "expected"), KINDS)
+def test_try_judges_every_kind_by_what_happened(body: str, code: int, expected: list[str], tmp_path: Path) -> None:
+    (tmp_path / "kind.toml").write_text(f'description = "one kind of service"\n{body}')
+    started = time.monotonic()
+    result = unitgen("try", "kind", "--timeout", "20", cwd=tmp_path)
+
+    assert result.returncode == code, result.stdout + result.stderr
+    for line in expected:
+        assert line in result.stdout, result.stdout
+    assert time.monotonic() - started < 30  # judged by the run, never by waiting for the calendar

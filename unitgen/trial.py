@@ -7,9 +7,11 @@ journal, then runs a second instance by hand to show it refused and logged.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.payload import AppPayload
 from unitgen.render import launcher_path
 from unitgen.sandbox import Sandbox
-from unitgen.spec import ReadyKind, Spec
+from unitgen.spec import OnContention, ReadyKind, Spec
 
 Print = Callable[[str], None]
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
@@ -67,27 +69,55 @@ def _main_unit(spec: Spec) -> str:
     return f"{spec.name}.timer" if spec.timer is not None else f"{spec.name}.service"
 
 
-def start(sb: Sandbox, spec: Spec, timeout: float) -> bool:
-    """Start the service (for a timer job: the timer, plus one run now); True when it is up."""
-    service = f"{spec.name}.service"
-    if spec.timer is not None:
-        sb.systemctl("start", f"{spec.name}.timer")
-        sb.systemctl("start", "--no-block", service)
-    elif sb.run(["systemctl", "start", service], check=False, timeout=timeout).returncode != 0:
-        return False
+class Outcome(enum.Enum):
+    """How the start went: a service runs; a timer job's run either still runs or has finished."""
 
-    def up() -> bool:
-        state = sb.show(service, "ActiveState")["ActiveState"]
-        if spec.timer is not None:
-            # A job run is "up" once its launcher holds the lock.
-            return state == "activating" and bool(lock_holders(sb, spec.lock_file))
-        return state == "active"
+    RUNNING = "running"  # the service is up, or the job's run holds the lock right now
+    FINISHED = "finished"  # the job's run is over and succeeded (Result=success)
+    FAILED = "failed"
+
+
+RUN_PROPS = ("ActiveState", "SubState", "Result", "ExecMainStatus", "ExecMainStartTimestampMonotonic")
+
+
+def _run_over(props: dict[str, str]) -> bool:
+    """A oneshot that has started once and is no longer activating has a result to judge."""
+    started = props.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
+    return started and props["ActiveState"] in ("inactive", "failed", "active")
+
+
+def start(sb: Sandbox, spec: Spec, timeout: float) -> Outcome:
+    """Start the service; for a timer job, the timer plus one run now, judged by its result.
+
+    A job's run is not waited for by the calendar: `minutely` would take up to a minute, and a
+    quick run (`/bin/true`) is over long before anyone could look at it while it runs.
+    """
+    service = f"{spec.name}.service"
+    if spec.timer is None:
+        if sb.run(["systemctl", "start", service], check=False, timeout=timeout).returncode != 0:
+            return Outcome.FAILED
+        try:
+            sb.wait_for(lambda: sb.show(service, "ActiveState")["ActiveState"] == "active", 5, f"{service} to come up")
+        except UnitgenError:
+            return Outcome.FAILED
+        return Outcome.RUNNING
+    sb.systemctl("start", f"{spec.name}.timer")
+    sb.systemctl("start", "--no-block", service)
+
+    def settled() -> bool:
+        props = sb.show(service, *RUN_PROPS)
+        if props["ActiveState"] == "activating" and props["SubState"] == "start":
+            return bool(lock_holders(sb, spec.lock_file))  # a long run: its launcher holds the lock
+        return _run_over(props)
 
     try:
-        sb.wait_for(up, timeout=5 if spec.timer is None else timeout, what=f"{service} to come up")
+        sb.wait_for(settled, timeout=timeout, what=f"the run of {service}")
     except UnitgenError:
-        return False
-    return True
+        return Outcome.FAILED
+    props = sb.show(service, *RUN_PROPS)
+    if props["ActiveState"] == "activating":
+        return Outcome.RUNNING
+    return Outcome.FINISHED if props["Result"] == "success" else Outcome.FAILED
 
 
 def security_score(sb: Sandbox, unit: str) -> str:
@@ -130,8 +160,10 @@ def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
     if spec.timer is not None:
         timer = sb.show(f"{spec.name}.timer", "ActiveState", "NextElapseUSecRealtime")
         say(f"{spec.name}.timer: {timer['ActiveState']}, next run {timer['NextElapseUSecRealtime'] or '-'}")
-    props = sb.show(service, "ActiveState", "SubState", "MainPID", "StatusText", "NRestarts", "Result")
+    props = sb.show(service, "ActiveState", "SubState", "MainPID", "StatusText", "NRestarts", "Result", *RUN_PROPS)
     say(f"{service}: {props['ActiveState']} ({props['SubState']}), result {props['Result']}")
+    if spec.timer is not None and _run_over(props):
+        say(f"  last run:   finished, exit status {props['ExecMainStatus']} (result {props['Result']})")
     say(f"  main PID:   {props['MainPID']}")
     say(f"  status:     {props['StatusText'] or '-'}")
     say(f"  restarts:   {props['NRestarts']}")
@@ -172,12 +204,21 @@ def probe_http(sb: Sandbox, spec: Spec, say: Print) -> None:
     say(f"  GET http://{host}:{spec.ready.port}/ -> {answer}")
 
 
-def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print) -> bool:
-    """Run a second instance by hand, as an operator or cron would; it must be refused."""
-    launcher = str(launcher_path(spec))
-    say(f"second instance, by hand: {launcher}")
-    result = sb.run([launcher], check=False, timeout=30)
-    say(f"  exit code {result.returncode} (expected {EXIT_ALREADY_RUNNING}: already running)")
+# A process that takes the lock the way the launcher does (a POSIX write lock) and keeps it.
+STAND_IN = "import fcntl, os, sys, time; fcntl.lockf(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX); time.sleep(300)"
+
+
+def _background(sb: Sandbox, argv: list[str]) -> int:
+    """Start `argv` inside, detached from this command, as an operator's shell would; its PID inside."""
+    script = 'setsid "$@" </dev/null >/dev/null 2>&1 & echo $!'
+    return int(sb.run(["/bin/sh", "-c", script, "sh", *argv]).stdout.strip())
+
+
+def _alive(sb: Sandbox, pid: int) -> bool:
+    return sb.run(["kill", "-0", str(pid)], check=False).returncode == 0
+
+
+def _contention_entries(sb: Sandbox, say: Print) -> bool:
     entries = sb.journal(f"MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}")
     if entries:
         entry = entries[-1]
@@ -185,7 +226,44 @@ def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print) -> bool:
         fields = {k: v for k, v in entry.items() if k.startswith("LOCK_") or k in ("PRIORITY", "MESSAGE_ID")}
         say("  fields:  " + json.dumps(fields, sort_keys=True))
         say(f"  find them all: journalctl MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}")
-    return result.returncode == EXIT_ALREADY_RUNNING and bool(entries)
+    return bool(entries)
+
+
+def _second_instance_waits(sb: Sandbox, spec: Spec, launcher: str, say: Print) -> bool:
+    """With on_contention = "wait" a second instance blocks until the lock is free (or until
+    wait_timeout, then exit 75): it must still be waiting, without the lock, a moment later."""
+    watch = 2.0 if spec.wait_timeout is None else min(2.0, spec.wait_timeout / 2)
+    holders = lock_holders(sb, spec.lock_file)
+    pid = _background(sb, [launcher])
+    try:
+        time.sleep(watch)
+        waiting = _alive(sb, pid) and lock_holders(sb, spec.lock_file) == holders
+        state = "still waiting" if waiting else "not waiting"
+        say(f"  {state} after {watch:g} s (expected: on_contention = wait blocks until the lock is free)")
+    finally:
+        sb.run(["kill", "-KILL", str(pid)], check=False)
+    return waiting
+
+
+def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print, outcome: Outcome = Outcome.RUNNING) -> bool:
+    """Run a second instance by hand, as an operator or cron would; it must be refused (or wait)."""
+    launcher = str(launcher_path(spec))
+    stand_in = None
+    if outcome is Outcome.FINISHED:
+        # The job's run is already over: a stand-in process holds the lock, as a long run would.
+        say("the run is over; a stand-in process takes the lock the way a long run holds it")
+        stand_in = _background(sb, ["/usr/bin/python3", "-I", "-c", STAND_IN, spec.lock_file])
+        sb.wait_for(lambda: bool(lock_holders(sb, spec.lock_file)), 10, f"a stand-in to hold {spec.lock_file}")
+    try:
+        say(f"second instance, by hand: {launcher}")
+        if spec.on_contention is OnContention.WAIT:
+            return _second_instance_waits(sb, spec, launcher, say) and _contention_entries(sb, say)
+        result = sb.run([launcher], check=False, timeout=30)
+        say(f"  exit code {result.returncode} (expected {EXIT_ALREADY_RUNNING}: already running)")
+        return _contention_entries(sb, say) and result.returncode == EXIT_ALREADY_RUNNING
+    finally:
+        if stand_in is not None:
+            sb.run(["kill", "-KILL", str(stand_in)], check=False)
 
 
 def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = print) -> int:
@@ -205,11 +283,12 @@ def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = pri
             say(f"after install: {unit} is {state['UnitFileState']} and {state['ActiveState']} (the package's scripts)")
         else:
             install_staging(sb, staging, spec, options.payload)
-        up = start(sb, spec, options.timeout)
+        outcome = start(sb, spec, options.timeout)
+        up = outcome is not Outcome.FAILED
         show_status(sb, spec, say)
-        if up:
+        if outcome is Outcome.RUNNING:
             probe_http(sb, spec, say)
-        refused = demonstrate_contention(sb, spec, say) if up else False
+        refused = demonstrate_contention(sb, spec, say, outcome) if up else False
         show_journal(sb, spec, say)
         if options.shell:
             say("a shell inside the sandbox; exit it to tear the sandbox down")
@@ -218,10 +297,12 @@ def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = pri
             say(f"the sandbox keeps running: get a shell with `{' '.join(sb.enter_argv(['/bin/bash']))}`")
             say(f"tear it down with `unitgen try {spec.name} --teardown`")
         if not up:
-            say(f"ERROR {_main_unit(spec)} did not come up; the journal above says why")
+            what = f"the run of {spec.name}.service failed" if spec.timer else f"{spec.name}.service did not come up"
+            say(f"ERROR {what}; the journal above says why")
             return 1
         if not refused:
-            say("ERROR the second instance was not refused as expected")
+            expected = "wait" if spec.on_contention is OnContention.WAIT else "be refused"
+            say(f"ERROR the second instance did not {expected} as expected")
             return 1
         return 0
     finally:
