@@ -118,7 +118,7 @@ def test_write_tree_is_all_or_nothing(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_tree(clash, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["svc"]  # no temporary left behind
-    assert [p.name for p in out.iterdir()] == ["old.txt"]  # the previous tree untouched
+    assert sorted(p.name for p in out.iterdir()) == [".unitgen-output", "old.txt"]  # the previous tree untouched
     assert (out / "old.txt").read_bytes() == b"old"
 
 

@@ -26,6 +26,23 @@ def _out_dir(args: argparse.Namespace) -> Path:
     return Path(args.out) if args.out else Path("build") / args.name
 
 
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """What the output directory may never be or contain: the spec, the templates, dist."""
+    inputs = [_spec_path(args), *(Path(t) for t in getattr(args, "templates", []))]
+    if getattr(args, "dist", None):
+        inputs.append(Path(args.dist))
+    return inputs
+
+
+def _writable_out_dir(args: argparse.Namespace) -> Path:
+    """--out, checked before any work is done (`write_tree` checks again before replacing it)."""
+    from unitgen.staging import check_out_dir, protected_paths
+
+    out = _out_dir(args).absolute()
+    check_out_dir(out, protected_paths(_inputs(args)))
+    return out
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from unitgen.init import write_starter
 
@@ -41,8 +58,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     # The app's venv is built by `package` and `try`; render stays quick and offline.
     spec = load_spec(_spec_path(args), args.name)
+    out = _writable_out_dir(args)
     files = render(spec, template_dirs=[Path(t) for t in args.templates])
-    for path in write_tree(files, _out_dir(args)):
+    for path in write_tree(files, out, inputs=_inputs(args)):
         print(path)
     return 0
 
@@ -70,8 +88,8 @@ def cmd_package(args: argparse.Namespace) -> int:
 
     spec = load_spec(_spec_path(args), args.name)
     package_info(spec, None)  # fail before any work when the spec has no [package] table
-    staging = _out_dir(args)
-    _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates])
+    staging = _writable_out_dir(args)
+    _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates], inputs=_inputs(args))
     info = package_info(spec, payload)
     formats = [Format(args.format)] if args.format != "both" else [Format.DEB, Format.RPM]
     for fmt in formats:
@@ -93,7 +111,8 @@ def cmd_try(args: argparse.Namespace) -> int:
     staging = _out_dir(args)
     payload = None
     if args.install is None:
-        _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates])
+        staging = _writable_out_dir(args)
+        _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates], inputs=_inputs(args))
     options = TryOptions(
         install=Path(args.install) if args.install else None,
         payload=payload,

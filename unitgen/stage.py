@@ -11,8 +11,11 @@ from unitgen.spec import Spec
 from unitgen.staging import write_tree
 
 
-def stage(spec: Spec, staging: Path, *, template_dirs: Sequence[Path] = ()) -> tuple[list[Path], AppPayload | None]:
-    """Write the whole staging tree atomically; returns the rendered paths and the app payload."""
+def stage(
+    spec: Spec, staging: Path, *, template_dirs: Sequence[Path] = (), inputs: Sequence[Path] = ()
+) -> tuple[list[Path], AppPayload | None]:
+    """Write the whole staging tree atomically; returns the rendered paths and the app payload.
+    `inputs` (the spec file, ...) must not be inside `staging`: see `write_tree`."""
     payloads: list[AppPayload] = []
     app = spec.app
 
@@ -20,5 +23,8 @@ def stage(spec: Spec, staging: Path, *, template_dirs: Sequence[Path] = ()) -> t
         if app is not None:
             payloads.append(build_app(app, tree, python="/usr/bin/python3"))
 
-    written = write_tree(render(spec, template_dirs=template_dirs), staging, fill=fill)
+    sources = [*inputs, *template_dirs]
+    if app is not None:
+        sources += [Path(p) for p in (app.project, app.requirements, *app.wheels, *app.find_links) if p]
+    written = write_tree(render(spec, template_dirs=template_dirs), staging, fill=fill, inputs=sources)
     return written, (payloads[0] if payloads else None)

@@ -167,6 +167,8 @@ def collect(
         for name in [*dirnames, *filenames]:
             full = base / name
             rel = full.relative_to(staging).as_posix()
+            if rel == ".unitgen-output":  # unitgen.staging.MARKER: marks the tree as unitgen's, not content
+                continue
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
                 target = link_target(rel, str(full.readlink()))
