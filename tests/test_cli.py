@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).parent.parent
 
-def unitgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+
+def unitgen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH: this checkout's unitgen, whatever the venv's editable install points at.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "unitgen", *args], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "unitgen", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
 
 
@@ -90,9 +96,28 @@ def test_failed_render_keeps_the_previous_tree(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "build").iterdir()) == ["svc"]
 
 
-def test_check_fails_above_threshold(tmp_path: Path) -> None:
-    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
+@pytest.mark.parametrize(
+    ("hardening", "threshold", "limit"),
+    [
+        # The issue's case: systemd calls the default's score (1.1-1.2) "OK"; that word must not
+        # stand beside a failing score.
+        pytest.param("", ["--threshold", "0.5"], "0.5", id="ok-by-systemd-over-ours"),
+        pytest.param("[hardening]\nsystem_call_filter = false\n", [], "1.5", id="opt-out-over-default"),
+    ],
+)
+def test_check_over_threshold_says_error_and_not_ok(
+    tmp_path: Path, hardening: str, threshold: list[str], limit: str
+) -> None:
+    (tmp_path / "svc.toml").write_text(f'description = "x"\nexec = ["/bin/true"]\n{hardening}')
     assert unitgen("render", "svc", cwd=tmp_path).returncode == 0
-    result = unitgen("check", "svc", "--threshold", "0.1", cwd=tmp_path)
+    result = unitgen("check", "svc", *threshold, cwd=tmp_path)
     assert result.returncode == 1
-    assert "threshold 0.1" in result.stdout
+    assert "systemd-analyze verify: clean" in result.stdout  # only the score fails
+    line = next(x for x in result.stdout.splitlines() if x.startswith("systemd-analyze security:"))
+    match = re.fullmatch(rf"systemd-analyze security: ([0-9.]+), over the threshold {limit}", line)
+    assert match is not None, line
+    assert float(match.group(1)) > float(limit)
+    assert result.stderr.startswith(
+        f"ERROR svc.service: exposure score {match.group(1)} is over the threshold {limit}\n"
+    )
+    assert "Traceback" not in result.stderr

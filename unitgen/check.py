@@ -32,8 +32,23 @@ class CheckReport:
     within: bool  # systemd-analyze security --threshold's own verdict
 
     @property
+    def score_ok(self) -> bool:
+        return self.within and self.score <= self.threshold
+
+    @property
     def ok(self) -> bool:
-        return not self.verify_output and self.within and self.score <= self.threshold
+        return not self.verify_output and self.score_ok
+
+    def problems(self, name: str) -> list[str]:
+        """One line per failed check, for the user (empty when `ok`)."""
+        problems = []
+        if self.verify_output:
+            problems.append(f"systemd-analyze verify reports problems in the units of {name} (shown above)")
+        if not self.score_ok:
+            problems.append(
+                f"{name}.service: exposure score {self.score:.1f} is over the threshold {self.threshold:.1f}"
+            )
+        return problems
 
 
 def _scratch_units(staging: Path, name: str, scratch: Path) -> list[Path]:

@@ -76,8 +76,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check(_out_dir(args), args.name, threshold=threshold)
     print(f"units: {', '.join(report.units)}")
     print("systemd-analyze verify: " + ("clean" if not report.verify_output else "\n" + report.verify_output))
-    print(f"systemd-analyze security: {report.score:.1f} {report.verdict} (threshold {report.threshold:.1f})")
-    return 0 if report.ok else 1
+    # systemd's own word (SAFE, OK, ...) only for a passing score: "1.6 OK" beside a failure misleads.
+    if report.score_ok:
+        print(f"systemd-analyze security: {report.score:.1f} {report.verdict} (threshold {report.threshold:.1f})")
+    else:
+        print(f"systemd-analyze security: {report.score:.1f}, over the threshold {report.threshold:.1f}")
+    problems = report.problems(args.name)
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
+    if not report.score_ok:
+        print(
+            "  hint: 'systemd-analyze security --offline=true' on the unit lists each setting's share;"
+            " re-enable what [hardening] turned off, or pass --threshold",
+            file=sys.stderr,
+        )
+    return 1 if problems else 0
 
 
 def cmd_package(args: argparse.Namespace) -> int:
