@@ -161,7 +161,9 @@ def test_odd_but_legal_values_are_accepted() -> None:
 
 def test_app_paths_are_relative_to_the_spec_file_and_select_the_venv_interpreter(tmp_path: Path) -> None:
     spec_file = tmp_path / "svc" / "web.toml"
-    spec_file.parent.mkdir()
+    (tmp_path / "svc" / "src").mkdir(parents=True)
+    (tmp_path / "svc" / "src" / "pyproject.toml").write_text("[project]\nname = 'web'\n")
+    (tmp_path / "svc" / "requirements.txt").write_text("")
     spec_file.write_text(
         'description = "x"\nentry = "web.app:main"\n[app]\nproject = "src"\nrequirements = "requirements.txt"\n'
     )

@@ -26,11 +26,53 @@ T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
 
 
+# How much of a user's value an error message echoes: enough to recognise it, never a
+# megabyte of it (issue 11.8).
+ECHO_LIMIT = 80
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A value as an error message may echo it: quoted, with control characters, escape
+    sequences and other non-printable characters escaped (repr-style, so `"A\\x1b[2J"` cannot
+    clear the terminal), and cut after `limit` characters with an ellipsis and the real length."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    if isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        return number(value)
+    return _type_name(value)
+
+
+def shown_key(key: str) -> str:
+    """A key path (or file name) in a message: as written when it is short and printable (the
+    usual case), quoted and escaped like `shown` otherwise."""
+    if len(key) <= ECHO_LIMIT and key.isprintable():
+        return key
+    return shown(key)
+
+
+def number(value: int) -> str:
+    """An integer for a message. TOML integers are unbounded in Python, and str() of one with
+    more than 4300 digits raises ValueError; a 10 kB number is not worth echoing anyway."""
+    if abs(value) < 10**18:
+        return str(value)
+    return f"a number of {int(value.bit_length() * 0.30103) + 1} digits"
+
+
 class SpecError(UnitgenError):
-    """A spec value is wrong; the message names the file, the key path and what is allowed."""
+    """A spec value is wrong; the message names the file, the key path and what is allowed.
+
+    `where` and `key` are kept as given; the message shows them through `shown_key`, so a
+    hostile key cannot put escape sequences or newlines on the user's terminal."""
 
     def __init__(self, where: str, key: str, problem: str, *, hint: str | None = None) -> None:
-        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}", hint=hint)
+        shown_where = shown_key(where)
+        super().__init__(
+            f"{shown_where}: {shown_key(key)}: {problem}" if key else f"{shown_where}: {problem}", hint=hint
+        )
         self.where = where
         self.key = key
         self.problem = problem
@@ -39,10 +81,11 @@ class SpecError(UnitgenError):
 class FieldError(Exception):
     """Raised by a parser; `unitgen.spec` adds the file name and key path to make a `SpecError`."""
 
-    def __init__(self, problem: str, hint: str | None = None) -> None:
+    def __init__(self, problem: str, hint: str | None = None, *, subkey: str | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
         self.hint = hint
+        self.subkey = subkey  # the free key of a `string_table` the problem is about, raw
 
 
 Parser = Callable[[Any], T]
@@ -64,14 +107,42 @@ def _type_name(value: object) -> str:
 _FORBIDDEN_EXTRA = {"\u2028", "\u2029"}
 
 
-def text(value: Any, *, allow_empty: bool = False) -> str:
-    """A string without control characters."""
+# Length limits, in UTF-8 bytes. systemd reads unit lines of up to 1 MB (systemd.syntax(7))
+# but recommends against long ones, and a unit is also read by line-oriented tools: every
+# rendered line stays within POSIX LINE_MAX (4096 bytes, newline included), which
+# `unitgen.spec` checks per setting. A single string is held to the same bound, so nothing
+# in a spec can reach a megabyte; prose for the package (not the unit) gets more room.
+LINE_MAX = 4096
+TEXT_MAX = LINE_MAX - 1
+PARAGRAPHS_MAX = 64 * 1024
+# Linux: a path of at most PATH_MAX bytes (terminating NUL included), each name at most NAME_MAX.
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def utf8_length(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def too_long(length: int, limit: int, what: str = "") -> FieldError:
+    return FieldError(
+        f"is too long: {length} bytes{what}, at most {limit} allowed",
+        hint="systemd and the packaging tools read values line by line; keep them short "
+        "(long settings belong in an EnvironmentFile= or a file the service reads)",
+    )
+
+
+def text(value: Any, *, allow_empty: bool = False, max_bytes: int = TEXT_MAX) -> str:
+    """A string without control characters, at most `max_bytes` long in UTF-8."""
     if not isinstance(value, str):
         raise FieldError(f"expected a string, got {_type_name(value)}")
     if not value and not allow_empty:
         raise FieldError("must not be empty")
+    # Length first: a megabyte value gets one short message, not a scan and an echo.
+    if len(value) > max_bytes or utf8_length(value) > max_bytes:
+        raise too_long(utf8_length(value), max_bytes)
     for ch in value:
-        if unicodedata.category(ch) == "Cc" or ch in _FORBIDDEN_EXTRA:
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in _FORBIDDEN_EXTRA:
             raise FieldError(
                 f"contains the control character U+{ord(ch):04X}",
                 hint="newlines, tabs and other control characters are not allowed in spec values",
@@ -84,13 +155,19 @@ def paragraphs(value: Any) -> str:
     characters not; surrounding blank lines dropped."""
     if not isinstance(value, str):
         raise FieldError(f"expected a string, got {_type_name(value)}")
+    if len(value) > PARAGRAPHS_MAX or utf8_length(value) > PARAGRAPHS_MAX:
+        raise too_long(utf8_length(value), PARAGRAPHS_MAX)
     return "\n".join(text(line, allow_empty=True).rstrip() for line in value.strip().split("\n"))
 
 
-def single_line(value: Any) -> str:
+def single_line(value: Any, *, max_bytes: int = TEXT_MAX, max_chars: int | None = None) -> str:
     """Free text placed verbatim in a unit: no control characters, no surrounding blanks,
     and no trailing backslash (systemd would join the next line onto it)."""
-    s = text(value)
+    s = text(value, max_bytes=max_bytes)
+    if max_chars is not None and len(s) > max_chars:
+        raise FieldError(
+            f"is too long: {len(s)} characters, at most {max_chars} allowed", hint="keep it to one short line"
+        )
     if s != s.strip():
         raise FieldError("must not start or end with whitespace")
     if s.endswith("\\"):
@@ -109,7 +186,7 @@ def integer(lo: int, hi: int) -> Parser[int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise FieldError(f"expected an integer from {lo} to {hi}, got {_type_name(value)}")
         if not lo <= value <= hi:
-            raise FieldError(f"{value} is out of range: allowed {lo} to {hi}")
+            raise FieldError(f"{number(value)} is out of range: allowed {lo} to {hi}")
         return value
 
     return parse
@@ -122,7 +199,7 @@ def seconds(lo: float, hi: float) -> Parser[float]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise FieldError(f"expected a number of seconds from {lo:g} to {hi:g}, got {_type_name(value)}")
         if not lo <= value <= hi:
-            raise FieldError(f"{value} is out of range: allowed {lo:g} to {hi:g} seconds")
+            raise FieldError(f"{shown(value)} is out of range: allowed {lo:g} to {hi:g} seconds")
         return float(value)
 
     return parse
@@ -136,29 +213,42 @@ def choice(enum_type: type[E]) -> Parser[E]:
             for member in enum_type:
                 if member.value == value:
                     return member
-        shown = repr(value) if isinstance(value, str) else _type_name(value)
-        raise FieldError(f"{shown} is not allowed", hint="allowed: " + ", ".join(repr(a) for a in allowed))
+        what = shown(value) if isinstance(value, str) else _type_name(value)
+        raise FieldError(f"{what} is not allowed", hint="allowed: " + ", ".join(repr(a) for a in allowed))
 
     return parse
 
 
+def _check_names(s: str) -> None:
+    if utf8_length(s) >= PATH_MAX:
+        raise too_long(utf8_length(s), PATH_MAX - 1, " for a path")
+    for part in s.split("/"):
+        if utf8_length(part) > NAME_MAX:
+            raise FieldError(f"has a file name of {utf8_length(part)} bytes: at most {NAME_MAX} allowed (NAME_MAX)")
+
+
 def absolute_path(value: Any) -> str:
     s = text(value)
+    _check_names(s)
     p = PurePosixPath(s)
     if not p.is_absolute():
-        raise FieldError(f"{s!r} is not an absolute path")
+        raise FieldError(f"{shown(s)} is not an absolute path")
     if any(part in (".", "..") for part in s.split("/")) or "//" in s or (s != "/" and s.endswith("/")):
-        raise FieldError(f"{s!r} is not a normalized path", hint=f"write it as {str(p)!r}")
+        raise FieldError(f"{shown(s)} is not a normalized path", hint=f"write it as {shown(str(p))}")
     return s
 
 
 def relative_dir(value: Any) -> str:
     """A directory name relative to /var/lib, /var/cache, ... as StateDirectory= wants it."""
     s = text(value)
+    _check_names(s)
     if s.startswith("/") or any(part in ("", ".", "..") for part in s.split("/")):
-        raise FieldError(f"{s!r} must be a relative path like 'myservice' or 'myservice/data'")
+        raise FieldError(
+            f"{shown(s)} must be a relative path like 'myservice' or 'myservice/data'",
+            hint="'..', '.', empty and absolute names are refused: the directory is the service's own",
+        )
     if not re.fullmatch(r"[A-Za-z0-9._/-]+", s):
-        raise FieldError(f"{s!r} may only contain letters, digits, '.', '_', '-' and '/'")
+        raise FieldError(f"{shown(s)} may only contain letters, digits, '.', '_', '-' and '/'")
     return s
 
 
@@ -168,7 +258,7 @@ def matching(pattern: str, what: str) -> Parser[str]:
     def parse(value: Any) -> str:
         s = text(value)
         if not regex.fullmatch(s):
-            raise FieldError(f"{s!r} is not a valid {what}")
+            raise FieldError(f"{shown(s)} is not a valid {what}")
         return s
 
     return parse
@@ -212,7 +302,7 @@ def string_table(key: Parser[str], value: Parser[T]) -> Parser[tuple[tuple[str, 
             try:
                 out.append((key(k), value(v)))
             except FieldError as exc:
-                raise FieldError(f"{k}: {exc.problem}", exc.hint) from None
+                raise FieldError(f"{shown_key(str(k))}: {exc.problem}", exc.hint, subkey=str(k)) from None
         return tuple(out)
 
     return parse

@@ -11,11 +11,14 @@ import difflib
 import enum
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unitgen import escape
 from unitgen.fields import (
+    LINE_MAX,
     FieldError,
     Key,
     SpecError,
@@ -30,9 +33,12 @@ from unitgen.fields import (
     parse_table,
     relative_dir,
     seconds,
+    shown,
+    shown_key,
     single_line,
     string_table,
     text,
+    utf8_length,
 )
 
 # A service name is used as unit name, package name, user name, directory name and
@@ -49,6 +55,152 @@ ENTRY_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-
 DIRECTIVE_PATTERN = r"[A-Z][A-Za-z0-9]*"
 CAPABILITY_PATTERN = r"CAP_[A-Z_]+"
 ADDRESS_FAMILY_PATTERN = r"AF_[A-Z0-9_]+"
+
+
+# --- Directories the service may own (issue 9.2) -------------------------------------------
+#
+# systemd creates RuntimeDirectory=, StateDirectory=, CacheDirectory=, LogsDirectory= and
+# ConfigurationDirectory= if missing, and chowns and chmods them (and, with DynamicUser=,
+# moves them under private/) when they exist; the package purges state, cache and logs.
+# Given a directory that is not the service's, that takes over /run/lock (1777 -> 0755),
+# /run/systemd, /var/cache/apt or /var/lib/dpkg, as root, on a production machine. So the
+# first component of each of them must be named after the service: NAME itself or NAME
+# followed by '-', '.' or '_' and more (the same rule Debian applies to a package's paths).
+# That alone keeps out every other package whose name does not start with the service's;
+# the list below also keeps out what the base system, systemd and common packages ship
+# when the service's name happens to be (or prefix) one of them: a service named "user"
+# must not get /run/user, nor "ca" /etc/ca-certificates.
+
+
+def _words(*groups: str) -> frozenset[str]:
+    return frozenset(word for group in groups for word in group.split())
+
+
+SYSTEM_NAMES = _words(
+    # /run on Debian 12 and Fedora with systemd: systemd's own, the base system's, and
+    # the world-writable lock and shm directories.
+    "adduser agetty.reload blkid console-setup credentials cryptsetup dbus dhclient dmeventd "
+    "faillock host initctl initramfs lock log lvm mdadm motd.d mount netns network nologin "
+    "plymouth private resolvconf rpcbind screen sendsigs.omit.d setrans shm sshd sudo sysconfig "
+    "systemd tmpfiles.d udev user utmp uuidd wpa_supplicant NetworkManager avahi-daemon chrony "
+    "cups containerd docker nscd samba postgresql mysqld php apache2 nginx auditd crond atd "
+    "rsyslogd polkit gdm3 lightdm sddm snapd netplan firewalld "
+    # /var/lib: package managers, systemd (private/ holds DynamicUser= directories), base.
+    "apt aptitude dpkg private pam polkit-1 ucf sgml-base xml-core python man-db logrotate misc "
+    "ntp ntpdate update-rc.d vim emacsen-common dictionaries-common ispell aspell os-prober "
+    "initramfs-tools ca-certificates shells.state git rpm rpm-state dnf yum PackageKit "
+    "AccountsService usbutils pci locales tpm mysql colord upower flatpak alternatives "
+    "portables machines lastlog sss selinux rsyslog cloud authselect nfs bluetooth fwupd "
+    "command-not-found unattended-upgrades ubuntu-advantage landscape swcatalog app-info "
+    "libxml-sax-perl tex-common texmf doc-base binfmts iptables dhcp debconf sudo-ldap "
+    # /var/cache
+    "man ldconfig fontconfig cracklib pollinate motd-news realmd "
+    # /var/log
+    "journal installer sysstat audit README alternatives.log dpkg.log btmp wtmp faillog "
+    "fontconfig.log syslog messages auth.log kern.log daemon.log user.log debug secure cron "
+    "maillog boot.log anaconda sssd tuned letsencrypt exim4 fsck runit Xorg.0.log "
+    # /etc on a Debian 12 base system (and Fedora's common ones)
+    "X11 adduser.conf alternatives apparmor apparmor.d bash.bashrc bash_completion.d "
+    "bindresvport.blacklist binfmt.d ca-certificates.conf cron.d cron.daily cron.hourly "
+    "cron.monthly cron.weekly cron.yearly crontab dbus-1 dconf debconf.conf debian_version "
+    "default deluser.conf dhcp dpkg e2scrub.conf environment environment.d ethertypes fonts "
+    "fstab gai.conf group group- gshadow gshadow- gss host.conf hostname hosts init.d inputrc "
+    "iproute2 issue issue.net kernel ld.so.cache ld.so.conf ld.so.conf.d ldap libaudit.conf "
+    "locale.alias locale.conf locale.gen localtime login.defs logrotate.conf logrotate.d "
+    "machine-id magic magic.mime mailcap manpath.config mime.types mke2fs.conf modprobe.d "
+    "modules modules-load.d motd mtab netconfig networks nsswitch.conf opt os-release pam.conf "
+    "pam.d passwd passwd- perl pki profile profile.d protocols python3 rc.local rc0.d rc1.d "
+    "rc2.d rc3.d rc4.d rc5.d rc6.d rcS.d resolv.conf rmt rpc security selinux services shadow "
+    "shadow- shells skel ssh ssl subgid subuid sudoers sudoers.d sysctl.conf sysctl.d "
+    "sysusers.d terminfo timezone ucf.conf update-motd.d vconsole.conf xattr.conf xdg xml "
+    "sysconfig yum.repos.d "
+    # /usr/lib (app.venv): the interpreter's, systemd's, the multiarch triplets.
+    "python3.11 python3.12 python3.13 x86_64-linux-gnu aarch64-linux-gnu i386-linux-gnu "
+    "arm-linux-gnueabihf locale firmware init lsb mime sasl2 gnupg openssh policykit-1 jvm gcc "
+    "cpp git-core file groff pkgconfig dbus-1.0 girepository-1.0 software-properties "
+    "node_modules tmpfiles.d "
+    # Generic directory names of the file system hierarchy itself.
+    "backups cache lib local mail run spool tmp www crash games",
+)
+_OWN_SUFFIX = re.compile(r"[-._][A-Za-z0-9._-]+")
+
+
+def is_own_name(component: str, name: str) -> bool:
+    """Whether a directory name (the first component under /run, /var/lib, ...) is the service's."""
+    if component in SYSTEM_NAMES or component.lower() in SYSTEM_NAMES:
+        return False
+    return component == name or (
+        component.startswith(name) and _OWN_SUFFIX.fullmatch(component[len(name) :]) is not None
+    )
+
+
+def _own_hint(name: str, base: str) -> str:
+    return (
+        f"use a directory named after the service: {base}/{name}, {base}/{name}/SUB or "
+        f"{base}/{name}-SOMETHING; directories of the system, systemd and other packages are refused"
+    )
+
+
+def own_directory(where: str, key: str, relative: str, name: str, base: str, value: str | None = None) -> str:
+    """`relative` (a directory under `base`, as RuntimeDirectory= and friends take it) must be
+    the service's own; returns it, or raises `SpecError` naming the key and the value (`value`,
+    when the spec wrote something else than `relative`, e.g. the lock file)."""
+    first = relative.split("/")[0]
+    if not is_own_name(first, name):
+        where_it_is = (
+            f"{base}/{relative}" if first == relative else f"{base}/{relative} is inside {base}/{first}, which"
+        )
+        raise SpecError(
+            where,
+            key,
+            f"{shown(relative if value is None else value)}: {where_it_is} is not the service's own directory"
+            + (": it belongs to the system, systemd or another package" if first in SYSTEM_NAMES else ""),
+            hint=_own_hint(name, base),
+        )
+    return relative
+
+
+# ReadWritePaths=: the service may write there although ProtectSystem=strict makes the rest of
+# the file system read-only. Under these trees, only a directory named after the service
+# (/run/NAME, /etc/NAME, /var/lib/NAME, /var/spool/NAME ...).
+_SERVICE_TREES = ("/run", "/etc", "/var/lib", "/var/cache", "/var/log", "/var/spool", "/var/opt", "/var/www")
+# Never writable for a service: the operating system itself, kernel interfaces, and the
+# world-writable directories (anyone can plant a symlink there).
+_SYSTEM_TREES = _words(
+    "/usr /boot /efi /proc /sys /dev /bin /sbin /lib /lib32 /lib64 /libx32 /root /run/user",
+    # World-writable (or symlinks into /run): anyone can plant a symlink there.
+    "/tmp /var/tmp /run/lock /run/shm /var/lock /var/run /var/crash",  # noqa: S108 - refused, not used
+    "/var/mail /var/backups /var/local",
+)
+
+
+def own_read_write_path(where: str, key: str, path: str, name: str) -> str:
+    p = Path(path)
+    refused = None
+    if len(p.parts) <= 2:
+        # "/", "/var", "/srv", "/home", ...: a whole top-level tree, never one service's.
+        refused = "is a whole top-level directory"
+    elif any(p == Path(t) or p.is_relative_to(t) for t in _SYSTEM_TREES):
+        refused = "belongs to the operating system or is world-writable"
+    else:
+        for tree in _SERVICE_TREES:
+            if p.is_relative_to(tree):
+                rest = p.relative_to(tree).parts
+                if not rest or not is_own_name(rest[0], name):
+                    refused = f"is under {tree} but not named after the service"
+                break
+        else:
+            if path.startswith("/var/"):
+                refused = "is a system directory under /var"
+    if refused:
+        raise SpecError(
+            where,
+            key,
+            f"{shown(path)} {refused}",
+            hint=f"grant the service only its own directories, e.g. /var/lib/{name} (better: "
+            "state_directory = true) or /srv/" + name,
+        )
+    return path
 
 
 class ReadyKind(enum.Enum):
@@ -89,7 +241,7 @@ def parse_ready(value: Any) -> Ready:
         host = host.strip("[]") or "127.0.0.1"
         if port.isdigit() and 1 <= int(port) <= 65535 and re.fullmatch(r"[A-Za-z0-9.:-]+", host):
             return Ready(ReadyKind.TCP, host=host, port=int(port))
-    raise FieldError(f"{s!r} is not a readiness condition", hint=f"allowed: {_READY_ALLOWED}")
+    raise FieldError(f"{shown(s)} is not a readiness condition", hint=f"allowed: {_READY_ALLOWED}")
 
 
 class OnContention(enum.Enum):
@@ -132,13 +284,23 @@ def unit_value(value: Any) -> str:
 
 
 argv = array(lambda v: text(v, allow_empty=True), min_items=1)
+# The package's synopsis (the description, unless package.summary is set): Debian Policy 3.4.1
+# keeps it under 80 characters, and lintian's description-too-long is an error. systemd shows
+# Description= in one status line too.
+SYNOPSIS_MAX = 80
+SYNOPSIS_MAX_BYTES = SYNOPSIS_MAX * 4
 unit_names = array(matching(UNIT_NAME_PATTERN, "unit name (e.g. 'network-online.target')"))
 package_relations = array(
     matching(r"[a-z0-9][a-z0-9+.-]+( ?\((<<|<=|=|>=|>>|<|>) ?[A-Za-z0-9.+~:-]+\))?( ?\| ?.+)?", "dependency")
 )
 
 TOP_KEYS: tuple[Key[Any], ...] = (
-    Key("description", single_line, "One line saying what the service is (Description=).", required=True),
+    Key(
+        "description",
+        lambda v: single_line(v, max_bytes=SYNOPSIS_MAX_BYTES, max_chars=SYNOPSIS_MAX),
+        f"One line saying what the service is (Description=; at most {SYNOPSIS_MAX} characters).",
+        required=True,
+    ),
     Key(
         "exec",
         argv,
@@ -181,8 +343,8 @@ TOP_KEYS: tuple[Key[Any], ...] = (
     Key(
         "lock_file",
         absolute_path,
-        "The single-instance lock. Must be under /run; its directory becomes "
-        "RuntimeDirectory=. Default: /run/NAME/NAME.pid.",
+        "The single-instance lock. Must be in the service's own directory under /run (see below); its "
+        "directory becomes RuntimeDirectory=. Default: /run/NAME/NAME.pid.",
     ),
     Key(
         "on_contention",
@@ -196,13 +358,15 @@ TOP_KEYS: tuple[Key[Any], ...] = (
         "With on_contention = 'wait': give up after this many seconds (default: wait for ever).",
     ),
     Key("working_directory", absolute_path, "WorkingDirectory= of the service."),
-    Key("state_directory", directory_name, "StateDirectory= (under /var/lib): true for NAME, or a name."),
-    Key("cache_directory", directory_name, "CacheDirectory= (under /var/cache): true for NAME, or a name."),
-    Key("logs_directory", directory_name, "LogsDirectory= (under /var/log): true for NAME, or a name."),
+    Key("state_directory", directory_name, "StateDirectory= (under /var/lib): true for NAME, or an own name (below)."),
+    Key(
+        "cache_directory", directory_name, "CacheDirectory= (under /var/cache): true for NAME, or an own name (below)."
+    ),
+    Key("logs_directory", directory_name, "LogsDirectory= (under /var/log): true for NAME, or an own name (below)."),
     Key(
         "configuration_directory",
         directory_name,
-        "ConfigurationDirectory= (under /etc, read-only): true for NAME, or a name.",
+        "ConfigurationDirectory= (under /etc, read-only): true for NAME, or an own name (below).",
     ),
     Key("reload", argv, "ExecReload= command (exec mode). Exclusive with reload_signal.", allowed="array of strings"),
     Key("reload_signal", choice(ReloadSignal), "Reload by sending this signal to the main process."),
@@ -307,7 +471,12 @@ HARDENING_KEYS: tuple[Key[Any], ...] = (
         "Extra RestrictAddressFamilies= beyond AF_UNIX (and AF_INET/AF_INET6 with network).",
         default=(),
     ),
-    Key("read_write_paths", array(absolute_path), "ReadWritePaths= under ProtectSystem=strict.", default=()),
+    Key(
+        "read_write_paths",
+        array(absolute_path),
+        "ReadWritePaths= under ProtectSystem=strict: the service's own directories only (below), e.g. /srv/NAME.",
+        default=(),
+    ),
     Key(
         "ip_address_allow",
         array(matching(r"[0-9a-fA-F:./]+|localhost|link-local|multicast|any", "address or prefix")),
@@ -382,7 +551,11 @@ PACKAGE_KEYS: tuple[Key[Any], ...] = (
         "Maintainer, 'Name <email>'.",
         required=True,
     ),
-    Key("summary", single_line, "One-line summary (default: description)."),
+    Key(
+        "summary",
+        lambda v: single_line(v, max_bytes=SYNOPSIS_MAX_BYTES, max_chars=SYNOPSIS_MAX),
+        f"One-line summary (default: description; at most {SYNOPSIS_MAX} characters).",
+    ),
     Key("description", paragraphs, "Long description (may be several paragraphs; TOML multi-line strings are fine)."),
     Key("license", single_line, "License name (SPDX), e.g. 'MIT'.", default="MIT"),
     Key("homepage", matching(r"https?://\S+", "URL"), "Project homepage URL."),
@@ -417,7 +590,7 @@ def venv_path(value: Any) -> str:
     path = absolute_path(value)
     if not path.startswith("/usr/lib/"):
         raise FieldError(
-            f"{path!r} is not under /usr/lib",
+            f"{shown(path)} is not under /usr/lib",
             hint="packages own /usr/lib/NAME; /opt and /usr/local belong to the administrator",
         )
     return path
@@ -441,7 +614,12 @@ APP_KEYS: tuple[Key[Any], ...] = (
         "Build offline: dependencies only from `find_links`, never from a package index.",
         default=False,
     ),
-    Key("venv", venv_path, "Where the virtual environment lives on the target (default: /usr/lib/NAME/venv)."),
+    Key(
+        "venv",
+        venv_path,
+        "Where the virtual environment lives on the target, in the service's own /usr/lib directory "
+        "(default: /usr/lib/NAME/venv).",
+    ),
 )
 
 
@@ -510,24 +688,56 @@ def validate_name(name: str) -> str:
         raise SpecError(
             "service name",
             "",
-            f"{name!r} is not a valid service name",
+            f"{shown(name)} is not a valid service name",
             hint="use 2 to 32 lower-case letters, digits and '-', starting with a letter "
             "(it names the unit, the package, the user and the directories)",
         )
+    if name in SYSTEM_NAMES:
+        # The name becomes /run/NAME, the package NAME and the user NAME: all taken.
+        raise SpecError(
+            "service name",
+            "",
+            f"{shown(name)} belongs to the system, systemd or another package",
+            hint="the name is used for the package, the user and /run/NAME; pick one of your own",
+        )
     return name
+
+
+# A spec is a few hundred bytes; this bounds what is read (`--spec /dev/zero` must not hang).
+SPEC_FILE_MAX = 1024 * 1024
+
+
+def _read_spec(path: Path, where: str) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(SPEC_FILE_MAX + 1)
+    except FileNotFoundError:
+        raise SpecError(where, "", "no such file", hint="create one with 'unitgen init NAME'") from None
+    except OSError as exc:
+        raise SpecError(where, "", f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > SPEC_FILE_MAX:
+        raise SpecError(where, "", f"is larger than {SPEC_FILE_MAX} bytes: not a spec")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(where, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def load_spec(path: Path, name: str | None = None) -> Spec:
     """Read and validate a spec file; the service name defaults to the file's stem."""
     where = str(path)
+    content = _read_spec(path, where)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(where, "", "no such file", hint="create one with 'unitgen init NAME'") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(where, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raw = tomllib.loads(content)
     except tomllib.TOMLDecodeError as exc:
+        # tomllib's messages name a position, never echo the content.
         raise SpecError(where, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise SpecError(
+            where, "", "not a usable spec: arrays or tables nested too deeply", hint="a spec needs 3 levels at most"
+        ) from None
+    except Exception as exc:  # any other parser blow-up (e.g. a 5000-digit integer) is bad input too
+        raise SpecError(where, "", f"not valid TOML ({type(exc).__name__})") from None
     return parse_spec(raw, name=name or path.stem, where=where, base_dir=path.parent)
 
 
@@ -538,6 +748,14 @@ def _sub_table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any] | No
     if not isinstance(value, dict):
         raise SpecError(where, key, "must be a table", hint=f"write it as [{key}]")
     return value
+
+
+_DIRECTORY_BASES = (
+    ("state_directory", "/var/lib"),
+    ("cache_directory", "/var/cache"),
+    ("logs_directory", "/var/log"),
+    ("configuration_directory", "/etc"),
+)
 
 
 def _directory(value: str | bool | None, name: str) -> str | None:
@@ -558,14 +776,66 @@ def _parse_app(raw: dict[str, Any] | None, name: str, where: str, base_dir: Path
     def resolve(path: str) -> str:
         return str((base_dir / path).absolute())
 
-    return App(
+    venv = fields["venv"] or f"/usr/lib/{name}/venv"
+    # The package owns the venv and its scripts remove its bytecode: /usr/lib/python3 or
+    # /usr/lib/systemd would be another package's tree.
+    own_directory(where, "app.venv", str(Path(venv).relative_to("/usr/lib")), name, "/usr/lib", venv)
+    app = App(
         project=resolve(fields["project"]) if fields["project"] else None,
         wheels=tuple(resolve(w) for w in fields["wheels"]),
         requirements=resolve(fields["requirements"]) if fields["requirements"] else None,
         find_links=tuple(resolve(d) for d in fields["find_links"]),
         no_index=fields["no_index"],
-        venv=fields["venv"] or f"/usr/lib/{name}/venv",
+        venv=venv,
     )
+    _check_app_inputs(app, where)
+    return app
+
+
+def _check_app_inputs(app: App, where: str) -> None:
+    """What `package` needs of the [app] paths, checked at load so that `render` and `check`
+    report a wrong path too, not only a build minutes later (issue 11.9)."""
+    if app.project is not None:
+        project = Path(app.project)
+        if not project.is_dir():
+            raise SpecError(
+                where,
+                "app.project",
+                f"{shown(app.project)} is not a directory",
+                hint="'project' is the directory of the app's pyproject.toml, relative to the spec file",
+            )
+        if not (project / "pyproject.toml").is_file():
+            raise SpecError(
+                where,
+                "app.project",
+                f"{shown(app.project)} has no pyproject.toml",
+                hint="point 'project' at the directory of the app's pyproject.toml, or list built 'wheels' instead",
+            )
+    for i, wheel in enumerate(app.wheels):
+        if not wheel.endswith(".whl"):
+            raise SpecError(where, f"app.wheels[{i}]", f"{shown(wheel)} is not a wheel (*.whl)")
+        if not Path(wheel).is_file():
+            raise SpecError(
+                where,
+                f"app.wheels[{i}]",
+                f"{shown(wheel)} does not exist",
+                hint="paths are relative to the spec file; build the wheel first, e.g. pip wheel --no-deps",
+            )
+    if app.requirements is not None and not Path(app.requirements).is_file():
+        raise SpecError(
+            where,
+            "app.requirements",
+            f"{shown(app.requirements)} is not a file",
+            hint="paths are relative to the spec file",
+        )
+    for i, directory in enumerate(app.find_links):
+        if not Path(directory).is_dir():
+            raise SpecError(
+                where,
+                f"app.find_links[{i}]",
+                f"{shown(directory)} is not a directory",
+                hint="paths are relative to the spec file",
+            )
 
 
 def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_dir: Path | None = None) -> Spec:
@@ -620,16 +890,21 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
         raise SpecError(
             where,
             "lock_file",
-            f"{lock_file!r} must be inside a directory under /run",
+            f"{shown(lock_file)} must be inside a directory under /run",
             hint=f"e.g. '/run/{name}/{name}.pid' (that directory becomes RuntimeDirectory=)",
         )
     try:
         relative_dir(str(parent.relative_to("/run")))
     except FieldError as exc:
         raise SpecError(where, "lock_file", f"its directory {exc.problem}") from None
+    # The lock's directory becomes RuntimeDirectory= (and a tmpfiles.d line): systemd and
+    # tmpfiles chown and chmod it, so it must be the service's, never /run/lock or /run/user.
+    own_directory(where, "lock_file", str(parent.relative_to("/run")), name, "/run", lock_file)
     top["lock_file"] = lock_file
-    for key in ("state_directory", "cache_directory", "logs_directory", "configuration_directory"):
+    for key, base in _DIRECTORY_BASES:
         top[key] = _directory(top[key], name)
+        if top[key] is not None:
+            own_directory(where, key, top[key], name, base)
 
     timer = None
     timer_raw = _sub_table(raw, "timer", where)
@@ -667,21 +942,71 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
         # With an app, the launcher runs on the app's venv interpreter so python mode can import it.
         top["python"] = f"{app.venv}/bin/python" if app else "/usr/bin/python3"
 
-    return Spec(
+    hardening = Hardening(
+        **parse_table(_sub_table(raw, "hardening", where) or {}, HARDENING_KEYS, where=where, prefix="hardening.")
+    )
+    for i, path in enumerate(hardening.read_write_paths):
+        own_read_write_path(where, f"hardening.read_write_paths[{i}]", path, name)
+
+    spec = Spec(
         name=name,
         source=where,
         app=app,
         limits=Limits(
             **parse_table(_sub_table(raw, "limits", where) or {}, LIMITS_KEYS, where=where, prefix="limits.")
         ),
-        hardening=Hardening(
-            **parse_table(_sub_table(raw, "hardening", where) or {}, HARDENING_KEYS, where=where, prefix="hardening.")
-        ),
+        hardening=hardening,
         timer=timer,
         package=package,
         extra=_parse_extra(_sub_table(raw, "extra", where) or {}, where),
         **top,
     )
+    for key, line in _unit_lines(spec):
+        if utf8_length(line) >= LINE_MAX:
+            raise SpecError(
+                where,
+                key,
+                f"is too long: its unit line would be {utf8_length(line)} bytes, at most {LINE_MAX - 1} allowed",
+                hint="systemd recommends against long unit lines (systemd.syntax(7)); pass long data in an "
+                "EnvironmentFile= or a file the service reads",
+            )
+    return spec
+
+
+def _unit_lines(spec: Spec) -> Iterator[tuple[str, str]]:
+    """The unit lines a spec's values become, escaped as `unitgen.render` writes them, each
+    with the key it comes from; `parse_spec` holds every one to LINE_MAX."""
+    # render's ExecStart= is the launcher, "--" and the command.
+    launcher = f"/usr/libexec/{spec.name}/{spec.name}-launcher"
+    if spec.exec is not None:
+        yield "exec", "ExecStart=" + escape.exec_line([launcher, "--", *spec.exec])
+    if spec.reload is not None:
+        yield "reload", "ExecReload=" + escape.exec_line(spec.reload)
+    yield "description", "Description=" + escape.specifiers(spec.description)
+    for key, directive in (("after", "After"), ("wants", "Wants"), ("requires", "Requires")):
+        yield key, f"{directive}=" + " ".join(getattr(spec, key))
+    for i, doc in enumerate(spec.documentation):
+        yield f"documentation[{i}]", "Documentation=" + escape.specifiers(doc)
+    for env_name, value in spec.environment:
+        yield f"environment.{env_name}", "Environment=" + escape.environment(env_name, value)
+    for key, directive in (("working_directory", "WorkingDirectory="), ("environment_file", "EnvironmentFile=-")):
+        if getattr(spec, key) is not None:
+            yield key, directive + escape.specifiers(getattr(spec, key))
+    h = spec.hardening
+    yield "hardening.read_write_paths", "ReadWritePaths=" + escape.word_list(h.read_write_paths)
+    yield "hardening.capabilities", "CapabilityBoundingSet=" + " ".join(h.capabilities)
+    yield (
+        "hardening.address_families",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 " + " ".join(h.address_families),
+    )
+    yield "hardening.ip_address_allow", "IPAddressAllow=" + " ".join(h.ip_address_allow or ())
+    if spec.timer is not None:
+        for i, calendar in enumerate(spec.timer.on_calendar):
+            yield f"timer.on_calendar[{i}]", "OnCalendar=" + calendar
+    for section, directives in spec.extra:
+        for directive, values in directives:
+            for value in values:
+                yield f"extra.{section}.{directive}", f"{directive}={value}"
 
 
 def _table_placeholders() -> tuple[Key[Any], ...]:
@@ -709,10 +1034,12 @@ def _parse_extra(raw: dict[str, Any], where: str) -> tuple[tuple[str, tuple[tupl
         try:
             out.append((section, parse_section(body)))
         except FieldError as exc:
+            if exc.subkey is None:
+                raise SpecError(where, f"extra.{section}", exc.problem, hint=exc.hint) from None
             raise SpecError(
                 where,
-                f"extra.{section}.{exc.problem.split(':')[0]}",
-                exc.problem.partition(": ")[2] or exc.problem,
+                f"extra.{section}.{exc.subkey}",
+                exc.problem.removeprefix(f"{shown_key(exc.subkey)}: "),
                 hint=exc.hint,
             ) from None
     return tuple(out)
