@@ -337,7 +337,7 @@ def test_read_only_file_system(work: Path) -> None:
     mnt = work / "ro"
     mnt.mkdir()
     argv = launcher_argv(make_settings(mnt / "demo.pid"))
-    script = f'mount -t tmpfs -o ro tmpfs "{mnt}" && exec "$@"'
+    script = f'mount -t tmpfs -o ro,mode=0755 tmpfs "{mnt}" && exec "$@"'
     result = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv])
     assert result.returncode == EXIT_LOCK_ERROR, result.stderr
     assert f"lock directory {mnt} is on a read-only file system" in result.stderr
@@ -382,9 +382,143 @@ def test_root_started_instance_leaves_the_file_to_the_directory_owner(work: Path
     run_dir = work / "run"
     run_dir.mkdir()
     os.chown(run_dir, 65534, 65534)
-    proc = start_holder(run_dir / "demo.pid")
+    proc = start_holder(run_dir / "demo.pid", user="nobody")
     try:
         st = (run_dir / "demo.pid").stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o644)
     finally:
         stop(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run by hand or from cron as root, the lock path must not be steerable by another user: no
+# symbolic link anywhere in it, every directory root's or the service user's, and a lock
+# directory nobody else can write (issue 9, items 3 and 4).
+
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def owned_dir(path: Path, uid: int = 0, mode: int = 0o755) -> Path:
+    path.mkdir()
+    os.chown(path, uid, uid)
+    path.chmod(mode)
+    return path
+
+
+def symlinked_lock_directory(work: Path) -> tuple[Path, Path]:
+    """work/x -> work/etc: root would create x.pid inside work/etc."""
+    target = owned_dir(work / "etc")
+    (work / "x").symlink_to(target)
+    os.lchown(work / "x", NOBODY, NOBODY)  # made by the unprivileged user
+    return work / "x" / "x.pid", target / "x.pid"
+
+
+def symlinked_ancestor(work: Path) -> tuple[Path, Path]:
+    """work/x -> work/etc, lock in work/x/demo/demo.pid: a link higher up the path."""
+    target = owned_dir(work / "etc")
+    owned_dir(target / "demo")
+    (work / "x").symlink_to(target)
+    return work / "x" / "demo" / "demo.pid", target / "demo" / "demo.pid"
+
+
+def symlinked_lock_file_in_own_directory(work: Path) -> tuple[Path, Path]:
+    """The service user's own directory, the lock file a link to a file elsewhere."""
+    run_dir = owned_dir(work / "run", NOBODY)
+    target = owned_dir(work / "etc", NOBODY) / "passwd"
+    target.write_text("keep\n")
+    os.chown(target, NOBODY, NOBODY)
+    (run_dir / "demo.pid").symlink_to(target)
+    return run_dir / "demo.pid", target
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("make_paths", "as_user"),
+    [
+        pytest.param(symlinked_lock_directory, False, id="directory-link-root"),
+        pytest.param(symlinked_lock_directory, True, id="directory-link-user"),
+        pytest.param(symlinked_ancestor, False, id="ancestor-link-root"),
+        pytest.param(symlinked_lock_file_in_own_directory, True, id="file-link-user"),
+        pytest.param(symlinked_lock_file_in_own_directory, False, id="file-link-root"),
+    ],
+)
+def test_symbolic_links_in_the_lock_path_are_refused_not_followed(
+    work: Path, journal: Receiver, make_paths: object, as_user: bool
+) -> None:
+    assert callable(make_paths)
+    work.chmod(0o755)
+    Path(journal.env_value).chmod(0o777)  # nobody may send to it
+    lock, target = make_paths(work)
+    before = target.read_bytes() if target.exists() else None
+    argv = launcher_argv(make_settings(lock, user="nobody"))
+    result = run([*AS_NOBODY, *argv] if as_user else argv, env(UNITGEN_JOURNAL_SOCKET=journal.env_value))
+    assert result.returncode == EXIT_LOCK_ERROR, result.stderr
+    (entry,) = journal_entries(journal)
+    assert "symbolic link" in entry["MESSAGE"], entry["MESSAGE"]
+    assert entry["MESSAGE_ID"] == MESSAGE_ID_LOCK_ERROR
+    assert (target.read_bytes() if target.exists() else None) == before, "the link was followed"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("user", "uid", "allowed"),
+    [
+        pytest.param(None, NOBODY, False, id="another-users-directory"),
+        pytest.param("nobody", NOBODY, True, id="the-service-users-directory"),
+        pytest.param(None, 61184, True, id="dynamic-user-directory"),
+        pytest.param("nobody", 1234, False, id="not-the-service-user"),
+    ],
+)
+def test_root_uses_only_directories_of_root_or_the_service_user(
+    work: Path, user: str | None, uid: int, allowed: bool
+) -> None:
+    lock = owned_dir(work / "run", uid) / "demo.pid"
+    result = run(launcher_argv(make_settings(lock, argv=["/bin/true"], user=user)))
+    if allowed:
+        assert result.returncode == 0, result.stderr
+        assert lock.stat().st_uid == uid, "the lock file is handed to the directory's owner"
+        return
+    assert result.returncode == EXIT_LOCK_ERROR
+    assert f"{lock.parent} (in lock path {lock}) belongs to " in result.stderr
+    assert f"uid {uid}" in result.stderr and "not to root or the service user" in result.stderr
+    assert not lock.exists()
+
+
+def lock_as_nobody(lock: Path) -> subprocess.Popen[str]:
+    """Another user creates the lock file first and holds a POSIX lock on it."""
+    code = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    return start([*AS_NOBODY, DEBIAN_PYTHON, "-I", "-c", code, str(lock)])
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("mode", "who"),
+    [
+        pytest.param(0o777, "others", id="world-writable"),
+        pytest.param(0o1777, "others", id="sticky-world-writable"),
+        pytest.param(0o775, "its group", id="group-writable"),
+    ],
+)
+def test_lock_directory_writable_by_others_is_refused(work: Path, journal: Receiver, mode: int, who: str) -> None:
+    work.chmod(0o755)
+    run_dir = owned_dir(work / "run", 0, mode)
+    os.chown(run_dir, 0, NOBODY)  # for the group-writable case: nobody's group may write
+    lock = run_dir / "demo.pid"
+    squatter = lock_as_nobody(lock)
+    try:
+        assert read_line(squatter) == "locked\n"
+        assert lock.stat().st_uid == NOBODY
+        result = run(launcher_argv(make_settings(lock)), env(UNITGEN_JOURNAL_SOCKET=journal.env_value))
+        assert result.returncode == EXIT_LOCK_ERROR, "another user's lock must not pass as 'already running'"
+        (entry,) = journal_entries(journal)
+        assert f"lock directory {run_dir} is writable by {who} (mode {mode:04o})" in entry["MESSAGE"]
+        assert entry["PRIORITY"] == "3"
+    finally:
+        stop(squatter)

@@ -131,7 +131,7 @@ def test_launcher_never_imports_unitgen() -> None:
     assert not any(m == "unitgen" or m.startswith("unitgen.") for m in modules)
     assert modules <= {
         "__future__", "_socket", "errno", "fcntl", "os", "stat", "sys", "time", "collections.abc", "types",
-        "typing", "struct", "select", "threading", "ctypes", "importlib", "traceback", "signal", "json",
+        "typing", "struct", "select", "threading", "ctypes", "importlib", "traceback", "signal", "json", "pwd",
         "systemd._journal",
     }  # fmt: skip
 

@@ -7,9 +7,17 @@ importable, and only when something is logged) and never imports unitgen. It can
 directly: `python3 launcher.py --settings '<json>' [-- ARGS...]`.
 
 Lock
-    The lock file (default /run/NAME/NAME.pid) is opened with O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC,
-    mode 0644, and locked with a classic POSIX record lock (fcntl F_SETLK, F_WRLCK, whole file), the
-    same lock as the APUE `already_running()` pattern, so both exclude each other. Only the holder
+    The lock file's directory is opened one component at a time from / (openat with
+    O_PATH|O_DIRECTORY|O_NOFOLLOW), so no symbolic link anywhere in the path is followed; every
+    directory must belong to root, to the user running the launcher or to the service's `user`
+    (with DynamicUser=, a UID of systemd's dynamic range), and the lock directory must not be
+    writable by group or others (another user could create and lock the file first). Otherwise
+    the launcher refuses with EXIT_LOCK_ERROR and says why. Run by hand or from cron as root, it
+    therefore cannot be steered into creating a file elsewhere or blocked by another user's lock.
+    The lock file (default /run/NAME/NAME.pid) is then opened relative to that directory with
+    O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC, mode 0644, and locked with a classic POSIX record lock
+    (fcntl F_SETLK, F_WRLCK, whole file), the same lock as the APUE `already_running()` pattern,
+    so both exclude each other. Only the holder
     writes its PID into the file (first the new content, then the truncation, so `cat` never sees an
     empty file). A contender never writes, truncates or deletes it. The kernel drops the lock when
     its holder dies, even by SIGKILL, whatever PID the file still contains.
@@ -73,7 +81,8 @@ Exit codes (besides the app's own)
     70  EXIT_APP_ERROR        the app could not be started (python entry failed to import or is
                               missing; exec failed)
     73  EXIT_LOCK_ERROR       the lock file cannot be opened or locked (directory missing, not
-                              writable, read-only file system, symlink, not a regular file)
+                              writable, read-only file system, symlink in the path, not a
+                              regular file, a directory of another user or writable by others)
     75  EXIT_WAIT_TIMEOUT     on_contention=wait gave up after wait_timeout_sec
     78  EXIT_CONFIG_ERROR     invalid settings
     Failures other than contention are logged at PRIORITY=3, with MESSAGE_ID_LOCK_ERROR
@@ -103,7 +112,7 @@ threading and ctypes are imported only on the paths that need them.
 """
 
 # pathlib costs ~17 ms of start-up: this file uses os.path and open() on purpose.
-# ruff: noqa: PTH110, PTH116, PTH120, PTH123
+# ruff: noqa: PTH110, PTH119, PTH120, PTH123
 from __future__ import annotations
 
 import _socket
@@ -119,7 +128,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
     from types import FrameType, ModuleType
-    from typing import Literal, TypedDict
+    from typing import Literal, NotRequired, TypedDict
 
     class LauncherSettings(TypedDict):
         name: str
@@ -132,6 +141,7 @@ if TYPE_CHECKING:
         on_contention: Literal["exit", "wait"]
         wait_timeout_sec: float | None
         oneshot: bool
+        user: NotRequired[str | None]
 
 else:
     # The TypedDict exists for type checkers only: importing typing costs ~18 ms at start-up.
@@ -148,7 +158,10 @@ SETTINGS_KEYS = (
     "on_contention",
     "wait_timeout_sec",
     "oneshot",
+    "user",
 )
+# Settings a launcher rendered by an older unitgen may lack, with the value that means "absent".
+OPTIONAL_SETTINGS: dict[str, object] = {"user": None}
 
 EXIT_ALREADY_RUNNING = 17
 EXIT_USAGE = 64
@@ -320,12 +333,123 @@ class LockError(Exception):
         self.errno = err
 
 
-def open_lock(path: str) -> int:
-    """Open (creating) the lock file; raise LockError with a fix-it message."""
+# systemd's DynamicUser= range (systemd.exec(5)): only systemd allocates these UIDs, so a
+# directory owned by one is the RuntimeDirectory= of a dynamic-user service, not a user's own.
+_DYNAMIC_UID_MIN = 61184
+_DYNAMIC_UID_MAX = 65519
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _trusted_owner(uid: int, user: str | None) -> bool:
+    """May a directory owned by `uid` hold our lock: root, ourselves, or the service's user."""
+    if uid in (0, os.geteuid()):
+        return True
+    if user is None:
+        return _DYNAMIC_UID_MIN <= uid <= _DYNAMIC_UID_MAX
+    import pwd  # only reached when root runs a static-user service's launcher by hand
+
     try:
-        fd = os.open(path, _OPEN_FLAGS, 0o644)
-    except OSError as err:
-        raise LockError(_open_error(path, err), err.errno or 0) from err
+        return pwd.getpwnam(user).pw_uid == uid
+    except KeyError:
+        return False
+
+
+def _owner_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def open_lock_dir(path: str, user: str | None = None) -> int:
+    """Open the lock file's directory without following symbolic links; raise LockError.
+
+    Run as root by hand or from cron, the launcher must not be steered by whoever can create a
+    path component: every component is opened relative to its parent's descriptor with
+    O_NOFOLLOW (openat(2)), so a symlink is refused, not followed, and what is checked is what
+    is used (no lstat-then-open race). Every directory must belong to root, to the user running
+    the launcher, or to the service's `user`; the lock directory itself must not be writable by
+    group or others, who could otherwise create and lock the file first (another user's lock
+    would block the service for good).
+    """
+    directory = "/" + os.path.normpath(os.path.dirname(path) or "/").strip("/")
+    fd = os.open("/", _DIR_FLAGS)
+    walked = ""
+    try:
+        _check_directory(fd, "/", path, user, last=directory == "/")
+        for part in directory.split("/"):
+            if part in ("", "."):
+                continue
+            walked += "/" + part
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as err:
+                raise LockError(_component_error(fd, part, walked, path, err), err.errno or 0) from err
+            os.close(fd)
+            fd = child
+            _check_directory(fd, walked, path, user, last=walked == directory)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _component_error(parent: int, part: str, walked: str, path: str, err: OSError) -> str:
+    try:
+        is_link = stat.S_ISLNK(os.stat(part, dir_fd=parent, follow_symlinks=False).st_mode)
+    except OSError:
+        is_link = False
+    if is_link:
+        return (
+            f"{walked} (in lock path {path}) is a symbolic link; the launcher does not follow "
+            f"symbolic links in the lock path: make it a real directory owned by root or the service user"
+        )
+    if err.errno == errno.ENOENT:
+        return (
+            f"lock directory {walked} does not exist: create it (RuntimeDirectory= in the unit, "
+            f"or a tmpfiles.d entry) or point lock_file at an existing directory"
+        )
+    if err.errno == errno.ENOTDIR:
+        return f"{walked} (in lock path {path}) is not a directory: fix lock_file"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied searching {walked} (in lock path {path}) as uid {os.geteuid()}"
+    return f"cannot open {walked} (in lock path {path}): {err.strerror}"
+
+
+def _check_directory(fd: int, walked: str, path: str, user: str | None, last: bool) -> None:
+    st = os.fstat(fd)
+    if not _trusted_owner(st.st_uid, user):
+        raise LockError(
+            f"{walked} (in lock path {path}) belongs to {_owner_name(st.st_uid)}, not to root or the "
+            f"service user: another user could then move or hold the lock; use the service's "
+            f"RuntimeDirectory= (or a tmpfiles.d entry owned by the service user)",
+            errno.EPERM,
+        )
+    shared = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    # Above the lock directory, the sticky bit (/tmp) keeps others from renaming our entries.
+    if shared and (last or not st.st_mode & stat.S_ISVTX):
+        who = "others" if st.st_mode & stat.S_IWOTH else "its group"
+        raise LockError(
+            f"lock directory {walked} is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o}): "
+            f"another user could create and lock {os.path.basename(path)} first and block the service; "
+            f"use a directory only the service user can write (RuntimeDirectory=, mode 0755)",
+            errno.EPERM,
+        )
+
+
+def open_lock(path: str, user: str | None = None) -> int:
+    """Open (creating) the lock file, never through a symbolic link; raise LockError with a fix-it message."""
+    dir_fd = open_lock_dir(path, user)
+    name = os.path.basename(path)
+    try:
+        try:
+            fd = os.open(name, _OPEN_FLAGS, 0o644, dir_fd=dir_fd)
+        except OSError as err:
+            raise LockError(_open_error(path, err, dir_fd), err.errno or 0) from err
+    finally:
+        os.close(dir_fd)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -333,20 +457,33 @@ def open_lock(path: str) -> int:
     return fd
 
 
-def _open_readonly(path: str) -> int:
+def _open_readonly(path: str, user: str | None) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        dir_fd = open_lock_dir(path, user)
+    except (LockError, OSError):
+        return -1
+    try:
+        fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
         return -1
+    finally:
+        os.close(dir_fd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return -1
     return fd
 
 
-def _open_error(path: str, err: OSError) -> str:
-    directory = os.path.dirname(path) or "."
+def _open_error(path: str, err: OSError, dir_fd: int) -> str:
+    directory = os.path.dirname(path) or "/"
     code = err.errno
+    try:
+        st = os.stat(os.path.basename(path), dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        pass
+    else:
+        if stat.S_ISLNK(st.st_mode):  # whatever the errno (EACCES in a sticky directory, ELOOP)
+            return f"lock path {path} is a symbolic link; the launcher does not follow it: remove the link"
     if code == errno.ENOENT:
         return (
             f"lock directory {directory} does not exist: create it (RuntimeDirectory= in the unit, "
@@ -362,8 +499,8 @@ def _open_error(path: str, err: OSError) -> str:
             f"lock directory {directory} is on a read-only file system: keep the lock under /run "
             f"(RuntimeDirectory=) or add {directory} to ReadWritePaths="
         )
-    if code == errno.ELOOP:
-        return f"lock path {path} is a symbolic link; the launcher does not follow it: remove the link"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"cannot create lock file {path}: {err.strerror}: free space or inodes on the file system of {directory}"
     if code in (errno.EISDIR, errno.ENOTDIR):
         return f"lock path {path} is not a regular file in a directory ({err.strerror}): fix the path"
     return f"cannot open lock file {path}: {err.strerror}"
@@ -399,16 +536,16 @@ def write_pid(fd: int, pid: int) -> None:
     os.ftruncate(fd, len(data))
 
 
-def acquire(path: str) -> tuple[int, int | None]:
+def acquire(path: str, user: str | None = None) -> tuple[int, int | None]:
     """Open and try the lock once: (fd, None) when we hold it, else (fd, holder PID or 0)."""
     try:
-        fd = open_lock(path)
+        fd = open_lock(path, user)
     except LockError as err:
         if err.errno not in (errno.EACCES, errno.EPERM):
             raise
         # We may not write the file, but may still be able to see that someone holds it (an
         # operator checking by hand): contention is the better answer than a permission error.
-        fd = _open_readonly(path)
+        fd = _open_readonly(path, user)
         holder = lock_holder(fd) if fd >= 0 else None
         if holder is None:
             if fd >= 0:
@@ -489,25 +626,30 @@ def _lock_failed(name: str, err: LockError, path: str) -> int:
     return EXIT_LOCK_ERROR
 
 
-def _adopt_owner(fd: int, path: str) -> None:
+def _adopt_owner(fd: int, path: str, user: str | None) -> None:
     # root running the launcher by hand must not leave a root-owned file the service user can no
-    # longer open: hand a file we own to the owner of its directory (the service's RuntimeDirectory).
+    # longer open: hand a file we own to the owner of its directory (the service's RuntimeDirectory,
+    # whose owner open_lock_dir() has checked).
     try:
         st = os.fstat(fd)
         if os.geteuid() == 0 and st.st_uid == 0:
-            parent = os.stat(os.path.dirname(path) or ".")
+            dir_fd = open_lock_dir(path, user)
+            try:
+                parent = os.fstat(dir_fd)
+            finally:
+                os.close(dir_fd)
             if parent.st_uid != 0:
                 os.fchown(fd, parent.st_uid, parent.st_gid)
         if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o644:
             os.fchmod(fd, 0o644)
-    except OSError:
+    except (OSError, LockError):
         pass
 
 
-def take_ownership(fd: int, path: str) -> None:
+def take_ownership(fd: int, path: str, user: str | None = None) -> None:
     """We hold the lock: record our PID (the contender never touches the file)."""
     write_pid(fd, os.getpid())
-    _adopt_owner(fd, path)
+    _adopt_owner(fd, path, user)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,10 +896,11 @@ def _unshare_fd_table() -> None:
 class _LockThread:
     """Takes the lock in a thread; with `private_table` it also keeps the lock alive forever."""
 
-    def __init__(self, path: str, wait: bool, private_table: bool) -> None:
+    def __init__(self, path: str, user: str | None, wait: bool, private_table: bool) -> None:
         import threading
 
         self.path = path
+        self.user = user
         self.wait = wait
         self.private_table = private_table
         self.unshare_error: OSError | None = None
@@ -790,13 +933,13 @@ class _LockThread:
             except Exception as err:  # e.g. ctypes unusable under MemoryDenyWriteExecute=
                 self.unshare_error = OSError(errno.ENOSYS, f"{type(err).__name__}: {err}")
         try:
-            fd, holder = acquire(self.path)
+            fd, holder = acquire(self.path, self.user)
             if holder is not None:
                 self._post(fd=fd, holder=holder)
                 if not self.wait:
                     return
                 fcntl.lockf(fd, fcntl.LOCK_EX)  # F_SETLKW
-            take_ownership(fd, self.path)
+            take_ownership(fd, self.path, self.user)
         except LockError as err:
             self._post(error=err)
             return
@@ -823,7 +966,7 @@ def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple
     """Lock via a helper thread. Returns (exit code or -1 when locked, the thread)."""
     name, path = settings["name"], settings["lock_file"]
     wait = settings["on_contention"] == "wait"
-    keeper = _LockThread(path, wait, private_table)
+    keeper = _LockThread(path, settings.get("user"), wait, private_table)
     keeper.first_outcome()
     if keeper.error is not None:
         return _lock_failed(name, keeper.error, path), keeper
@@ -996,7 +1139,7 @@ def _exit_status(result: object) -> int:
 def check_settings(settings: LauncherSettings) -> str | None:
     """What is wrong with `settings`, or None."""
     problems = []
-    keys = set(settings)
+    keys = set(settings) | set(OPTIONAL_SETTINGS)
     if keys != set(SETTINGS_KEYS):
         missing = sorted(set(SETTINGS_KEYS) - keys)
         unknown = sorted(keys - set(SETTINGS_KEYS))
@@ -1020,6 +1163,9 @@ def check_settings(settings: LauncherSettings) -> str | None:
         parse_ready(settings["ready"])
     except (ValueError, AttributeError, TypeError) as err:
         problems.append(str(err))
+    user = settings.get("user")
+    if user is not None and (not isinstance(user, str) or not user or "/" in user or ":" in user):
+        problems.append("user must be a user name or None (DynamicUser=)")
     if settings["on_contention"] not in ("exit", "wait"):
         problems.append("on_contention must be exit or wait")
     for key in ("ready_timeout_sec", "wait_timeout_sec"):
@@ -1050,14 +1196,14 @@ def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
         fd = keeper.fd
     else:
         try:
-            fd, holder = acquire(path)
+            fd, holder = acquire(path, settings.get("user"))
         except LockError as err:
             return _lock_failed(name, err, path)
         if holder is not None:
             report_contention(name, path, holder, "exit")
             return EXIT_ALREADY_RUNNING
         try:
-            take_ownership(fd, path)
+            take_ownership(fd, path, settings.get("user"))
         except OSError as err:
             return _lock_failed(name, LockError(f"cannot write PID to {path}: {err.strerror}", 0), path)
     return _exec(settings, fd, extra)

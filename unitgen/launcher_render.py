@@ -22,7 +22,7 @@ from importlib import resources
 import jinja2
 
 from unitgen.errors import UnitgenError
-from unitgen.launcher import SETTINGS_KEYS, LauncherSettings, check_settings, parse_ready
+from unitgen.launcher import OPTIONAL_SETTINGS, SETTINGS_KEYS, LauncherSettings, check_settings, parse_ready
 
 TEMPLATE = "launcher.py.j2"
 CUT_MARKER = "# unitgen: the renderer cuts the file here"
@@ -58,7 +58,7 @@ def _literal(key: str, value: object) -> str:
 
 def settings_literal(settings: LauncherSettings) -> str:
     """The settings as a Python dict literal, one key per line, in SETTINGS_KEYS order."""
-    values: dict[str, object] = dict(settings)
+    values: dict[str, object] = {**OPTIONAL_SETTINGS, **settings}
     unknown = sorted(set(values) - set(SETTINGS_KEYS))
     missing = sorted(set(SETTINGS_KEYS) - set(values))
     if unknown or missing:

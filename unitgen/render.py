@@ -62,6 +62,7 @@ def launcher_settings(spec: Spec) -> LauncherSettings:
         "on_contention": spec.on_contention.value,
         "wait_timeout_sec": spec.wait_timeout,
         "oneshot": spec.timer is not None,
+        "user": spec.user,
     }
 
 

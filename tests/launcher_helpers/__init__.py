@@ -50,6 +50,7 @@ def make_settings(lock_file: Path | str, **overrides: object) -> LauncherSetting
         "on_contention": "exit",
         "wait_timeout_sec": None,
         "oneshot": False,
+        "user": None,
     }
     settings.update(overrides)
     if settings["mode"] == "python":
