@@ -16,6 +16,10 @@ import pytest
 # no test left a sandboxed systemd running; the launcher tests' scratch dir and journal receiver.
 pytest_plugins = ["tests.sandbox_fixtures", "tests.launcher_fixtures"]
 
+# unitgen turns an unexpected exception into one "ERROR internal error" line; in the suite (and
+# the unitgen processes it starts) it raises instead, so a bug shows its traceback.
+os.environ.setdefault("UNITGEN_RAISE_INTERNAL_ERRORS", "1")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from unitgen.cli import RAISE_INTERNAL_ERRORS as RAISE
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -121,3 +123,49 @@ def test_check_over_threshold_says_error_and_not_ok(
         f"ERROR svc.service: exposure score {match.group(1)} is over the threshold {limit}\n"
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--debug", "render", "svc"], id="before-the-command"),
+        pytest.param(["render", "svc", "--debug"], id="after-the-command-as-the-readme-writes-it"),
+        pytest.param(["render", "--debug", "svc"], id="between"),
+    ],
+)
+def test_debug_is_accepted_before_and_after_the_command(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates/service.j2").write_text("{{ 1 // 0 }}\n")
+    result = unitgen(*argv, "--templates", "templates", cwd=tmp_path, env={RAISE: "0"})
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr  # --debug took effect: the crash shows where it was
+    assert "ZeroDivisionError" in result.stderr
+
+
+def test_templates_must_be_an_existing_directory(tmp_path: Path) -> None:
+    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
+    (tmp_path / "file.j2").write_text("x\n")
+    for templates in ("/nonexistent", "file.j2"):
+        result = unitgen("render", "svc", "--templates", templates, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert f"argument --templates: '{templates}' is not a directory" in result.stderr
+        assert not (tmp_path / "build").exists()
+
+
+def test_an_internal_error_is_one_line_without_a_traceback(tmp_path: Path) -> None:
+    """A real unexpected exception: a user template that divides by zero, which nothing in
+    unitgen expects. Without --debug (and without the suite's raise switch) it is one line."""
+    (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates/service.j2").write_text("{{ 1 // 0 }}\n")
+    result = unitgen("render", "svc", "--templates", "templates", cwd=tmp_path, env={RAISE: "0"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "ERROR internal error: ZeroDivisionError: integer division or modulo by zero"
+        " (a bug in unitgen; run with --debug for the traceback)"
+    ]
+    assert not (tmp_path / "build").exists()
+    # The suite's switch (tests/conftest.py) turns the same crash into a traceback.
+    raised = unitgen("render", "svc", "--templates", "templates", cwd=tmp_path)
+    assert "Traceback" in raised.stderr

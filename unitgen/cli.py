@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from unitgen import __version__
 from unitgen.errors import UnitgenError
 
 log = logging.getLogger("unitgen")
+
+RAISE_INTERNAL_ERRORS = "UNITGEN_RAISE_INTERNAL_ERRORS"
 
 
 def _spec_path(args: argparse.Namespace) -> Path:
@@ -136,6 +139,18 @@ def cmd_try(args: argparse.Namespace) -> int:
     return try_service(spec, staging, options)
 
 
+def _existing_dir(value: str) -> str:
+    if not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a directory (a directory of *.j2 templates)")
+    return value
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """One line, no control characters, bounded: safe to echo whatever an exception carries."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages."
@@ -156,8 +171,14 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="DIR",
                 action="append",
                 default=[],
+                type=_existing_dir,
                 help="a directory of templates that override the built-in ones (repeatable)",
             )
+        # Also after the command, as the README writes it ('render x --debug'); SUPPRESS keeps
+        # a --debug given before the command when this one is absent.
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="log commands and show tracebacks"
+        )
         return p
 
     p = command("init", "write a commented starter spec NAME.toml", out=False)
@@ -210,6 +231,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A bug in unitgen: one line, not a traceback, unless asked for (--debug, or the test
+        # suite's UNITGEN_RAISE_INTERNAL_ERRORS=1, so that a bug never hides behind this line).
+        if args.debug or os.environ.get(RAISE_INTERNAL_ERRORS) == "1":
+            raise
+        what = _printable(f"{type(exc).__name__}: {exc}")
+        print(f"ERROR internal error: {what} (a bug in unitgen; run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
