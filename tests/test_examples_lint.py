@@ -26,7 +26,8 @@ JUSTIFIED_RPMLINT = {
 def run(*argv: str, cwd: Path, ok: tuple[int, ...] = (0,)) -> str:
     # A scratch TMPDIR per call: lintian leaves its mldbm-elf-* files behind in it.
     with tempfile.TemporaryDirectory(prefix="unitgen-lint.") as scratch:
-        env = {**os.environ, "TMPDIR": scratch}
+        # PYTHONPATH: `-m unitgen` runs this checkout's code whatever the venv's install points at.
+        env = {**os.environ, "TMPDIR": scratch, "PYTHONPATH": str(ROOT)}
         result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=600, env=env)
     assert result.returncode in ok, f"{argv[0]} exited {result.returncode}: {result.stdout}{result.stderr}"
     return result.stdout + result.stderr
@@ -46,6 +47,11 @@ def packages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def test_lintian_has_no_errors_or_warnings(packages: tuple[str, Path, Path]) -> None:
     _, deb, _ = packages
+    assert not lintian_problems(deb)
+
+
+def lintian_problems(deb: Path) -> list[str]:
+    """lintian's error and warning lines for `deb` (pedantic, with info tags shown for context)."""
     # lintian exits 0 when no tag is at error level, 1 when one is, 2+ when it could not check.
     out = run(
         "lintian",
@@ -58,8 +64,50 @@ def test_lintian_has_no_errors_or_warnings(packages: tuple[str, Path, Path]) -> 
         cwd=ROOT,
         ok=(0, 1),
     )
-    bad = [line for line in out.splitlines() if re.match(r"^[EW]: ", line)]
-    assert not bad, out
+    return [line for line in out.splitlines() if re.match(r"^[EW]: ", line)]
+
+
+MINIMAL = 'exec = ["/bin/sleep", "infinity"]\n'
+PACKAGE = '[package]\nversion = "1.0"\nmaintainer = "Jane Doe <jane@example.com>"\n'
+TIMER = 'exec = ["/bin/true"]\n[timer]\non_calendar = "daily"\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "toml"),
+    [
+        pytest.param("tiny", f'description = "Tiny"\n{MINIMAL}{PACKAGE}', id="description-is-the-name"),
+        pytest.param("tiny", f'description = "tiny: Server"\n{MINIMAL}{PACKAGE}', id="name-colon-one-word"),
+        pytest.param("tiny", f'description = "Tiny web server."\n{MINIMAL}{PACKAGE}', id="starts-with-the-name"),
+        pytest.param("service", f'description = "Service"\n{MINIMAL}{PACKAGE}', id="named-service"),
+        pytest.param("tiny", f'description = "A static web server"\n{MINIMAL}{PACKAGE}', id="article"),
+        pytest.param("ticktock", f'description = "Job"\n{TIMER}{PACKAGE}', id="timer-one-word"),
+        pytest.param(
+            "tiny",
+            f'description = "Tiny serves {"files and " * 5}more from disk"\n{MINIMAL}{PACKAGE}',
+            id="prefixed-over-80",  # 'Service: ' makes it 85 columns
+        ),
+        pytest.param(
+            "tiny",
+            f'description = "Static web server"\n{MINIMAL}{PACKAGE}description = "Static web server."\n',
+            id="long-description-repeats-it",
+        ),
+        pytest.param(
+            "tiny",
+            f'description = "Static web server"\n{MINIMAL}{PACKAGE}description = """Static web server.\n\n'
+            f'  {"preformatted " * 8}line"""\n',
+            id="long-preformatted-line",
+        ),
+    ],
+)
+def test_minimal_specs_package_lintian_clean(tmp_path: Path, name: str, toml: str) -> None:
+    """Whatever short or odd description a spec has, the .deb passes lintian (the synopsis and
+    long description are derived, never the package name, one word, or each other's copy)."""
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(toml)
+    out = run(sys.executable, "-m", "unitgen", "package", name, "--format", "deb", cwd=tmp_path)
+    [deb] = (tmp_path / "dist").glob("*.deb") or [None]
+    assert deb is not None, out
+    assert not lintian_problems(deb)
 
 
 def test_rpmlint_has_no_errors_and_only_justified_warnings(packages: tuple[str, Path, Path], tmp_path: Path) -> None:

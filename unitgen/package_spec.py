@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 from unitgen.errors import UnitgenError
 from unitgen.package import PackageInfo, Relations
 from unitgen.payload import AppPayload
@@ -29,30 +32,62 @@ def _purge_paths(spec: Spec) -> tuple[str, ...]:
     return tuple(paths)
 
 
+# lintian's limit for the synopsis (synopsis-too-long above 80 characters).
+SYNOPSIS_WIDTH = 80
+
+
+def _normal(text: str) -> str:
+    """Text as lintian compares a synopsis with the long description's first line."""
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def _names_the_package(synopsis: str, name: str) -> bool:
+    """lintian's errors for a synopsis that is (or starts with) the package name, or one word:
+    description-is-pkg-name, description-starts-with-package-name, description-too-short."""
+    return bool(re.match(rf"{re.escape(name)}\b", synopsis, re.IGNORECASE)) or not re.search(r"\s", synopsis)
+
+
 def _summary(spec: Spec) -> str:
-    """The one-line summary: the spec's, or its description without a leading "Name:" (lintian's
-    description-starts-with-package-name, rpmlint's name-repeated-in-summary), capitalized."""
+    """The one-line summary: the spec's, or its description, shaped for lintian and rpmlint:
+    without a leading "Name:" and article, capitalized, no final full stop, at most 80 columns,
+    and never the bare package name or a single word (prefixed by what the package is, then)."""
     p = spec.package
     summary = p.summary if p and p.summary else spec.description
     if summary.lower().startswith(spec.name + ":"):
         summary = summary[len(spec.name) + 1 :].strip() or summary
-        # ... and without a leading article (lintian's description-synopsis-starts-with-article).
-        first, _, rest = summary.partition(" ")
-        if first.lower() in ("a", "an", "the") and rest:
-            summary = rest
-    return (summary[:1].upper() + summary[1:]).rstrip(".")
+    first, _, rest = summary.partition(" ")
+    if first.lower() in ("a", "an", "the") and rest.strip():
+        summary = rest.strip()  # description-synopsis-starts-with-article
+    summary = (summary[:1].upper() + summary[1:]).rstrip(". ")
+    if _names_the_package(summary, spec.name):
+        kinds = ("Timer job", "Scheduled job") if spec.timer else ("Service", "System service")
+        summary = next(f"{k}: {summary}" for k in kinds if not _names_the_package(k, spec.name))
+    if len(summary) > SYNOPSIS_WIDTH:
+        cut = summary[: SYNOPSIS_WIDTH + 1].rsplit(" ", 1)[0] if " " in summary[:SYNOPSIS_WIDTH] else ""
+        summary = (cut or summary[:SYNOPSIS_WIDTH]).rstrip(" ,;:-.")
+    return summary
 
 
-def _description(spec: Spec) -> str:
+def _description(spec: Spec, summary: str) -> str:
+    """The long description. Debian wants it to say more than the synopsis, so a first paragraph
+    that only repeats the synopsis is dropped (description-synopsis-is-duplicated), and a
+    paragraph saying what the package installs opens it when nothing else would."""
     p = spec.package
-    if p and p.description:
-        return p.description
-    # Debian wants a long description that says more than the synopsis.
     kind = "a job run by a systemd timer" if spec.timer else "a systemd service"
-    return (
-        f"{spec.description}.\n\nThis package installs {spec.name} as {kind}, hardened and run through a "
-        "single-instance launcher that takes a POSIX lock under /run (rendered by unitgen)."
+    installs = (
+        f"This package installs {spec.name} as {kind}, hardened and run through a single-instance "
+        "launcher that takes a POSIX lock under /run (rendered by unitgen)."
     )
+    text = p.description if p and p.description else spec.description
+    paragraphs = [para for para in textwrap.dedent(text).strip().split("\n\n") if para.strip()]
+    if paragraphs and _normal(paragraphs[0]) == _normal(summary):
+        paragraphs.pop(0)
+    if not (p and p.description):
+        paragraphs = [*(para.rstrip(".") + "." for para in paragraphs), installs]
+    first_line = textwrap.fill(" ".join(paragraphs[0].split()), width=79).partition("\n")[0] if paragraphs else ""
+    if not paragraphs or _normal(first_line) == _normal(summary):
+        paragraphs.insert(0, installs)
+    return "\n\n".join(paragraphs)
 
 
 def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
@@ -74,6 +109,7 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
                 "package cannot be 'all'",
                 hint="set package.architecture to the build machine's architecture, e.g. 'amd64'",
             )
+    summary = _summary(spec)
     units = [f"{spec.name}.service"]
     if spec.timer is not None:
         units.append(f"{spec.name}.timer")
@@ -82,8 +118,8 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         version=p.version,
         release=p.release,
         maintainer=p.maintainer,
-        summary=_summary(spec),
-        description=_description(spec),
+        summary=summary,
+        description=_description(spec, summary),
         license=p.license,
         homepage=p.homepage,
         depends=depends + p.depends,

@@ -192,7 +192,9 @@ class PackageInfo:
         for para in textwrap.dedent(self.description).strip().split("\n\n"):
             lines = para.splitlines()
             if any(line.startswith("  ") for line in lines):
-                paragraphs.append("\n".join(line.rstrip() for line in lines))  # preformatted
+                # Preformatted, kept as is, but a line over 79 columns is folded at a space with
+                # its own indentation (lintian's extended-description-line-too-long).
+                paragraphs.append("\n".join(_fold(line.rstrip()) for line in lines))
             else:
                 paragraphs.append(textwrap.fill(" ".join(para.split()), width=79, break_long_words=False))
         return "\n\n".join(paragraphs)
@@ -218,6 +220,15 @@ class PackageInfo:
             recommends=pick(self.recommends, over.recommends),
             conflicts=pick(self.conflicts, over.conflicts),
         )
+
+
+def _fold(line: str, width: int = 79) -> str:
+    if len(line) <= width:
+        return line
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.fill(
+        line.strip(), width=width, initial_indent=indent, subsequent_indent=indent, break_long_words=False
+    )
 
 
 # Paths a typo in `purge` must never reach (rm -rf in a postrm).
