@@ -522,3 +522,39 @@ def test_lock_directory_writable_by_others_is_refused(work: Path, journal: Recei
         assert entry["PRIORITY"] == "3"
     finally:
         stop(squatter)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"argv": [DEBIAN_PYTHON, "-c", "import demoapp; demoapp.report_lock()"]}, id="exec-mode"),
+        pytest.param({"mode": "python", "entry": "demoapp:report_lock"}, id="python-mode"),
+    ],
+)
+def test_full_run_keeps_the_lock_and_runs_the_service_with_a_warning(
+    work: Path, journal: Receiver, overrides: dict[str, object]
+) -> None:
+    """A full /run: the lock file is created and locked, but its PID cannot be written (issue 11.3).
+
+    The lock is what keeps other instances out, so the service runs (it used to exit 73, "cannot
+    be opened or locked", which was not what happened). A one-page tmpfs, filled, in a private
+    mount namespace: the host sees nothing."""
+    mnt = work / "run"
+    mnt.mkdir()
+    lock = mnt / "demo.pid"
+    settings = make_settings(lock, **overrides)
+    argv = launcher_argv(settings, isolated=settings["mode"] == "exec")
+    script = (
+        f'mount -t tmpfs -o size=4k,mode=0755 tmpfs "{mnt}" && '
+        f'(dd if=/dev/zero of="{mnt}/fill" bs=4096 count=64 2>/dev/null; true) && exec "$@"'
+    )
+    environment = env(PYTHONPATH=APPS, DEMO_LOCK=str(lock), UNITGEN_JOURNAL_SOCKET=journal.env_value)
+    result = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv], environment)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "held ''\n", "the app runs holding the lock; the file names no one"
+    (warning,) = journal_entries(journal)
+    assert warning["PRIORITY"] == "4"
+    assert warning["LOCK_PATH"] == str(lock)
+    assert f"demo holds lock {lock} but could not write its PID into it (No space left on device)" in warning["MESSAGE"]
+    assert "running anyway" in warning["MESSAGE"]

@@ -17,10 +17,12 @@ Lock
     The lock file (default /run/NAME/NAME.pid) is then opened relative to that directory with
     O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC, mode 0644, and locked with a classic POSIX record lock
     (fcntl F_SETLK, F_WRLCK, whole file), the same lock as the APUE `already_running()` pattern,
-    so both exclude each other. Only the holder
-    writes its PID into the file (first the new content, then the truncation, so `cat` never sees an
-    empty file). A contender never writes, truncates or deletes it. The kernel drops the lock when
-    its holder dies, even by SIGKILL, whatever PID the file still contains.
+    so both exclude each other. Only the holder writes its PID into the file (first the new
+    content, then the truncation, so `cat` never sees an empty file). If the PID cannot be written
+    (a full /run), the launcher empties the file, logs a PRIORITY=4 warning and runs the service
+    all the same: the lock is held, and the lock, not the PID, is what excludes other instances.
+    A contender never writes, truncates or deletes it. The kernel drops the lock when its holder
+    dies, even by SIGKILL, whatever PID the file still contains.
 
     exec mode: the lock fd is made inheritable and the launcher execs the program, which therefore
     runs under the same PID and keeps the lock. The fd number is in $UNITGEN_LOCK_FD. The one rule
@@ -646,10 +648,33 @@ def _adopt_owner(fd: int, path: str, user: str | None) -> None:
         pass
 
 
-def take_ownership(fd: int, path: str, user: str | None = None) -> None:
-    """We hold the lock: record our PID (the contender never touches the file)."""
-    write_pid(fd, os.getpid())
+def take_ownership(fd: int, path: str, user: str | None = None) -> OSError | None:
+    """We hold the lock: record our PID (the contender never touches the file).
+
+    Returns the error when the PID could not be written (ENOSPC on a full /run): the lock is
+    held all the same, and the lock, not the PID, keeps other instances out (contenders learn the
+    holder from F_GETLK), so the caller logs a warning and runs the service.
+    """
+    try:
+        write_pid(fd, os.getpid())
+        error = None
+    except OSError as err:
+        error = err
+        try:  # noqa: SIM105 - contextlib costs start-up time
+            os.ftruncate(fd, 0)  # never leave the PID of an earlier, dead holder in the file
+        except OSError:
+            pass
     _adopt_owner(fd, path, user)
+    return error
+
+
+def _pid_not_written(name: str, path: str, err: OSError) -> None:
+    message = (
+        f"{name} holds lock {path} but could not write its PID into it ({err.strerror}); running "
+        f"anyway: the lock keeps other instances out, `fuser {path}` shows the holder; free space in "
+        f"{os.path.dirname(path) or '/'}"
+    )
+    log(name, 4, message, LOCK_PATH=path, ERRNO=str(err.errno))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -907,6 +932,7 @@ class _LockThread:
         self.fd = -1
         self.holder: int | None = None  # set while busy
         self.error: LockError | None = None
+        self.pid_error: OSError | None = None  # locked, but the PID could not be written
         self.locked = False
         self.changed = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="unitgen-lock", daemon=True)
@@ -939,14 +965,14 @@ class _LockThread:
                 if not self.wait:
                     return
                 fcntl.lockf(fd, fcntl.LOCK_EX)  # F_SETLKW
-            take_ownership(fd, self.path, self.user)
+            pid_error = take_ownership(fd, self.path, self.user)
         except LockError as err:
             self._post(error=err)
             return
         except OSError as err:
             self._post(error=LockError(f"cannot lock {self.path}: {err.strerror}", err.errno or 0))
             return
-        self._post(fd=fd, holder=None, locked=True)
+        self._post(fd=fd, holder=None, locked=True, pid_error=pid_error)
         if self.private_table:
             # The lock belongs to this thread's fd table and lives exactly as long as the thread.
             import threading
@@ -998,6 +1024,8 @@ def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple
         if keeper.error is not None:
             return _lock_failed(name, keeper.error, path), keeper
         log(name, 6, f"{name} acquired lock {path} after waiting {time.monotonic() - start:.1f} s", LOCK_PATH=path)
+    if keeper.pid_error is not None:
+        _pid_not_written(name, path, keeper.pid_error)
     if keeper.unshare_error is not None:
         log(
             name,
@@ -1202,10 +1230,9 @@ def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
         if holder is not None:
             report_contention(name, path, holder, "exit")
             return EXIT_ALREADY_RUNNING
-        try:
-            take_ownership(fd, path, settings.get("user"))
-        except OSError as err:
-            return _lock_failed(name, LockError(f"cannot write PID to {path}: {err.strerror}", 0), path)
+        pid_error = take_ownership(fd, path, settings.get("user"))
+        if pid_error is not None:
+            _pid_not_written(name, path, pid_error)
     return _exec(settings, fd, extra)
 
 

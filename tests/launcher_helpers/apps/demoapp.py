@@ -74,6 +74,18 @@ def listen_when_told() -> None:
     time.sleep(60)
 
 
+def report_lock() -> None:
+    """Say whether this process holds a POSIX lock on DEMO_LOCK (from /proc/locks) and what the file says."""
+    lock = Path(os.environ["DEMO_LOCK"])
+    inode, pid = lock.stat().st_ino, os.getpid()
+    held = False
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if "->" not in parts and parts[1] == "POSIX" and int(parts[4]) == pid:
+            held = held or int(parts[5].rsplit(":", 1)[1]) == inode
+    say("held" if held else "not-held", repr(lock.read_text()))
+
+
 def notify_ready() -> None:
     """Say READY=1 ourselves, the way any sd_notify client does."""
     address = os.environ["NOTIFY_SOCKET"]
