@@ -92,7 +92,7 @@ def reference() -> str:
         f"at most {PATH_MAX - 1} bytes with names of at most {NAME_MAX}, and every unit line a value becomes",
         f"(escaped) at most {LINE_MAX - 1} bytes: systemd reads up to 1 MB (systemd.syntax(7)) but",
         "recommends against long lines; put long data in an `environment_file`. A spec file is at",
-        "most 1 MiB. Error messages quote what they echo, escape control characters and cut it",
+        "most 16 MiB. Error messages quote what they echo, escape control characters and cut it",
         "after 80 characters.",
     ]
     return "\n".join(parts)

@@ -224,7 +224,9 @@ def _check_names(s: str) -> None:
         raise too_long(utf8_length(s), PATH_MAX - 1, " for a path")
     for part in s.split("/"):
         if utf8_length(part) > NAME_MAX:
-            raise FieldError(f"has a file name of {utf8_length(part)} bytes: at most {NAME_MAX} allowed (NAME_MAX)")
+            raise FieldError(
+                f"is too long: a file name of {utf8_length(part)} bytes, at most {NAME_MAX} allowed (NAME_MAX)"
+            )
 
 
 def absolute_path(value: Any) -> str:

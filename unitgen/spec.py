@@ -703,8 +703,9 @@ def validate_name(name: str) -> str:
     return name
 
 
-# A spec is a few hundred bytes; this bounds what is read (`--spec /dev/zero` must not hang).
-SPEC_FILE_MAX = 1024 * 1024
+# A spec is a few hundred bytes; this bounds what is read (`--spec /dev/zero` must not hang),
+# with room for a file holding a megabyte value, so that its error names the key.
+SPEC_FILE_MAX = 16 * 1024 * 1024
 
 
 def _read_spec(path: Path, where: str) -> str:
