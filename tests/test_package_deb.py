@@ -13,8 +13,13 @@ from typing import Any
 import pytest
 
 from tests.test_package_helpers import EPOCH, NAME, golden, make_info, make_staging, tool
-from unitgen.package import Compression, PackageInfo, build_deb
+from unitgen.package import Compression, PackageInfo, build_deb, build_rpm
 from unitgen.package.scripts import deb_scripts
+from unitgen.package_spec import package_info
+from unitgen.payload import AppPayload
+from unitgen.render import render
+from unitgen.spec import load_spec
+from unitgen.staging import write_tree
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +245,54 @@ def test_lintian_overrides_carry_their_justification() -> None:
         "unusual-interpreter",
     ]
     assert lintian_overrides(make_info(release="2")) == ""
+
+
+def _app_payload(name: str) -> AppPayload:
+    """The payload description package_info gets after a venv build for Python 3.11."""
+    venv = f"/usr/lib/{name}/venv"
+    return AppPayload(venv, "/usr/bin/python3", (3, 11), (), (), (f"{venv}/lib",), pure=True)
+
+
+@pytest.mark.parametrize(
+    ("app", "overrides", "deb_depends", "rpm_requires"),
+    [
+        pytest.param(
+            False,
+            '[package.deb]\ndepends = ["libfoo1"]\n[package.rpm]\ndepends = ["libfoo"]\n',
+            "python3 (>= 3.11), libfoo1",
+            ["libfoo", "python3 >= 3.11"],
+            id="launcher-python-kept",
+        ),
+        pytest.param(
+            True,
+            '[package.deb]\ndepends = ["libfoo1", "python3 (>= 3.11)"]\n[package.rpm]\ndepends = ["libfoo"]\n',
+            "python3 (>= 3.11), python3 (<< 3.12), libfoo1",
+            ["libfoo", "python3 < 3.12", "python3 >= 3.11"],
+            id="venv-python-pinned-kept",
+        ),
+        pytest.param(
+            True,
+            "",
+            "python3 (>= 3.11), python3 (<< 3.12)",
+            ["python3 < 3.12", "python3 >= 3.11"],
+            id="no-override",
+        ),
+    ],
+)
+def test_format_overrides_add_to_what_unitgen_requires(
+    tmp_path: Path, app: bool, overrides: str, deb_depends: str, rpm_requires: list[str]
+) -> None:
+    toml = tmp_path / "ugdep.toml"
+    toml.write_text(
+        'description = "Dependency test service"\nexec = ["/bin/sleep", "infinity"]\n'
+        '[package]\nversion = "1.0"\nmaintainer = "Jane Doe <jane@example.com>"\n' + overrides
+    )
+    spec = load_spec(toml)
+    staging = tmp_path / "staging"
+    write_tree(render(spec), staging)
+    info = package_info(spec, _app_payload(spec.name) if app else None)
+    deb = build_deb(staging, info, tmp_path / "dist")
+    assert tool("dpkg-deb", "-f", str(deb), "Depends").strip() == deb_depends
+    rpm = build_rpm(staging, info, tmp_path / "dist")
+    requires = tool("rpm", "-qp", "--requires", str(rpm)).splitlines()
+    assert sorted(r for r in requires if not r.startswith(("rpmlib(", "/"))) == rpm_requires

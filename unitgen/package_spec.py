@@ -7,8 +7,9 @@ import textwrap
 
 from unitgen.errors import UnitgenError
 from unitgen.package import PackageInfo, Relations
+from unitgen.package.model import Format, to_rpm
 from unitgen.payload import AppPayload
-from unitgen.spec import Spec
+from unitgen.spec import FormatOverrides, Spec
 
 # The launcher runs on the target's /usr/bin/python3 with the standard library alone
 # (3.11 features), and uses systemd-python for the journal when it is installed.
@@ -90,6 +91,24 @@ def _description(spec: Spec, summary: str) -> str:
     return "\n\n".join(paragraphs)
 
 
+def _override(fmt: Format, depends: tuple[str, ...], recommends: tuple[str, ...], over: FormatOverrides) -> Relations:
+    """A [package.deb] or [package.rpm] list replaces the spec's common list for that format, never
+    what unitgen itself requires (the interpreter the launcher and the venv run on): that is kept
+    in front of it, in the format's own syntax."""
+
+    def own(relations: tuple[str, ...]) -> tuple[str, ...]:
+        return relations if fmt is Format.DEB else tuple(to_rpm(r) for r in relations)
+
+    def merged(ours: tuple[str, ...], theirs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if theirs is None else tuple(dict.fromkeys(own(ours) + theirs))  # both, once each
+
+    return Relations(
+        depends=merged(depends, over.depends),
+        recommends=merged(recommends, over.recommends),
+        conflicts=over.conflicts,
+    )
+
+
 def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
     """`payload` is the app's venv when the spec has an [app] (None before it is built)."""
     p = spec.package
@@ -125,8 +144,8 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         depends=depends + p.depends,
         recommends=recommends + p.recommends,
         conflicts=p.conflicts,
-        deb=Relations(p.deb.depends, p.deb.recommends, p.deb.conflicts),
-        rpm=Relations(p.rpm.depends, p.rpm.recommends, p.rpm.conflicts),
+        deb=_override(Format.DEB, depends, recommends, p.deb),
+        rpm=_override(Format.RPM, depends, recommends, p.rpm),
         architecture=p.architecture,
         units=tuple(units),
         timer=spec.timer is not None,
