@@ -27,6 +27,7 @@ from tests.launcher_helpers import (
     run,
     start,
     stop,
+    stuck_socket,
     wait_for_holder,
     wait_until,
 )
@@ -383,3 +384,75 @@ def test_sigterm_while_waiting_sends_stopping(work: Path, notify_socket: Receive
         assert notify_socket.with_field("STOPPING", "1").pid == second.pid
     finally:
         stop(first)
+
+
+# ---------------------------------------------------------------------------------------------
+# A service manager that does not read: $NOTIFY_SOCKET's queue is full (issue 11.6). Every send
+# is bounded (1 s), so the launcher never hangs: it runs the app, a contender exits 17, SIGTERM
+# stops it. BOUND leaves room for this shared machine; a hang would run into it for ever.
+
+BOUND = 8.0
+PRINT_AND_SLEEP = [DEBIAN_PYTHON, "-I", "-c", "import time; print('started', flush=True); time.sleep(60)"]
+
+
+def test_full_notify_queue_the_starter_still_runs_the_app(work: Path, journal: Receiver) -> None:
+    lock = work / "demo.pid"
+    with stuck_socket(work / "notify") as notify_sock:
+        environment = env(NOTIFY_SOCKET=notify_sock.env_value, UNITGEN_JOURNAL_SOCKET=journal.env_value)
+        proc = start(launcher_argv(make_settings(lock, argv=PRINT_AND_SLEEP)), environment)
+        try:
+            assert read_line(proc, timeout=BOUND) == "started\n"
+            wait_for_holder(lock, proc.pid)
+        finally:
+            stop(proc)
+    (warning,) = journal_entries(journal)
+    assert warning["PRIORITY"] == "4"
+    assert "dropped 'READY=1' and going on" in warning["MESSAGE"]
+    assert warning["NOTIFY_SOCKET"] == str(work / "notify")
+
+
+def test_full_notify_queue_a_contender_exits_promptly(work: Path) -> None:
+    lock = work / "demo.pid"
+    holder = start(launcher_argv(make_settings(lock)))
+    try:
+        wait_for_holder(lock, holder.pid)
+        with stuck_socket(work / "notify") as notify_sock:
+            contender = start(launcher_argv(make_settings(lock)), env(NOTIFY_SOCKET=notify_sock.env_value))
+            try:
+                assert contender.wait(timeout=BOUND) == EXIT_ALREADY_RUNNING
+            finally:
+                stop(contender)
+    finally:
+        stop(holder)
+
+
+def test_full_notify_queue_python_mode_starts_and_stops_on_sigterm(work: Path) -> None:
+    settings = make_settings(work / "demo.pid", mode="python", entry="demoapp:graceful")
+    with stuck_socket(work / "notify") as notify_sock:
+        environment = env(NOTIFY_SOCKET=notify_sock.env_value, PYTHONPATH=APPS)
+        proc = start(launcher_argv(settings, isolated=False), environment)
+        try:
+            assert read_line(proc, timeout=BOUND).split() == ["started", str(proc.pid)]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=BOUND) == 0, "STOPPING=1 must not keep SIGTERM from ending the app"
+            assert read_line(proc) == "cleanup\n"
+        finally:
+            stop(proc)
+
+
+def test_full_notify_queue_sigterm_ends_a_waiting_contender(work: Path) -> None:
+    lock = work / "demo.pid"
+    holder = start(launcher_argv(make_settings(lock)))
+    try:
+        wait_for_holder(lock, holder.pid)
+        with stuck_socket(work / "notify") as notify_sock:
+            settings = make_settings(lock, on_contention="wait")
+            waiter = start(launcher_argv(settings), env(NOTIFY_SOCKET=notify_sock.env_value))
+            try:
+                time.sleep(1.5)  # past the dropped contention STATUS= (1 s): in the wait loop, handler set
+                waiter.send_signal(signal.SIGTERM)
+                assert waiter.wait(timeout=BOUND) == -signal.SIGTERM
+            finally:
+                stop(waiter)
+    finally:
+        stop(holder)

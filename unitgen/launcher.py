@@ -64,6 +64,9 @@ Readiness (`ready`) and sd_notify
     these and speaks the protocol itself. sys.argv[0] is NAME.
     oneshot services never send READY=1 or WATCHDOG=1 (only STATUS= and EXTEND_TIMEOUT_USEC=).
     Notifications are sent natively (one datagram, UTF-8); no $NOTIFY_SOCKET is a silent no-op.
+    A send waits at most 1 s for room in a full notification queue, then the message is dropped
+    (one PRIORITY=4 entry says so): the launcher never hangs on a service manager that does not
+    read, so the app still starts, a contender still exits 17 and SIGTERM still stops it.
 
 Contention (`on_contention`)
     exit: log one journal entry (PRIORITY=4, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING,
@@ -186,6 +189,7 @@ _HOLDER_RETRIES = 5
 _WAIT_PING_SEC = 2.0
 _WAIT_EXTEND_USEC = 5_000_000
 _JOURNAL_SEND_TIMEOUT_SEC = 1.0
+_NOTIFY_SEND_TIMEOUT_SEC = 1.0
 _CLONE_FILES = 0x400
 
 
@@ -194,7 +198,14 @@ _CLONE_FILES = 0x400
 
 
 def notify(state: str) -> bool:
-    """Send `state` to $NOTIFY_SOCKET; False when unset, unsupported or sending failed."""
+    """Send `state` to $NOTIFY_SOCKET; False when unset, unsupported or sending failed.
+
+    Never blocks for more than _NOTIFY_SEND_TIMEOUT_SEC: a datagram to a receiver whose queue is
+    full (systemd not reading) would otherwise wait for ever, holding the lock without running
+    the app, keeping a contender from exiting, and keeping SIGTERM's STOPPING=1 from returning.
+    The socket is connected first, so the timeout's poll() waits for room in *that* receiver's
+    queue (unix_dgram_poll) instead of spinning. A dropped notification is logged once.
+    """
     address = os.environ.get("NOTIFY_SOCKET", "")
     if address[:1] == "@":
         target = b"\0" + address[1:].encode()
@@ -205,13 +216,34 @@ def notify(state: str) -> bool:
     try:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
         try:
+            sock.settimeout(_NOTIFY_SEND_TIMEOUT_SEC)
             sock.connect(target)
             sock.send(state.encode("utf-8", "replace"))
         finally:
             sock.close()
+    except (TimeoutError, BlockingIOError):
+        _notify_dropped(address, state)
+        return False
     except OSError:
         return False
     return True
+
+
+_service_name = [""]  # for log lines from helpers that are not told the name (set by main())
+_notify_warned = [False]
+
+
+def _notify_dropped(address: str, state: str) -> None:
+    if _notify_warned[0]:
+        return
+    _notify_warned[0] = True
+    name = _service_name[0] or "unitgen-launcher"
+    first = state.partition("\n")[0]
+    message = (
+        f"{name}: the notification socket {address} accepted nothing for {_NOTIFY_SEND_TIMEOUT_SEC:g} s "
+        f"(service manager not reading); dropped {first!r} and going on (logged once)"
+    )
+    log(name, 4, message, NOTIFY_SOCKET=address)
 
 
 def _monotonic_usec() -> int:
@@ -1206,6 +1238,7 @@ def check_settings(settings: LauncherSettings) -> str | None:
 def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
     """Take the lock for settings["name"] and run the service; returns the exit status."""
     extra = sys.argv[1:] if argv is None else argv
+    _service_name[0] = str(settings.get("name") or "")
     problem = check_settings(settings)
     if problem is not None:
         name = str(settings.get("name") or "unitgen-launcher")

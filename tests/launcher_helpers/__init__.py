@@ -326,3 +326,53 @@ def build_c(directory: Path, name: str) -> Path:
 def build_apue(directory: Path) -> Path:
     """The classic APUE already_running() program."""
     return build_c(directory, "apue_lock")
+
+
+class StuckSocket:
+    """An AF_UNIX datagram socket nobody reads, its queue filled until senders get EAGAIN:
+    what the launcher sees when systemd or journald stops reading. A sender that waits for room
+    blocks for ever here."""
+
+    def __init__(self, address: Path | str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if isinstance(address, Path):
+            self.sock.bind(str(address))
+            address.chmod(0o777)
+            self.target, self.env_value = str(address), str(address)
+        else:
+            self.sock.bind("\0" + address)
+            self.target, self.env_value = "\0" + address, "@" + address
+        self.fillers: list[socket.socket] = []
+        # A sender's own send buffer can run out before the receiver's queue is full: keep adding
+        # senders until a fresh one is refused, which means the receiver's queue itself is full.
+        while self._fresh_sender_gets_through():
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            filler.connect(self.target)
+            self.fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    filler.send(b"x", socket.MSG_DONTWAIT)
+            assert len(self.fillers) < 1000, "the queue never filled"
+
+    def _fresh_sender_gets_through(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            probe.connect(self.target)
+            try:
+                probe.send(b"probe", socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            return True
+
+    def close(self) -> None:
+        for filler in self.fillers:
+            filler.close()
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def stuck_socket(address: Path | str) -> Iterator[StuckSocket]:
+    stuck = StuckSocket(address)
+    try:
+        yield stuck
+    finally:
+        stuck.close()
