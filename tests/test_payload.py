@@ -16,6 +16,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -550,3 +551,60 @@ def test_a_build_path_left_in_a_binary_file_is_an_error_not_a_corruption(tmp_pat
     (venv / "lib.so").write_bytes(b"\x7fELF\0" + str(venv).encode() + b"\0")
     with pytest.raises(UnitgenError, match=r"lib.so \(binary\) contains the build path"):
         _rewrite_paths(venv, old=str(venv).encode(), new=b"/usr/lib/x/venv", leaks=())
+
+
+BROKEN_BACKEND = """\
+def _read(depth):
+    if depth:
+        return _read(depth - 1)
+    raise ValueError("invalid pyproject.toml config: `project.dependencies` must be array")
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return _read(10)  # a traceback of a dozen frames, like setuptools' validation
+
+
+build_wheel = get_requires_for_build_wheel
+"""
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "cause"),
+    [
+        pytest.param(
+            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+            "ValueError: invalid pyproject.toml config: `project.dependencies` must be array",
+            id="backend-rejects-it",
+        ),
+        pytest.param("[build-system\n", "TOMLDecodeError: ", id="not-toml"),
+    ],
+)
+def test_bad_app_pyproject_is_a_short_error_and_debug_shows_pip_output(
+    tmp_path: Path, wheelhouse: Path, pyproject: str, cause: str
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(pyproject)
+    (project / "backend.py").write_text(BROKEN_BACKEND)
+    (tmp_path / "badapp.toml").write_text(
+        'description = "Broken app"\nentry = "badapp:main"\n'
+        '[app]\nproject = "project"\nno_index = true\nfind_links = ["wheels"]\n'
+        '[package]\nversion = "1.0"\nmaintainer = "Jane Doe <jane@example.com>"\n'
+    )
+
+    def package(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "unitgen", "package", "badapp", "--format", "deb", *extra]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}  # this checkout's unitgen
+        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    short = package()
+    assert short.returncode == 1
+    lines = short.stderr.splitlines()
+    assert lines[0] == f"ERROR app.project: could not build a wheel of the app from {project}/pyproject.toml:"
+    assert any(cause in line for line in lines), short.stderr
+    assert len(lines) <= 6, short.stderr
+    assert "Traceback" not in short.stderr and 'File "' not in short.stderr
+    assert "unitgen-app-" not in short.stderr  # the scratch copy is named as the user's project
+    full = package("--debug")
+    assert full.returncode == 1
+    assert "Traceback (most recent call last)" in full.stderr and cause in full.stderr

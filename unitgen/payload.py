@@ -55,7 +55,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -251,20 +251,44 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")}
 
 
-def _run_step(argv: Sequence[str | Path], problem: str, *, hint: str | None = None, tail: int = 0) -> str:
+def _run_step(
+    argv: Sequence[str | Path], problem: str, *, hint: str | None = None, paths: Mapping[str, str] | None = None
+) -> str:
     try:
         return run(argv, env=_env()).stdout
     except CommandError as exc:
-        raise UnitgenError(f"{problem}:\n{_errors(exc, tail)}", hint=hint) from exc
+        raise UnitgenError(f"{problem}:\n{_errors(exc, paths)}", hint=hint) from exc
 
 
-def _errors(exc: CommandError, tail: int = 0) -> str:
-    """pip's ERROR lines, or the end of its output: what went wrong, without the progress chatter.
-    With `tail`, that many last lines before them too (a build backend's own traceback)."""
-    lines = (exc.stderr or exc.stdout).strip().splitlines()
-    errors = [line for line in lines if line.startswith("ERROR")]
-    context = [line for line in lines[-tail - len(errors) :] if line not in errors] if tail else []
-    return "\n".join(context + errors if errors else lines[-max(tail, 10) :])
+# The last line of a Python traceback: "ValueError: ...", "setuptools.errors.X: ...".
+_EXCEPTION_LINE = re.compile(r"^\s*[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure)\b.*:")
+_FRAME_LINE = re.compile(r'^\s*(?:Traceback \(most recent call last\)|File ".*", line \d+)')
+_MAX_LINES, _MAX_WIDTH = 8, 200
+
+
+def _errors(exc: CommandError, paths: Mapping[str, str] | None = None) -> str:
+    """The few lines that say what went wrong, not pip's ~20 lines of build-backend traceback: the
+    backend's exception message (what follows its last traceback frame) and pip's ERROR lines,
+    with scratch paths shown as the user's (`paths`: scratch -> user path). The full output is
+    logged by `unitgen.run` and shown with --debug."""
+    text = (exc.stderr or exc.stdout).strip()
+    for scratch, user in (paths or {}).items():
+        text = text.replace(f"file://{scratch}", user).replace(scratch, user)
+    lines = [line.rstrip() for line in text.splitlines()]
+    # ("ERROR: Exception:" only announces pip's own traceback, whose last line is kept below.)
+    errors = [line.strip() for line in lines if line.startswith("ERROR") and line.strip() != "ERROR: Exception:"]
+    cause: list[str] = []
+    if any(_FRAME_LINE.match(line) for line in lines):
+        starts = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+        if starts:
+            for line in lines[starts[-1] :]:
+                if line.strip() in ("[end of output]", "") or line.startswith(("ERROR", "note:")):
+                    break
+                cause.append(line.strip())
+    picked = cause + errors if cause or errors else [line.strip() for line in lines[-_MAX_LINES:] if line.strip()]
+    return "\n".join(
+        "  " + (line if len(line) <= _MAX_WIDTH else line[: _MAX_WIDTH - 3] + "...") for line in picked[-_MAX_LINES:]
+    )
 
 
 def _python_version(venv: Path) -> tuple[int, int]:
@@ -288,9 +312,9 @@ def _build_project(project: Path, work: Path, pip_wheel: list[str]) -> Path:
     out = work / "wheels"
     _run_step(
         [*pip_wheel, "--no-deps", "--only-binary=:all:", "--wheel-dir", out, source],
-        f"could not build a wheel of the app project {project}",
-        hint="build it by hand to see more: pip wheel --no-deps PROJECT",
-        tail=15,
+        f"app.project: could not build a wheel of the app from {project / 'pyproject.toml'}",
+        hint=f"fix {project / 'pyproject.toml'} (or its build backend); --debug shows pip's full output",
+        paths={str(source): str(project)},
     )
     [wheel] = out.glob("*.whl")
     return wheel

@@ -57,5 +57,7 @@ def run(
     except FileNotFoundError as exc:
         raise UnitgenError(f"{args[0]}: command not found", hint="install it, see README.md") from exc
     if check and result.returncode != 0:
+        # All of it, for --debug; the error callers raise shows only what matters.
+        log.debug("%s exited with code %d:\n%s", args[0], result.returncode, (result.stdout + result.stderr).rstrip())
         raise CommandError(args, result.returncode, result.stdout, result.stderr)
     return result
