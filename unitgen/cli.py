@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from unitgen import __version__
 from unitgen.errors import UnitgenError
@@ -209,9 +211,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that every `finally` and cleanup path runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    # Later signals must not cut the cleanup the first one started short (temporary trees,
+    # sandboxes): they are noted and otherwise ignored. A Python handler rather than SIG_IGN,
+    # which children started during the cleanup would inherit.
+    for other in _STOP_SIGNALS:
+        signal.signal(other, _already_stopping)
+    raise Interrupted(signum)
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    log.warning("%s: already stopping, cleaning up", signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+    try:
+        args = _parser().parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+        return _run(args)
+    except KeyboardInterrupt as exc:
+        # The shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
+        stopped = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        print(f"interrupted ({signal.Signals(stopped).name}); cleaned up", file=sys.stderr)
+        return 128 + stopped
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except UnitgenError as exc:
@@ -228,9 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ERROR {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         # A bug in unitgen: one line, not a traceback, unless asked for (--debug, or the test
         # suite's UNITGEN_RAISE_INTERNAL_ERRORS=1, so that a bug never hides behind this line).

@@ -229,10 +229,13 @@ def write_tree(
                 fill(tmp)
             check_out_dir(out_dir, protected)  # again: the build may have taken minutes
             _swap_in(tmp, out_dir)
+        _discard(tmp)  # the replaced tree, now under the temporary name
     except BaseException:
-        _discard(tmp)
+        _discard(tmp)  # the new tree, or the rest of the old one when interrupted while removing it
+        # A signal between mkdtemp's mkdir and the assignment to `tmp` leaves a directory that
+        # only its name pattern finds (live runs' trees are locked, so they stay).
+        clean_leftovers(out_dir)
         raise
-    _discard(tmp)  # the replaced tree, now under the temporary name
     return written
 
 
