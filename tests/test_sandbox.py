@@ -481,3 +481,61 @@ def test_a_non_root_user_is_told_root_is_needed() -> None:
 def test_commands_time_out(shared_sandbox: Sandbox) -> None:
     with pytest.raises(UnitgenError, match="timed out"):
         shared_sandbox.run(["sleep", "5"], timeout=0.3)
+
+
+EARLY_KILL = """
+import os, signal, sys
+from unitgen import sandbox
+sb = sandbox.Sandbox._prepare("sbx-early")
+print(sb.id, flush=True)
+if sys.argv[1] == "cgroups":  # what the helper does next: a cgroup in every hierarchy, joined
+    for cgroup in sb.cgroups:
+        sandbox._join_cgroup(cgroup)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("phase", ["record-and-state", "cgroups"])
+def test_an_owner_killed_before_systemd_started_leaves_nothing_after_clean_stale(phase: str) -> None:
+    """The owner record is written first, so even a SIGKILL before the boot leaves nothing for good."""
+    owner = subprocess.run(
+        [sys.executable, "-c", EARLY_KILL, phase], capture_output=True, text=True, cwd=ROOT, check=False, timeout=30
+    )
+    assert owner.returncode == -9, owner.stderr
+    sid = owner.stdout.strip()
+    record = STATE_ROOT / f"{sid}.json"
+    cgroups = [Path(c) for c in json.loads(record.read_text())["cgroups"]]
+    assert (STATE_ROOT / sid).is_dir()
+    assert all(c.is_dir() for c in cgroups) == (phase == "cgroups")
+
+    assert sid in Sandbox.clean_stale()
+    assert not record.exists() and not (STATE_ROOT / sid).exists()
+    assert not any(c.exists() for c in cgroups)
+
+
+@pytest.mark.root
+def test_clean_stale_removes_unrecorded_leftovers_of_older_runs() -> None:
+    """State directories and cgroups that no record names (what the record-last boot leaked)."""
+    old = STATE_ROOT / "sbx-old.0badc0de"
+    (old / "mnt").mkdir(parents=True)
+    os.utime(old, (0, 0))  # long past any boot in progress
+    hierarchy = sandbox_module.host_hierarchies()[0]
+    cgroup = Path(hierarchy.mountpoint + sandbox_module._cgroup_child(hierarchy, "0badc0de"))
+    cgroup.mkdir()
+
+    assert "sbx-old.0badc0de" in Sandbox.clean_stale()
+    assert not old.exists() and not cgroup.exists()
+
+
+@pytest.mark.root
+def test_clean_stale_removes_the_app_build_of_a_dead_process_only() -> None:
+    with subprocess.Popen(["sleep", "60"]) as alive:
+        try:
+            mine = Path(tempfile.mkdtemp(prefix=f"unitgen-app-{alive.pid}."))
+            gone = Path(tempfile.mkdtemp(prefix="unitgen-app-999999999."))  # above pid_max: dead
+            Sandbox.clean_stale()
+            assert mine.is_dir() and not gone.exists()
+        finally:
+            alive.kill()
+    shutil.rmtree(mine)

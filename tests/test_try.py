@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -148,3 +153,64 @@ def test_try_judges_every_kind_by_what_happened(body: str, code: int, expected: 
     for line in expected:
         assert line in result.stdout, result.stdout
     assert time.monotonic() - started < 30  # judged by the run, never by waiting for the calendar
+
+
+# --- interrupted at a random moment: the next run's clean-up leaves nothing -------------------
+
+
+def leftovers(name: str, pid: int) -> list[str]:
+    """What a killed `unitgen try NAME` could leave on the host, after `Sandbox.clean_stale()`."""
+    from unitgen.sandbox import CGROUP_PREFIX, RECORD_SUFFIX, STATE_ROOT, _sandbox_cgroups
+
+    ours = sorted(str(p) for p in STATE_ROOT.glob(f"*try-{name}.*")) if STATE_ROOT.is_dir() else []
+    recorded = {p.name.removesuffix(RECORD_SUFFIX).rsplit(".", 1)[1] for p in STATE_ROOT.glob(f"*{RECORD_SUFFIX}")}
+    # Any sandbox cgroup (another test's included) must belong to a recorded sandbox.
+    orphans = [str(c) for c in _sandbox_cgroups() if c.name.removeprefix(CGROUP_PREFIX) not in recorded]
+    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(STATE_ROOT) in line]
+    apps = [str(p) for p in Path(tempfile.gettempdir()).glob(f"unitgen-app-{pid}.*")]
+    return ours + orphans + mounts + apps
+
+
+SIGNALS = {"TERM": signal.SIGTERM, "HUP": signal.SIGHUP, "INT": signal.SIGINT, "KILL": signal.SIGKILL}
+KILLS = [
+    pytest.param(sig, example, seed, id=f"{sig}-{example}-{seed}")
+    for sig in SIGNALS
+    for example, seed in (("hello", 1), ("hello", 2), ("webapp", 3))
+]
+
+
+@pytest.mark.parametrize(("sig", "example", "seed"), KILLS)
+def test_try_killed_at_a_random_moment_leaves_nothing_after_the_next_clean_up(
+    sig: str, example: str, seed: int, tmp_path: Path
+) -> None:
+    name = f"{example}-{sig.lower()}-{seed}"
+    shutil.copytree(ROOT / "examples" / example, tmp_path / "src")
+    (tmp_path / "src" / f"{example}.toml").rename(tmp_path / "src" / f"{name}.toml")
+    delay = random.Random(seed).uniform(  # noqa: S311 - a reproducible moment, not a secret
+        0.0, 4.0 if example == "hello" else 8.0
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "unitgen", "try", name, "--out", str(tmp_path / "stage")],
+        cwd=tmp_path / "src", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    ) as proc:  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(SIGNALS[sig])
+        _, err = proc.communicate(timeout=60)  # TERM, HUP and INT: try tears down and exits by itself
+    # 0 or 1: it finished before the signal. Killed by the signal itself: it came before the
+    # sandbox phase, where try turns TERM and HUP into an interrupt (the CLI maps them for every
+    # command); what it left then is for clean_stale to find, like after a SIGKILL.
+    assert proc.returncode in (0, 1, 130, -SIGNALS[sig]), err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and group_alive(proc.pid):
+        time.sleep(0.05)  # what it started (pip, nsenter) ends with it
+    Sandbox.clean_stale()
+    assert leftovers(name, proc.pid) == []
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

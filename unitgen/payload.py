@@ -150,7 +150,8 @@ def build_app(
     pip_argv = list(pip) if pip is not None else _default_pip()
     staging = staging.absolute()
     dest = staging / app.venv.lstrip("/")
-    work = Path(tempfile.mkdtemp(prefix="unitgen-app-"))
+    # Named after this process: if it is killed, the next sandbox boot (Sandbox.clean_stale) removes it.
+    work = Path(tempfile.mkdtemp(prefix=f"unitgen-app-{os.getpid()}."))
     # Short on purpose: a shebang longer than 127 bytes makes pip write a /bin/sh trampoline.
     scratch = work / "venv"
     try:

@@ -80,6 +80,8 @@ TARGET = "unitgen-sandbox.target"
 CONTAINER = "unitgen"  # $container, the container manager's name (systemd's CONTAINER_INTERFACE)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CGROUP_PREFIX = "unitgen-sandbox-"
+LEGACY_BOOT_GRACE = 120  # seconds an unrecorded state directory may be a boot in progress of an older unitgen
+RECORD_SUFFIX = ".json"  # STATE_ROOT/ID.json: the owner record, next to the state directory STATE_ROOT/ID
 # What systemd as PID 1 prints when it hits a fatal error and stops (freeze() in its main.c).
 FROZEN = "Freezing execution"
 TIMED_OUT = 124  # the exit status of timeout(1) when the time ran out
@@ -729,6 +731,15 @@ class Sandbox:
         self._helper: subprocess.Popen[bytes] | None = None
         self._lifeline = -1
         self._torn_down = False
+        # The process that booted it, from its owner record: a record whose owner is dead (and
+        # whose systemd is gone, or was not detached) belongs to a killed run.
+        self.owner_pid = os.getpid()
+        self._owner_starttime = _starttime(self.owner_pid)
+
+    @property
+    def record(self) -> Path:
+        """The owner record, written before anything else of the sandbox exists."""
+        return self.state.with_name(self.state.name + RECORD_SUFFIX)
 
     @property
     def id(self) -> str:
@@ -770,14 +781,53 @@ class Sandbox:
 
     @classmethod
     def _prepare(cls, name: str, *, detach: bool = False) -> Sandbox:
-        """A not yet started sandbox with its own state directory and cgroup names."""
+        """A not yet started sandbox: its owner record first, then its state directory.
+
+        The record names everything the sandbox will create (state directory, one cgroup per
+        hierarchy) before any of it exists, so a run killed at any moment, even by SIGKILL, leaves
+        nothing that `clean_stale()` cannot find.
+        """
         _check_name(name)
         STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=STATE_ROOT))
-        (state / "mnt").mkdir()
-        sid = state.name.split(".", 1)[1]
-        cgroups = [Path(h.mountpoint + _cgroup_child(h, sid)) for h in host_hierarchies()]
-        return cls(name, state, cgroups, detach=detach)
+        hierarchies = host_hierarchies()
+        while True:
+            sid = secrets.token_hex(4)
+            sandbox = cls(
+                name,
+                STATE_ROOT / f"{name}.{sid}",
+                [Path(h.mountpoint + _cgroup_child(h, sid)) for h in hierarchies],
+                detach=detach,
+            )
+            if sandbox._write_record():
+                break
+        try:
+            sandbox.state.mkdir(mode=0o700)
+            (sandbox.state / "mnt").mkdir()
+        except BaseException:
+            sandbox.teardown()
+            raise
+        return sandbox
+
+    def _write_record(self) -> bool:
+        """Create the owner record atomically (complete or absent); False if the id is taken."""
+        record = {
+            "name": self.name,
+            "owner_pid": self.owner_pid,
+            "owner_starttime": self._owner_starttime,
+            "state": str(self.state),
+            "cgroups": [str(c) for c in self.cgroups],
+            "detach": self.detach,
+        }
+        # The temporary file names its owner too, for the one moment before the link.
+        scratch = STATE_ROOT / f".{self.id}.{self.owner_pid}{RECORD_SUFFIX}"
+        scratch.write_text(json.dumps(record))
+        try:
+            os.link(scratch, self.record)
+        except FileExistsError:
+            return False
+        finally:
+            scratch.unlink()
+        return True
 
     def _start(self, deadline: float, exec_argv: Sequence[str] = ()) -> None:
         read_end, write_end = os.pipe()
@@ -930,13 +980,20 @@ class Sandbox:
 
     @classmethod
     def _recorded(cls) -> list[Sandbox]:
+        """Every sandbox with an owner record, whatever its state (booting, running, abandoned)."""
         result = []
-        for info_path in sorted(STATE_ROOT.glob("*/info.json")) if STATE_ROOT.is_dir() else []:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                info = json.loads(info_path.read_text())
-                cgroups = [Path(c) for c in info["cgroups"]]
-                sandbox = cls(info["name"], info_path.parent, cgroups, detach=info["detach"])
-                sandbox.pid, sandbox._starttime = info["pid"], info["starttime"]
+        for record in sorted(STATE_ROOT.glob(f"*{RECORD_SUFFIX}")) if STATE_ROOT.is_dir() else []:
+            if record.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                owner = json.loads(record.read_text())
+                sandbox = cls(
+                    owner["name"], Path(owner["state"]), [Path(c) for c in owner["cgroups"]], detach=owner["detach"]
+                )
+                sandbox.owner_pid, sandbox._owner_starttime = owner["owner_pid"], owner["owner_starttime"]
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    info = json.loads((sandbox.state / "info.json").read_text())
+                    sandbox.pid, sandbox._starttime = info["pid"], info["starttime"]
                 result.append(sandbox)
         return result
 
@@ -947,15 +1004,46 @@ class Sandbox:
 
     @classmethod
     def clean_stale(cls) -> list[str]:
-        """Remove the records and empty cgroups of sandboxes whose PID 1 is gone.
+        """Remove everything left by sandboxes whose owner was killed; returns their ids.
 
-        What is left when the process that booted a sandbox was killed with SIGKILL (the sandbox
-        itself died with it). Returns their ids.
+        A sandbox is stale when its systemd is gone, or when its owner is dead and it was not
+        detached (its systemd is dying with the owner anyway). Its processes are killed and its
+        cgroups, state directory and owner record removed. Also removed: state directories and
+        `unitgen-sandbox-*` cgroups that no record names (left by versions that wrote the record
+        last), half-written records of dead owners, and the app build directories
+        (`unitgen-app-PID.*`) of dead unitgen processes.
         """
-        stale = [s for s in cls._recorded() if not s.alive()]
+        # Listed before the records: a boot writes its record before it creates anything else,
+        # so what exists now and has no record now belongs to no live boot.
+        cgroups = _sandbox_cgroups()
+        states = sorted(p for p in STATE_ROOT.iterdir() if p.is_dir()) if STATE_ROOT.is_dir() else []
+        scratch = sorted(STATE_ROOT.glob(f".*{RECORD_SUFFIX}")) if STATE_ROOT.is_dir() else []
+        recorded = cls._recorded()
+        stale = [s for s in recorded if not s._in_use()]
         for sandbox in stale:
             sandbox.teardown()
-        return [s.id for s in stale]
+        known = {s.state for s in recorded}
+        orphans = [state for state in states if state not in known and not _legacy_in_use(state)]
+        # Names may contain dots; ids end in ".SID", the suffix of the cgroups' names.
+        kept = {s.id.rsplit(".", 1)[1] for s in recorded} | {p.name.rsplit(".", 1)[1] for p in states}
+        kept -= {p.name.rsplit(".", 1)[1] for p in orphans}
+        deadline = time.monotonic() + 10
+        for cgroup in cgroups:
+            if cgroup.name.removeprefix(CGROUP_PREFIX) not in kept:
+                _remove_cgroup(cgroup, deadline)
+        for state in orphans:
+            shutil.rmtree(state, ignore_errors=True)
+        for path in scratch:  # ".ID.PID.json": a record being written when its owner died
+            if not _pid_alive(int(path.name.removesuffix(RECORD_SUFFIX).rsplit(".", 1)[1])):
+                path.unlink(missing_ok=True)
+        _remove_dead_app_builds()
+        return [s.id for s in stale] + [state.name for state in orphans]
+
+    def _in_use(self) -> bool:
+        owner_alive = _starttime(self.owner_pid) == self._owner_starttime
+        if self.detach:
+            return self.alive() or owner_alive
+        return owner_alive
 
     def alive(self) -> bool:
         """Whether this sandbox's PID 1 is still running (and is still the same process)."""
@@ -991,6 +1079,7 @@ class Sandbox:
         for cgroup in self.cgroups:
             _remove_cgroup(cgroup, deadline)
         shutil.rmtree(self.state, ignore_errors=True)
+        self.record.unlink(missing_ok=True)  # last: while anything of it is left, the record names it
         self._torn_down = True
         _live.discard(self)
 
@@ -1222,6 +1311,38 @@ def _remove_cgroup(directory: Path, deadline: float) -> None:
             return
         _kill_cgroup(directory)
         time.sleep(0.01)
+
+
+def _pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _sandbox_cgroups() -> list[Path]:
+    """Every sandbox cgroup next to where this process would create one, in every hierarchy."""
+    found: list[Path] = []
+    for h in host_hierarchies():
+        parent = Path(h.mountpoint + h.path)
+        found += sorted(parent.glob(f"{CGROUP_PREFIX}*")) if parent.is_dir() else []
+    return found
+
+
+def _legacy_in_use(state: Path) -> bool:
+    """A state directory without a record, from an older unitgen that wrote its record last: in
+    use while its systemd runs, or while it may still be booting (young, no record yet)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        info = json.loads((state / "info.json").read_text())
+        return bool(_starttime(info["pid"]) == info["starttime"])
+    with contextlib.suppress(OSError):
+        return time.time() - state.stat().st_mtime < LEGACY_BOOT_GRACE
+    return False
+
+
+def _remove_dead_app_builds() -> None:
+    """The scratch directories `unitgen.payload.build_app` names after its process, if it was killed."""
+    for work in Path(tempfile.gettempdir()).glob("unitgen-app-*.*"):
+        pid = work.name.removeprefix("unitgen-app-").split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and work.is_dir() and not work.is_symlink():
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _teardown_leftovers() -> None:

@@ -7,14 +7,17 @@ journal, then runs a second instance by hand to show it refused and logged.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from unitgen.errors import UnitgenError
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
@@ -22,7 +25,6 @@ from unitgen.payload import AppPayload
 from unitgen.render import launcher_path
 from unitgen.sandbox import Sandbox
 from unitgen.spec import OnContention, ReadyKind, Spec
-from unitgen.staging import MARKER
 
 Print = Callable[[str], None]
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
@@ -44,9 +46,7 @@ def sandbox_name(spec: Spec) -> str:
 def install_staging(sb: Sandbox, staging: Path, spec: Spec, payload: AppPayload | None = None) -> None:
     """What a package's maintainer scripts would do, for a bare staging tree: with an app, fresh
     bytecode for its venv (a ProtectSystem=strict service cannot write __pycache__ itself)."""
-    for top in sorted(staging.iterdir()):
-        if top.name != MARKER:  # unitgen's mark on its output directory, not part of the service
-            sb.copy_in(top, f"/{top.name}")
+    sb.copy_in(staging, "/")
     if payload is not None:
         sb.run(payload.cleanup_argv)
         sb.run(payload.compile_argv)
@@ -269,7 +269,46 @@ def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print, outcome: Outcome
             sb.run(["kill", "-KILL", str(stand_in)], check=False)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (kill, a closed terminal) tear the sandbox down like Ctrl-C does.
+
+    Their default action would end the process at once: no `finally`, so the sandbox's state
+    and cgroups would wait for the next run's clean-up. A handler the caller set is kept.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig, handler in previous.items():
+        if handler is signal.SIG_DFL:
+            signal.signal(sig, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold INT, TERM and HUP back while tearing down: a second signal must not cut the clean-up
+    short. They are delivered when it is done."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = print) -> int:
+    with _terminate_like_interrupt():
+        return _try_service(spec, staging, options, say)
+
+
+def _try_service(spec: Spec, staging: Path, options: TryOptions, say: Print) -> int:
     sb = Sandbox.boot(sandbox_name(spec), detach=options.keep)
     say(f"booted a sandboxed systemd ({sb.id}, PID {sb.pid}) in {sb.boot_seconds:.2f} s")
     try:
@@ -310,7 +349,8 @@ def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = pri
         return 0
     finally:
         if not options.keep:
-            sb.teardown()
+            with _uninterrupted():
+                sb.teardown()
 
 
 def teardown(spec: Spec, say: Print = print) -> int:
