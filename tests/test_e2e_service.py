@@ -20,7 +20,12 @@ from tests.e2e_helpers import (
     start_by_hand,
 )
 from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.package import build_deb
+from unitgen.package_spec import package_info
+from unitgen.render import render
 from unitgen.sandbox import Sandbox
+from unitgen.spec import parse_spec
+from unitgen.staging import write_tree
 from unitgen.trial import lock_holders
 
 pytestmark = pytest.mark.root
@@ -258,3 +263,34 @@ def test_tmpfiles_never_change_a_directory_that_already_exists(sb: Sandbox, tmp_
         raw["user"] = user
     install(sb, tmp_path, "hello", raw)  # runs systemd-tmpfiles --create on the rendered file
     assert sb.run(["stat", "-c", "%F %U:%G %a", "/run/hello"]).stdout == "directory nobody:nogroup 1777\n"
+
+
+def test_dynamic_user_runtime_directory_is_systemds_own_layout_at_start_and_upgrade(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    """tmpfiles creates what systemd keeps for DynamicUser= with RuntimeDirectoryPreserve=
+    (/run/private/NAME behind the relative symlink systemd makes): no migration warning at any
+    start, no tmpfiles complaint when an upgrade applies the tmpfiles file again."""
+    raw = example_toml("hello")
+    raw.pop("user")
+    spec = parse_spec(raw, name="hello", where="hello.toml")
+    staging = tmp_path / "staging"
+    write_tree(render(spec), staging)
+    deb = build_deb(staging, package_info(spec, None), tmp_path / "dist")
+    sb.copy_in(deb, "/root/hello.deb")
+    sb.run(["rm", "-f", "/usr/sbin/policy-rc.d"])  # the host image denies starts
+
+    first = sb.run(["dpkg", "-i", "/root/hello.deb"])  # tmpfiles, then the first start
+    sb.systemctl("stop", "hello.service")
+    sb.run(["systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/hello.conf"])  # as at the next boot
+    sb.systemctl("start", "hello.service", check=False)
+    upgrade = sb.run(["dpkg", "-i", "/root/hello.deb"])  # the postinst applies tmpfiles again
+
+    assert "already exists" not in first.stderr + upgrade.stderr
+    messages = [e.get("MESSAGE", "") for e in sb.journal(unit="hello.service")]
+    assert [m for m in messages if m.startswith("Starting hello.service")], messages  # it was started
+    assert not [m for m in messages if "pre-existing public" in m], messages
+    assert sb.run(["readlink", "/run/hello"]).stdout == "private/hello\n"
+    # systemd handed the directory to the dynamic user: it is the one tmpfiles made.
+    assert sb.run(["stat", "-c", "%F %a", "/run/private/hello"]).stdout == "directory 755\n"
+    assert sb.run(["stat", "-c", "%u", "/run/private/hello"]).stdout.strip() not in ("0", "")

@@ -13,6 +13,7 @@ Layout (FHS; /usr/libexec is allowed by FHS 3.0 and Debian policy 9.1.1):
 
 from __future__ import annotations
 
+import posixpath
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,6 +131,10 @@ def _context(spec: Spec) -> dict[str, Any]:
             ("logs_directory", "LogsDirectory"),
             ("configuration_directory", "ConfigurationDirectory"),
         ],
+        # The symlink systemd makes for a DynamicUser= RuntimeDirectory= (relative, from its parent).
+        "runtime_link": posixpath.relpath(
+            f"/run/private/{spec.runtime_directory}", posixpath.dirname(f"/run/{spec.runtime_directory}")
+        ),
         "hardening": hardening_directives(spec),
         "limits": limit_directives(spec),
         "extra": extra,
