@@ -668,7 +668,7 @@ def require_root() -> None:
         raise UnitgenError(
             "a systemd sandbox needs root",
             hint="it boots systemd as PID 1 of new PID, mount, network and cgroup namespaces, mounts an "
-            "overlay of / and creates cgroups; run it as root (e.g. with sudo)",
+            "overlay of / and creates cgroups; run it as root",
         )
 
 

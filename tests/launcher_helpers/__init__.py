@@ -7,6 +7,7 @@ launcher's own F_GETLK code).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -30,7 +31,21 @@ from unitgen.launcher import LauncherSettings
 from unitgen.launcher_render import render_launcher
 
 HELPERS = Path(__file__).parent
-LAUNCHER_PY = Path(launcher.__file__)
+
+
+def _readable_copy(source: Path) -> Path:
+    """The launcher module as a file every user can read: tests run it as nobody (65534), who
+    cannot read a checkout in a 0700 home (root's; Debian's adduser default)."""
+    directory = Path(tempfile.mkdtemp(prefix="unitgen-test-launcher-"))
+    directory.chmod(0o755)
+    atexit.register(shutil.rmtree, directory, True)
+    copy = directory / source.name
+    shutil.copyfile(source, copy)
+    copy.chmod(0o644)
+    return copy
+
+
+LAUNCHER_PY = _readable_copy(Path(launcher.__file__))
 DEBIAN_PYTHON = "/usr/bin/python3"
 VENV_PYTHON = sys.executable
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
