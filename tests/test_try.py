@@ -201,6 +201,7 @@ def test_try_killed_at_a_random_moment_leaves_nothing_after_the_next_clean_up(
     with subprocess.Popen(
         [sys.executable, "-m", "unitgen", "try", name, "--out", str(tmp_path / "stage")],
         cwd=tmp_path / "src", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=default_signals,
     ) as proc:  # fmt: skip
         time.sleep(delay)
         proc.send_signal(SIGNALS[sig])
@@ -215,6 +216,12 @@ def test_try_killed_at_a_random_moment_leaves_nothing_after_the_next_clean_up(
         time.sleep(0.05)  # what it started (pip, nsenter) ends with it
     Sandbox.clean_stale()
     assert leftovers(name, proc.pid) == []
+
+
+def default_signals() -> None:
+    """As at a terminal: a shell's background job (or nohup) would start it with INT or HUP ignored."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def group_alive(pgid: int) -> bool:
