@@ -2,9 +2,8 @@
 
 This module is the launcher runtime. `unitgen render` copies its source verbatim into
 `/usr/libexec/NAME/NAME-launcher`, followed by the service's settings as a Python literal, and the
-unit runs that file as `ExecStart=`. It uses only the standard library (systemd-python is used when
-importable, and only when something is logged) and never imports unitgen. It can also be run
-directly: `python3 launcher.py --settings '<json>' [-- ARGS...]`.
+unit runs that file as `ExecStart=`. It uses only the standard library and never imports
+unitgen. It can also be run directly: `python3 launcher.py --settings '<json>' [-- ARGS...]`.
 
 Lock
     The lock file's directory is opened one component at a time from / (openat with
@@ -95,11 +94,12 @@ Exit codes (besides the app's own)
     to fix. A python-mode import failure carries PYTHON_ENTRY and TRACEBACK.
 
 Journal
-    systemd-python's C sender (systemd._journal.sendv, what systemd.journal.send calls; importing
-    systemd.journal itself costs ~30 ms) when importable, otherwise the native protocol on
-    /run/systemd/journal/socket (multi-line values, field names sanitised, entries too large for a
-    datagram passed as a sealed memfd). With no journal, or when stderr is a terminal, a plain
-    "NAME: message" line also goes to stderr. Logging never raises.
+    The native protocol on /run/systemd/journal/socket (multi-line values, field names sanitised,
+    entries too large for a datagram passed as a sealed memfd), never systemd-python: its sendv()
+    blocks for ever when journald does not read. Each entry waits at most 1 s for room in
+    journald's queue; with no journal (or a stuck one), or when stderr is a terminal, a plain
+    "NAME: message" line also goes to stderr, again waiting at most 1 s. Logging never raises and
+    never hangs: a contender exits 17 promptly and SIGTERM works whatever journald does.
 
 Command line
     exec mode: `NAME-launcher -- PROG ARGS...` runs PROG ARGS instead of the rendered argv (the unit
@@ -251,7 +251,7 @@ def _monotonic_usec() -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Journal: systemd-python when importable, else the native protocol (systemd.journal-fields(7)).
+# Journal: the native protocol (systemd.journal-fields(7)), bounded in time.
 
 
 def journal_field_name(key: str) -> str | None:
@@ -277,22 +277,28 @@ def journal_payload(fields: list[tuple[str, str]]) -> bytes:
 
 
 def journal_send_native(path: str, fields: list[tuple[str, str]]) -> None:
-    """Send one entry to the journal socket at `path`; a sealed memfd when too big for a datagram."""
+    """Send one entry to the journal socket at `path`; a sealed memfd when too big for a datagram.
+
+    Waits at most _JOURNAL_SEND_TIMEOUT_SEC for room in journald's queue (a stuck journald must
+    not hang the launcher); the socket is connected so that the timeout's poll() waits for that
+    receiver's queue rather than spinning.
+    """
     payload = journal_payload(fields)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(_JOURNAL_SEND_TIMEOUT_SEC)
+        sock.connect(path)
         try:
-            sock.sendto(payload, path)
+            sock.send(payload)
         except OSError as err:
             if err.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
                 raise
-            _send_memfd(sock, path, payload)
+            _send_memfd(sock, payload)
     finally:
         sock.close()
 
 
-def _send_memfd(sock: _socket.socket, path: str, payload: bytes) -> None:
+def _send_memfd(sock: _socket.socket, payload: bytes) -> None:
     # journald accepts an empty datagram carrying one sealed memfd with the entry (sd_journal_sendv).
     fd = os.memfd_create("journal-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
@@ -302,7 +308,7 @@ def _send_memfd(sock: _socket.socket, path: str, payload: bytes) -> None:
         seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         rights = fd.to_bytes(4, sys.byteorder, signed=True)
-        sock.sendmsg([], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)], 0, path)
+        sock.sendmsg([], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
     finally:
         os.close(fd)
 
@@ -310,36 +316,13 @@ def _send_memfd(sock: _socket.socket, path: str, payload: bytes) -> None:
 def journal_send(fields: list[tuple[str, str]]) -> bool:
     """Send one entry; True when some journal accepted it. Never raises."""
     try:
-        path = os.environ.get(JOURNAL_SOCKET_ENV)
-        if path is None:
-            if not os.path.exists(JOURNAL_SOCKET):
-                return False  # libsystemd would drop the entry silently
-            sendv = _systemd_sendv()
-            if sendv is not None:
-                sendv(*(f"{name}={value}" for name, value in _valid_fields(fields)))
-                return True
-            path = JOURNAL_SOCKET
+        # Always the native protocol, with a timeout: systemd-python's sendv() blocks for ever when
+        # journald does not read its socket (and importing it costs start-up time).
+        path = os.environ.get(JOURNAL_SOCKET_ENV, JOURNAL_SOCKET)
         journal_send_native(path, fields)
     except Exception:
         return False
     return True
-
-
-def _valid_fields(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    valid = []
-    for key, value in fields:
-        name = journal_field_name(key)
-        if name is not None:
-            valid.append((name, value))
-    return valid
-
-
-def _systemd_sendv() -> Callable[..., None] | None:
-    try:
-        from systemd._journal import sendv  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except Exception:
-        return None
-    return sendv  # type: ignore[no-any-return]
 
 
 def log(name: str, priority: int, message: str, **fields: str) -> None:
@@ -349,10 +332,24 @@ def log(name: str, priority: int, message: str, **fields: str) -> None:
     sent = journal_send(entry)
     try:
         if not sent or os.isatty(2):
-            sys.stderr.write(f"{name}: {message}\n")
-            sys.stderr.flush()
+            _write_stderr(f"{name}: {message}\n")
     except Exception:  # noqa: S110 - a closed or broken stderr must not crash the launcher
         pass
+
+
+def _write_stderr(text: str) -> None:
+    # Under systemd stderr is journald's stream socket too: when journald is stuck, a plain write
+    # would block for ever, so each chunk waits at most _JOURNAL_SEND_TIMEOUT_SEC for room.
+    import select
+
+    sys.stderr.flush()
+    data = memoryview(text.encode("utf-8", "replace"))
+    poller = select.poll()
+    poller.register(2, select.POLLOUT)
+    while data:
+        if not poller.poll(int(_JOURNAL_SEND_TIMEOUT_SEC * 1000)):
+            return
+        data = data[os.write(2, data[:512]) :]  # 512 <= PIPE_BUF: fits once POLLOUT is reported
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ so no value can become code, and in a fixed key order, so the same settings give
 The shebang runs the interpreter with `-I` (isolated mode): no PYTHONPATH/PYTHONHOME/PYTHON*
 variables, no user site-packages, no script directory on sys.path. That keeps start-up fast and
 keeps a root-started process from importing whatever the environment points at. The interpreter's
-own site-packages stay on sys.path, so Debian's python3-systemd is found, and a virtual
-environment's interpreter (`python=/opt/app/venv/bin/python`) still sees what is installed in the
-venv: a python-mode app must be installed into the interpreter's environment, not found via
-PYTHONPATH or the current directory.
+own site-packages stay on sys.path, so a virtual environment's interpreter
+(`python=/opt/app/venv/bin/python`) still sees what is installed in the venv: a python-mode app
+must be installed into the interpreter's environment, not found via PYTHONPATH or the current
+directory.
 """
 
 from __future__ import annotations
