@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,15 +73,31 @@ def _scratch_env(scratch: Path) -> dict[str, str]:
 
 def verify(staging: Path, name: str) -> str:
     """What `systemd-analyze verify` says about the units (empty: nothing to complain about)."""
-    staging = staging.absolute()
+    return verify_many([(staging, name)])[name]
+
+
+def verify_many(trees: Sequence[tuple[Path, str]]) -> dict[str, str]:
+    """`verify` for several services with one `systemd-analyze verify` call (it loads systemd's
+    whole unit search path at every start, which is most of its time). Only when that call
+    complains is each service verified alone, to say whose units the complaint is about."""
+    outputs = _verify_together(trees)
+    if not outputs or len(trees) == 1:
+        return {name: outputs for _, name in trees}
+    return {name: _verify_together([(staging, name)]) for staging, name in trees}
+
+
+def _verify_together(trees: Sequence[tuple[Path, str]]) -> str:
     with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
         scratch = Path(tmp)
-        units = _scratch_units(staging, name, scratch)
+        units = [unit for staging, name in trees for unit in _scratch_units(staging.absolute(), name, scratch)]
         result = run(["systemd-analyze", "verify", *units], check=False, env=_scratch_env(scratch))
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 and not output:
         output = f"systemd-analyze verify exited with {result.returncode}"
-    return output.replace(str(scratch) + "/", "").replace(str(staging), "")
+    output = output.replace(str(scratch) + "/", "")
+    for staging, _ in trees:
+        output = output.replace(str(staging.absolute()), "")
+    return output
 
 
 def security(staging: Path, name: str, threshold: float = 10.0) -> tuple[float, str, bool]:
@@ -106,9 +123,25 @@ def security(staging: Path, name: str, threshold: float = 10.0) -> tuple[float, 
 
 
 def check(staging: Path, name: str, *, threshold: float) -> CheckReport:
-    units = sorted(p.name for p in (staging / UNIT_DIR).glob(f"{name}.*"))
-    verify_output = verify(staging, name)
-    score, verdict, within = security(staging, name, threshold)
-    return CheckReport(
-        units=units, verify_output=verify_output, score=score, verdict=verdict, threshold=threshold, within=within
-    )
+    return check_many([(staging, name, threshold)])[0]
+
+
+def check_many(trees: Sequence[tuple[Path, str, float]]) -> list[CheckReport]:
+    """`check` for several services: one verify call for all their units, one security call each
+    (systemd-analyze security scores one unit per call)."""
+    verified = verify_many([(staging, name) for staging, name, _ in trees])
+    reports = []
+    for staging, name, threshold in trees:
+        units = sorted(p.name for p in (staging / UNIT_DIR).glob(f"{name}.*"))
+        score, verdict, within = security(staging, name, threshold)
+        reports.append(
+            CheckReport(
+                units=units,
+                verify_output=verified[name],
+                score=score,
+                verdict=verdict,
+                threshold=threshold,
+                within=within,
+            )
+        )
+    return reports

@@ -56,46 +56,74 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _each(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One namespace per NAME of a batch command, with `name` set; --spec and --out name one
+    service's files, so they go with one NAME only."""
+    names: list[str] = args.names
+    if len(names) > 1:
+        given = [opt for opt in ("spec", "out") if getattr(args, opt, None)]
+        if given:
+            raise UnitgenError(
+                f"--{given[0]} names the files of one service, and {len(names)} names were given",
+                hint="give one NAME with --spec/--out, or several names with their NAME.toml and build/NAME",
+            )
+        seen = {n for n in names if names.count(n) > 1}
+        if seen:
+            raise UnitgenError(f"service {sorted(seen)[0]!r} is named twice")
+    return [argparse.Namespace(**{**vars(args), "name": name}) for name in names]
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from unitgen.render import render
     from unitgen.spec import load_spec
     from unitgen.staging import write_tree
 
+    # Every spec and every --out first: one bad input among many writes nothing at all.
     # The app's venv is built by `package` and `try`; render stays quick and offline.
-    spec = load_spec(_spec_path(args), args.name)
-    out = _writable_out_dir(args)
-    files = render(spec, template_dirs=[Path(t) for t in args.templates])
-    for path in write_tree(files, out, inputs=_inputs(args)):
-        print(path)
+    jobs = [(one, load_spec(_spec_path(one), one.name), _writable_out_dir(one)) for one in _each(args)]
+    for one, spec, out in jobs:
+        files = render(spec, template_dirs=[Path(t) for t in one.templates])
+        for path in write_tree(files, out, inputs=_inputs(one)):
+            print(path)
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from unitgen.check import check
+def _threshold(args: argparse.Namespace) -> float:
     from unitgen.spec import load_spec
 
-    threshold = args.threshold
-    if threshold is None:
-        spec = load_spec(_spec_path(args), args.name)
-        threshold = 1.5 if spec.network else 0.5
-    report = check(_out_dir(args), args.name, threshold=threshold)
-    print(f"units: {', '.join(report.units)}")
-    print("systemd-analyze verify: " + ("clean" if not report.verify_output else "\n" + report.verify_output))
-    # systemd's own word (SAFE, OK, ...) only for a passing score: "1.6 OK" beside a failure misleads.
-    if report.score_ok:
-        print(f"systemd-analyze security: {report.score:.1f} {report.verdict} (threshold {report.threshold:.1f})")
-    else:
-        print(f"systemd-analyze security: {report.score:.1f}, over the threshold {report.threshold:.1f}")
-    problems = report.problems(args.name)
-    for problem in problems:
-        print(f"ERROR {problem}", file=sys.stderr)
-    if not report.score_ok:
-        print(
-            "  hint: 'systemd-analyze security --offline=true' on the unit lists each setting's share;"
-            " re-enable what [hardening] turned off, or pass --threshold",
-            file=sys.stderr,
-        )
-    return 1 if problems else 0
+    if args.threshold is not None:
+        return float(args.threshold)
+    spec = load_spec(_spec_path(args), args.name)
+    return 1.5 if spec.network else 0.5
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from unitgen.check import check_many
+
+    each = _each(args)
+    reports = check_many([(_out_dir(one), one.name, _threshold(one)) for one in each])
+    failed = False
+    for one, report in zip(each, reports, strict=True):
+        if len(each) > 1:
+            print(f"== {one.name}")
+        print(f"units: {', '.join(report.units)}")
+        print("systemd-analyze verify: " + ("clean" if not report.verify_output else "\n" + report.verify_output))
+        # systemd's own word (SAFE, OK, ...) only for a passing score: "1.6 OK" beside a failure misleads.
+        if report.score_ok:
+            print(f"systemd-analyze security: {report.score:.1f} {report.verdict} (threshold {report.threshold:.1f})")
+        else:
+            print(f"systemd-analyze security: {report.score:.1f}, over the threshold {report.threshold:.1f}")
+        problems = report.problems(one.name)
+        for problem in problems:
+            print(f"ERROR {problem}", file=sys.stderr)
+        if not report.score_ok:
+            print(
+                "  hint: 'systemd-analyze security --offline=true' on the unit lists each setting's share;"
+                " re-enable what [hardening] turned off, or pass --threshold",
+                file=sys.stderr,
+            )
+        failed = failed or bool(problems)
+    return 1 if failed else 0
 
 
 def cmd_package(args: argparse.Namespace) -> int:
@@ -104,15 +132,18 @@ def cmd_package(args: argparse.Namespace) -> int:
     from unitgen.spec import load_spec
     from unitgen.stage import stage
 
-    spec = load_spec(_spec_path(args), args.name)
-    package_info(spec, None)  # fail before any work when the spec has no [package] table
-    staging = _writable_out_dir(args)
-    _, payload = stage(spec, staging, template_dirs=[Path(t) for t in args.templates], inputs=_inputs(args))
-    info = package_info(spec, payload)
-    formats = [Format(args.format)] if args.format != "both" else [Format.DEB, Format.RPM]
-    for fmt in formats:
-        # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
-        print(build(fmt, staging, info, Path(args.dist), progress=terminal_progress(f"{fmt.value} {spec.name}")))
+    jobs = []
+    for one in _each(args):  # every input first: one bad spec among many builds nothing
+        spec = load_spec(_spec_path(one), one.name)
+        package_info(spec, None)  # fail before any work when the spec has no [package] table
+        jobs.append((one, spec, _writable_out_dir(one)))
+    for one, spec, staging in jobs:
+        _, payload = stage(spec, staging, template_dirs=[Path(t) for t in one.templates], inputs=_inputs(one))
+        info = package_info(spec, payload)
+        formats = [Format(one.format)] if one.format != "both" else [Format.DEB, Format.RPM]
+        for fmt in formats:
+            # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
+            print(build(fmt, staging, info, Path(one.dist), progress=terminal_progress(f"{fmt.value} {spec.name}")))
     return 0
 
 
@@ -161,9 +192,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log commands and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, *, out: bool = True, templates: bool = False) -> argparse.ArgumentParser:
+    def command(
+        name: str, help: str, *, out: bool = True, templates: bool = False, batch: bool = False
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("name", help="the service name; the spec is NAME.toml unless --spec says otherwise")
+        if batch:
+            # Many services in one process: one interpreter start and one template cache for all.
+            p.add_argument(
+                "names",
+                nargs="+",
+                metavar="NAME",
+                help="service names; each spec is NAME.toml (or --spec, for one name), each tree build/NAME",
+            )
+        else:
+            p.add_argument("name", help="the service name; the spec is NAME.toml unless --spec says otherwise")
         p.add_argument("--spec", metavar="FILE", help="the spec file (default: ./NAME.toml)")
         if out:
             p.add_argument("--out", metavar="DIR", help="the staging tree (default: build/NAME)")
@@ -187,16 +229,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
     p.set_defaults(func=cmd_init)
 
-    p = command("render", "render units, launcher and config into a staging tree", templates=True)
+    p = command("render", "render units, launcher and config into a staging tree", templates=True, batch=True)
     p.set_defaults(func=cmd_render)
 
-    p = command("check", "systemd-analyze verify and security score of the rendered units")
+    p = command("check", "systemd-analyze verify and security score of the rendered units", batch=True)
     p.add_argument(
         "--threshold", type=float, help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)"
     )
     p.set_defaults(func=cmd_check)
 
-    p = command("package", "render, then build .deb and .rpm packages", templates=True)
+    p = command("package", "render, then build .deb and .rpm packages", templates=True, batch=True)
     p.add_argument("--dist", metavar="DIR", default="dist", help="where packages go (default: dist)")
     p.add_argument("--format", choices=["deb", "rpm", "both"], default="both", help="default: both")
     p.set_defaults(func=cmd_package)
