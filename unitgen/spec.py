@@ -518,10 +518,11 @@ class FormatOverrides:
     conflicts: tuple[str, ...] | None
 
 
+_KEPT = " What unitgen itself requires (the python3 the launcher and the venv run on) is always kept."
 OVERRIDE_KEYS: tuple[Key[Any], ...] = (
-    Key("depends", package_relations, "Replaces `depends` for this format."),
-    Key("recommends", package_relations, "Replaces `recommends` for this format."),
-    Key("conflicts", package_relations, "Replaces `conflicts` for this format."),
+    Key("depends", package_relations, "Replaces the common `depends` for this format." + _KEPT),
+    Key("recommends", package_relations, "Replaces the common `recommends` for this format." + _KEPT),
+    Key("conflicts", package_relations, "Replaces the common `conflicts` for this format."),
 )
 
 
