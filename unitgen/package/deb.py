@@ -23,7 +23,7 @@ from typing import BinaryIO, Literal
 from unitgen.package.files import Entry, Kind, collect, installed_size_kib, source_date_epoch
 from unitgen.package.model import Compression, Format, PackageInfo
 from unitgen.package.progress import Progress
-from unitgen.package.stream import Writable, compressed, copy
+from unitgen.package.stream import Writable, compressed, copy, package_file
 
 _TAR_FORMAT: Literal[1] = 1  # tarfile.GNU_FORMAT, what dpkg-deb writes
 _RECORD = 10240  # tar's record size; GNU tar and tarfile pad archives to it
@@ -92,22 +92,17 @@ def build(
             if scripts.get(name):
                 control_files[name] = (scripts[name], 0o755)
         control_tar = _control_tar(control_files, mtime, compression, level)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with tmp.open("wb") as out:
-                out.write(b"!<arch>\n")
-                _ar_member(out, "debian-binary", b"2.0\n", mtime)
-                _ar_member(out, f"control.tar{suffix}", control_tar, mtime)
-                data.seek(0, os.SEEK_END)
-                size = data.tell()
-                data.seek(0)
-                _ar_header(out, f"data.tar{suffix}", size, mtime)
-                copy(data, out, size)
-                if size % 2:
-                    out.write(b"\n")
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with package_file(target) as out:
+            out.write(b"!<arch>\n")
+            _ar_member(out, "debian-binary", b"2.0\n", mtime)
+            _ar_member(out, f"control.tar{suffix}", control_tar, mtime)
+            data.seek(0, os.SEEK_END)
+            size = data.tell()
+            data.seek(0)
+            _ar_header(out, f"data.tar{suffix}", size, mtime)
+            copy(data, out, size)
+            if size % 2:
+                out.write(b"\n")
     return target
 
 

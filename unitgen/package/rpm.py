@@ -22,7 +22,7 @@ from unitgen.errors import UnitgenError
 from unitgen.package.files import Entry, Kind, build_time, collect, source_date_epoch
 from unitgen.package.model import Compression, Format, PackageInfo
 from unitgen.package.progress import Progress
-from unitgen.package.stream import CHUNK, Counting, compressed, copy
+from unitgen.package.stream import CHUNK, Counting, compressed, copy, package_file
 
 # Header data types (rpmtag.h rpmTagType).
 INT16, INT32, INT64, STRING, BIN, STRING_ARRAY, I18NSTRING = 3, 4, 5, 6, 7, 8, 9
@@ -404,13 +404,8 @@ def build(
         while chunk := data.read(CHUNK):
             md5.update(chunk)
         sig = _signature(blob, md5.digest(), len(blob) + size, payload.raw_size)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with tmp.open("wb") as out:
-                out.write(_lead(info) + sig + blob)
-                data.seek(0)
-                copy(data, out, size)
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with package_file(target) as out:
+            out.write(_lead(info) + sig + blob)
+            data.seek(0)
+            copy(data, out, size)
     return target

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import lzma
+import os
 import queue
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from unitgen.package.model import Compression
@@ -133,3 +136,25 @@ def copy(src: BinaryIO, dst: Writable, size: int, digest: Callable[[bytes], obje
         if digest is not None:
             digest(chunk)
         left -= len(chunk)
+
+
+@contextmanager
+def package_file(target: Path) -> Iterator[BinaryIO]:
+    """Write `target` (a package in --dist) atomically, through a temporary file of our own.
+
+    The temporary name is random and created with O_EXCL (mkstemp), so a file or symlink someone
+    else put in a shared --dist (say /tmp) is never opened, followed or removed; it is renamed
+    over `target` only once complete, and removed on failure only because we created it.
+    """
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # a package is a plain file for everyone to read, as dpkg-deb makes it
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
