@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -43,21 +46,38 @@ def run(
     args = [str(a) for a in argv]
     log.debug("+ %s", shlex.join(args))
     try:
-        result = subprocess.run(
+        # Its own process group, so that on a timeout or an interrupt (SIGINT/TERM/HUP reach unitgen
+        # as KeyboardInterrupt) the whole tree goes, not only the child: pip's build backend, a
+        # compressor, anything the command started would otherwise outlive us.
+        proc = subprocess.Popen(
             args,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=None if env is None else dict(env),
             cwd=cwd,
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise UnitgenError(f"{args[0]}: command not found", hint="install it, see README.md") from exc
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            _kill_tree(proc)
+            raise
+    result = subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
     if check and result.returncode != 0:
         # All of it, for --debug; the error callers raise shows only what matters.
         log.debug("%s exited with code %d:\n%s", args[0], result.returncode, (result.stdout + result.stderr).rstrip())
         raise CommandError(args, result.returncode, result.stdout, result.stderr)
     return result
+
+
+def _kill_tree(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the command's process group. The child is not reaped yet, so its PID, which is the
+    group's ID, cannot have been reused by anyone else."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
