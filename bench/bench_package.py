@@ -7,8 +7,8 @@ payload of a few thousand files, tens of MiB, part text and part incompressible)
 each compression, alternates the builders `--runs` times and prints medians and ratios.
 
 Fairness, stated:
-- Same compression and level on both sides: gzip -9 (dpkg-deb's and rpm's gzip default), or
-  xz -6 single-threaded. Python's lzma has no threads, so dpkg-deb gets `--threads-max=1` and
+- Same compression and level on both sides: unitgen's default, gzip -6, or xz -6
+  single-threaded. Python's lzma has no threads, so dpkg-deb gets `--threads-max=1` and
   rpmbuild `w6.xzdio` (no T: one thread); dpkg-deb's default would use every core.
 - dpkg-deb packs a prepared tree (staging + DEBIAN/control), prepared outside the timing; it
   writes no md5sums (debhelper's dh_md5sums does), unitgen writes them, so unitgen does more.
@@ -147,7 +147,8 @@ cp -al {staging}/. %{{buildroot}}/
 
 
 def rpmbuild(staging: Path, topdir: Path, compression: Compression) -> None:
-    payload = "w9.gzdio" if compression is Compression.GZIP else "w6.xzdio"
+    level = compression.default_level()  # the same level on both sides
+    payload = f"w{level}.gzdio" if compression is Compression.GZIP else f"w{level}.xzdio"
     spec = topdir / f"{NAME}.spec"
     topdir.mkdir(parents=True, exist_ok=True)
     spec.write_text(SPEC.format(name=NAME, payload=payload, staging=staging))
@@ -165,7 +166,7 @@ def _builders(
 ) -> dict[str, Callable[[int], object]]:
     """The four contenders for one compression; each takes the run number (for its output name)."""
     level = comp.default_level()
-    dpkg_flags = ["-Zgzip", "-z9"] if comp is Compression.GZIP else ["-Zxz", "-z6", "--threads-max=1"]
+    dpkg_flags = ["-Zgzip", f"-z{level}"] if comp is Compression.GZIP else ["-Zxz", f"-z{level}", "--threads-max=1"]
 
     def unitgen_deb(i: int) -> object:
         progress = terminal_progress(f"unitgen deb ({comp.value})")
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rpmbuild -bb": next((tmp / "top0/RPMS/noarch").glob("*.rpm")).stat().st_size,
             }
             shutil.rmtree(tmp / "top0")
-            label = "gzip -9" if comp is Compression.GZIP else "xz -6, one thread"
+            level = comp.default_level()
+            label = f"gzip -{level}" if comp is Compression.GZIP else f"xz -{level}, one thread"
             print(f"\n{label}")
             for key in builders:
                 extra = f"  {sizes[key] / (1 << 20):6.1f} MiB" if key in sizes else ""

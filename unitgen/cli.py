@@ -127,7 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    from unitgen.package import Format, build, terminal_progress
+    from unitgen.package import Compression, Format, build, terminal_progress
     from unitgen.package_spec import package_info
     from unitgen.spec import load_spec
     from unitgen.stage import stage
@@ -143,7 +143,14 @@ def cmd_package(args: argparse.Namespace) -> int:
         formats = [Format(one.format)] if one.format != "both" else [Format.DEB, Format.RPM]
         for fmt in formats:
             # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
-            print(build(fmt, staging, info, Path(one.dist), progress=terminal_progress(f"{fmt.value} {spec.name}")))
+            progress = terminal_progress(f"{fmt.value} {spec.name}")
+            compression = Compression(one.compression)
+            print(
+                build(
+                    fmt, staging, info, Path(one.dist),
+                    compression=compression, level=one.compression_level, progress=progress,
+                )
+            )  # fmt: skip
     return 0
 
 
@@ -176,6 +183,12 @@ def _existing_dir(value: str) -> str:
     if not Path(value).is_dir():
         raise argparse.ArgumentTypeError(f"{value!r} is not a directory (a directory of *.j2 templates)")
     return value
+
+
+def _level(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 9:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a level from 1 to 9")
+    return int(value)
 
 
 def _printable(text: str, limit: int = 300) -> str:
@@ -241,6 +254,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("package", "render, then build .deb and .rpm packages", templates=True, batch=True)
     p.add_argument("--dist", metavar="DIR", default="dist", help="where packages go (default: dist)")
     p.add_argument("--format", choices=["deb", "rpm", "both"], default="both", help="default: both")
+    p.add_argument(
+        "--compression",
+        choices=["gzip", "xz"],
+        default="gzip",
+        help="payload compression (default: gzip; xz gives ~20%% smaller packages for many times the time)",
+    )
+    p.add_argument("--compression-level", type=_level, metavar="1-9", help="compression level (default: 6 for both)")
     p.set_defaults(func=cmd_package)
 
     p = command("try", "(root) start the service in a throw-away real systemd and show how it behaves", templates=True)

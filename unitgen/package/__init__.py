@@ -51,8 +51,8 @@ def build(
     """Write the `fmt` package of `staging` into `out_dir` and return its path:
     NAME_VERSION-RELEASE_ARCH.deb or NAME-VERSION-RELEASE.ARCH.rpm.
 
-    `compression` defaults to gzip (see `Compression`), `level` to dpkg-deb's and rpm's (gzip 9,
-    xz 6); `progress` is called as files are written (see `terminal_progress`).
+    `compression` defaults to gzip, `level` to 6 (see `Compression` for why); `progress` is called
+    as files are written (see `terminal_progress`).
     """
     writer, maintainer_scripts = _FORMATS[fmt]
     return writer(
