@@ -25,6 +25,7 @@ from unitgen.payload import AppPayload
 from unitgen.render import launcher_path
 from unitgen.sandbox import Sandbox
 from unitgen.spec import OnContention, ReadyKind, Spec
+from unitgen.staging import MARKER
 
 Print = Callable[[str], None]
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
@@ -46,7 +47,9 @@ def sandbox_name(spec: Spec) -> str:
 def install_staging(sb: Sandbox, staging: Path, spec: Spec, payload: AppPayload | None = None) -> None:
     """What a package's maintainer scripts would do, for a bare staging tree: with an app, fresh
     bytecode for its venv (a ProtectSystem=strict service cannot write __pycache__ itself)."""
-    sb.copy_in(staging, "/")
+    for top in sorted(staging.iterdir()):
+        if top.name != MARKER:  # unitgen's mark on its output directory, not part of the service
+            sb.copy_in(top, f"/{top.name}")
     if payload is not None:
         sb.run(payload.cleanup_argv)
         sb.run(payload.compile_argv)
