@@ -1,0 +1,204 @@
+"""A real 3-member etcd cluster on 127.0.0.1 for the fleet lock tests (issue 13).
+
+Free ports, data dirs and logs under the test's tmp_path; members are our own child processes, stopped
+by their PIDs (kill -9 / restart / SIGSTOP to lose quorum) and all killed at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+
+@dataclass
+class EtcdCluster:
+    root: Path
+    members: list[Member] = field(default_factory=list)
+    token: str = ""
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def _argv(self, m: Member, state: str) -> list[str]:
+        cluster = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
+        return [
+            ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
+            "--listen-client-urls", m.endpoint, "--advertise-client-urls", m.endpoint,
+            "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
+            "--initial-cluster", cluster, "--initial-cluster-state", state,
+            "--initial-cluster-token", self.token,
+            # Short elections keep takeover tests quick; still etcd's real raft.
+            "--heartbeat-interval", "50", "--election-timeout", "500",
+            "--logger", "zap", "--log-outputs", "stderr",
+        ]
+
+    def start(self, index: int, state: str = "existing") -> None:
+        m = self.members[index]
+        assert m.process is None or m.process.poll() is not None, f"{m.name} already running"
+        log = m.log.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+        m.process = subprocess.Popen(self._argv(m, state), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        log.close()
+
+    def kill(self, index: int) -> None:
+        """kill -9 of one member, by its PID."""
+        m = self.members[index]
+        if m.process is not None and m.process.poll() is None:
+            m.process.send_signal(signal.SIGKILL)
+            m.process.wait(timeout=10)
+
+    def pause(self, index: int) -> None:
+        m = self.members[index]
+        assert m.process is not None
+        m.process.send_signal(signal.SIGSTOP)
+
+    def resume(self, index: int) -> None:
+        m = self.members[index]
+        assert m.process is not None
+        m.process.send_signal(signal.SIGCONT)
+
+    def lose_quorum(self) -> None:
+        """Kill two of three members: the survivor cannot commit nor renew leases."""
+        self.kill(1)
+        self.kill(2)
+
+    def healthy(self, index: int) -> bool:
+        try:
+            with urllib.request.urlopen(self.members[index].endpoint + "/health", timeout=1) as r:  # noqa: S310
+                return bool(json.loads(r.read()).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+    def wait_healthy(self, indexes: list[int] | None = None, timeout: float = 20) -> None:
+        end = time.monotonic() + timeout
+        for i in indexes if indexes is not None else range(len(self.members)):
+            while not self.healthy(i):
+                m = self.members[i]
+                if m.process is not None and m.process.poll() is not None:
+                    raise RuntimeError(f"etcd {m.name} exited: {m.log.read_text()[-3000:]}")
+                if time.monotonic() > end:
+                    raise RuntimeError(f"etcd {m.name} not healthy in {timeout}s: {m.log.read_text()[-3000:]}")
+                time.sleep(0.05)
+
+    def etcdctl(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ETCDCTL, "--endpoints", ",".join(self.endpoints), *args],
+                              capture_output=True, text=True, timeout=timeout, check=False,
+                              env={**os.environ, "ETCDCTL_API": "3"})
+
+    def stop_all(self) -> None:
+        for i in range(len(self.members)):
+            m = self.members[i]
+            if m.process is not None and m.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    m.process.send_signal(signal.SIGCONT)  # a paused member dies on SIGKILL anyway; be explicit
+                self.kill(i)
+
+
+def start_cluster(root: Path, size: int = 3) -> EtcdCluster:
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}")
+    for i in range(size):
+        cluster.members.append(Member(name=f"m{i}", client_port=free_port(), peer_port=free_port(),
+                                      data_dir=root / f"m{i}.data", log=root / f"m{i}.log"))
+    for i in range(size):
+        cluster.start(i, state="new")
+    cluster.wait_healthy()
+    return cluster
+
+
+def running_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """Body of a pytest fixture: a fresh healthy cluster, every member killed at teardown."""
+    if not Path(ETCD).exists():
+        pytest.skip("etcd-server is not installed (scripts/bootstrap installs it)")
+    cluster = start_cluster(tmp_path / "etcd")
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+# ---- a contender process: `python -m tests.etcd_cluster MODE ...` ---------------------------------
+
+def _worker(argv: list[str]) -> int:
+    """loop ENDPOINTS PREFIX TTL LOG N HOLD: take the lock N times, log `pid,token,start,end` under flock.
+    hold ENDPOINTS PREFIX TTL: take it, print `token N`, then print `holding T` while held() (T: monotonic
+    time read before asking), `lost REASON` from on_lost; exit 3 once no longer held."""
+    import fcntl
+    import sys
+
+    from unitgen.fleet_lock import FleetLock
+
+    mode, endpoints, prefix, ttl = argv[0], argv[1].split(","), argv[2], int(argv[3])
+    if mode == "loop":
+        log, count, hold = Path(argv[4]), int(argv[5]), float(argv[6])
+        for _ in range(count):
+            lock = FleetLock(endpoints, prefix, ttl)
+            token = lock.acquire(wait=True, deadline=time.monotonic() + 60)
+            start = time.monotonic()
+            time.sleep(hold)
+            end = time.monotonic()
+            ok = lock.held()  # the interval only counts if we were still surely the holder at its end
+            with log.open("a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                f.write(f"{os.getpid()},{token},{start:.6f},{end:.6f},{int(ok)}\n")
+            lock.release()
+        return 0
+    lock = FleetLock(endpoints, prefix, ttl, on_lost=lambda reason: print("lost", reason, flush=True))
+    print("token", lock.acquire(wait=True), flush=True)
+    while True:
+        now = time.monotonic()
+        if not lock.held():
+            print("stale", flush=True)
+            # held() reads the clock and can see it first; give the keep-alive thread time to report too.
+            time.sleep(0.5)
+            return 3
+        print("holding", f"{now:.6f}", flush=True)
+        sys.stdout.flush()
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_worker(sys.argv[1:]))

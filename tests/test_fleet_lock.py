@@ -1,0 +1,241 @@
+"""The fleet lock (issue 13, stage 1) against a real 3-member etcd cluster and real `etcdctl lock`."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.etcd_cluster import ETCDCTL, EtcdCluster, running_cluster
+from unitgen.fleet_lock import Contended, FleetLock, Lost, Unreachable
+
+ROOT = Path(__file__).parent.parent
+TTL = 2  # seconds; etcd's minimum lease TTL with the harness's 500 ms election timeout is below this
+
+
+def contender(cluster: EtcdCluster, mode: str, prefix: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.etcd_cluster", mode, ",".join(cluster.endpoints), prefix, str(TTL), *args],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    yield from running_cluster(tmp_path)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for p in started:  # only the processes this test started, by PID
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+        p.wait(timeout=10)
+        for stream in (p.stdout, p.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class Lines:
+    """A process's stdout lines, read by a thread, so that waiting for one is bounded."""
+
+    def __init__(self, p: subprocess.Popen[str]) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        stream = p.stdout
+        assert stream is not None
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line.strip())
+
+    def next(self, timeout: float = 15) -> str:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return ""
+
+    def rest(self) -> list[str]:
+        """Every line not read yet (call after the process exited; the reader drains the pipe)."""
+        time.sleep(0.2)
+        out = []
+        while not self._queue.empty():
+            out.append(self._queue.get())
+        return out
+
+
+# ---- interop with etcdctl lock ------------------------------------------------------------------
+
+def test_etcdctl_holds_then_we_are_contended_and_name_its_key(
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+    held = subprocess.Popen([ETCDCTL, "--endpoints", ",".join(etcd_cluster.endpoints), "lock", "/t/interop"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(held)
+    its_key = Lines(held).next()
+    assert its_key.startswith("/t/interop/"), held.stderr
+    ours = FleetLock(etcd_cluster.endpoints, "/t/interop", TTL)
+    with pytest.raises(Contended) as info:
+        ours.acquire()
+    assert info.value.holder["key"] == its_key
+    assert not ours.held()
+    held.send_signal(signal.SIGTERM)  # etcdctl lock unlocks on SIGTERM
+    held.wait(timeout=10)
+    token = ours.acquire()
+    assert token > int(info.value.holder["create_revision"])  # type: ignore[call-overload]
+    ours.release()
+
+
+def test_we_hold_then_etcdctl_lock_waits_until_we_release(
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+    ours = FleetLock(etcd_cluster.endpoints, "/t/interop", TTL)
+    ours.acquire()
+    waiter = subprocess.Popen([ETCDCTL, "--endpoints", ",".join(etcd_cluster.endpoints), "lock", "/t/interop"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(waiter)
+    lines = Lines(waiter)
+    assert lines.next(timeout=1.5) == "", "etcdctl lock got the lock while we held it"
+    released = time.monotonic()
+    ours.release()
+    assert lines.next(timeout=5).startswith("/t/interop/")  # etcdctl prints its key once it holds the lock
+    assert time.monotonic() - released < 1
+
+
+# ---- many contenders, real processes ------------------------------------------------------------
+
+@pytest.mark.parametrize(("workers", "rounds", "hold"), [
+    pytest.param(3, 120, 0.005, id="3-processes-x120"),
+    pytest.param(6, 40, 0.0, id="6-processes-x40-no-hold"),
+])
+def test_contention_trials_never_overlap_and_tokens_increase(
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]], tmp_path: Path,
+        workers: int, rounds: int, hold: float) -> None:
+    log = tmp_path / "holders.log"
+    for _ in range(workers):
+        procs.append(contender(etcd_cluster, "loop", "/t/trials", str(log), str(rounds), str(hold)))
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read() if p.stderr else ""
+    rows = [line.split(",") for line in log.read_text().splitlines()]
+    assert len(rows) == workers * rounds
+    intervals = sorted((int(token), float(start), float(end), ok) for _, token, start, end, ok in rows)
+    assert all(ok == "1" for *_, ok in intervals), "a holder's lease could have expired while it held"
+    for (tok_a, _, end_a, _), (tok_b, start_b, _, _) in itertools.pairwise(intervals):
+        assert tok_b > tok_a
+        assert start_b >= end_a, f"holder with token {tok_b} started before token {tok_a} ended"
+
+
+# ---- the holder dies or stops -------------------------------------------------------------------
+
+def test_kill_9_of_the_holder_hands_over_within_ttl_plus_1s(
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+    holder = contender(etcd_cluster, "hold", "/t/kill")
+    procs.append(holder)
+    assert Lines(holder).next().startswith("token ")
+    waiter = FleetLock(etcd_cluster.endpoints, "/t/kill", TTL)
+    killed = time.monotonic()
+    holder.send_signal(signal.SIGKILL)
+    waiter.acquire(wait=True, deadline=killed + TTL + 5)
+    assert time.monotonic() - killed <= TTL + 1
+    waiter.release()
+
+
+def test_sigstop_longer_than_ttl_the_holder_never_acts_as_holder_after_resume(
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+    holder = contender(etcd_cluster, "hold", "/t/stop")
+    procs.append(holder)
+    lines = Lines(holder)
+    assert lines.next().startswith("token ")
+    time.sleep(0.3)
+    holder.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    other = FleetLock(etcd_cluster.endpoints, "/t/stop", TTL)
+    other.acquire(wait=True, deadline=stopped + TTL + 5)  # the frozen holder's lease expired on the server
+    assert time.monotonic() - stopped <= TTL + 1
+    holder.send_signal(signal.SIGCONT)
+    assert holder.wait(timeout=10) == 3
+    out = lines.rest()
+    assert "stale" in out and any(line.startswith("lost ") for line in out), out
+    # No "holding" line for any instant after the holder was frozen: it knew its token was stale.
+    times = [float(line.split()[1]) for line in out if line.startswith("holding ")]
+    assert times and max(times) < stopped
+    other.release()
+
+
+# ---- etcd members fail --------------------------------------------------------------------------
+
+def test_one_member_down_the_lock_keeps_working(etcd_cluster: EtcdCluster) -> None:
+    lost: list[str] = []
+    holder = FleetLock(etcd_cluster.endpoints, "/t/member", TTL, on_lost=lost.append)
+    holder.acquire()
+    etcd_cluster.kill(0)  # the first endpoint: every client must fail over
+    time.sleep(TTL * 2)
+    assert holder.held() and not lost
+    with pytest.raises(Contended):
+        FleetLock(etcd_cluster.endpoints, "/t/member", TTL).acquire()
+    holder.release()
+    other = FleetLock(etcd_cluster.endpoints, "/t/member", TTL)
+    assert other.acquire() > holder.token
+    other.release()
+
+
+def test_quorum_lost_the_holder_gives_up_before_its_lease_could_expire_and_nobody_acquires(
+        etcd_cluster: EtcdCluster) -> None:
+    lost_at: list[float] = []
+    holder = FleetLock(etcd_cluster.endpoints, "/t/quorum", TTL, on_lost=lambda _: lost_at.append(time.monotonic()))
+    holder.acquire()
+    etcd_cluster.lose_quorum()
+    deadline = time.monotonic() + TTL + 2
+    while not lost_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lost_at, "on_lost never fired"
+    # The server cannot expire the lease before last successful renewal's send time + TTL.
+    assert lost_at[0] < holder.last_renewal + TTL
+    assert not holder.held()
+    with pytest.raises((Unreachable, Lost, Contended)):
+        FleetLock(etcd_cluster.endpoints, "/t/quorum", TTL, request_timeout=1.0).acquire(
+            wait=True, deadline=time.monotonic() + 2)
+    holder.release()
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("refused", id="nothing-listening"),
+    pytest.param("silent", id="accepts-but-never-answers"),
+])
+def test_unreachable_at_start_names_the_endpoints_quickly(kind: str) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes handshakes; nobody ever reads: a hung member
+        port = silent.getsockname()[1]
+        if kind == "refused":
+            silent.close()
+        endpoints = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}"]
+        lock = FleetLock(endpoints, "/t/none", TTL, request_timeout=1.0)
+        began = time.monotonic()
+        with pytest.raises(Unreachable) as info:
+            lock.acquire()
+        assert time.monotonic() - began < 1.5
+    assert info.value.endpoints == endpoints
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert not lock.held()
+
+
+def test_the_module_is_standard_library_only_and_imports_nothing_heavy() -> None:
+    code = ("import sys; before = set(sys.modules); import unitgen.fleet_lock; "
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={**os.environ}).stdout.split()
+    assert not [m for m in out if m.split(".")[0] in {"http", "ssl", "json", "threading", "urllib"}], out
+    source = (ROOT / "unitgen" / "fleet_lock.py").read_text()
+    assert "import unitgen" not in source and "from unitgen" not in source

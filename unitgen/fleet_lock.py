@@ -1,0 +1,540 @@
+"""A fleet-wide single-instance lock on etcd v3, standard library only (issue 13).
+
+This module is inlined into the deployed launcher, so it never imports unitgen and imports nothing
+heavy at module level: http.client, ssl, json and threading are imported where they are first needed,
+and the common path (one host, no fleet lock) pays nothing for them.
+
+It speaks etcd's v3 JSON gateway (etcd 3.4: /v3/lease/grant, /v3/kv/txn, /v3/kv/range, /v3/watch,
+/v3/lease/keepalive, /v3/lease/revoke; keys and values base64) and follows etcd's own lock recipe, the
+one `etcdctl lock PREFIX` uses (clientv3/concurrency Mutex), so the two exclude each other:
+
+- grant a lease with the TTL; the contender's key is PREFIX/LEASE_ID (lease ID in lower-case hex);
+- in one transaction: if the key's create revision is 0, put it (attached to the lease) and read the
+  oldest key under PREFIX/, else read the key itself and the oldest key;
+- the contender's create revision is its place in the queue and the fencing token; the holder is the
+  key with the lowest create revision under PREFIX/;
+- a waiter waits until no key with a lower create revision is left (it watches the key just before its
+  own, the one with the highest create revision below it), then checks its own key still exists (its
+  lease may have expired while it waited).
+
+The difference from `etcdctl lock NAME cmd` is what happens after: a keep-alive thread renews the lease
+at a third of the TTL and, when renewals have failed long enough that the lease could expire on the
+server, calls `on_lost(reason)` BEFORE that can happen, so the caller stops its work while nobody else
+can hold the lock yet. The bound is computed from a monotonic clock and the *send* time of the last
+successful renewal: the server renewed the lease after we sent, so it expires no earlier than
+send time + TTL.
+"""
+
+# The launcher pays for every module-level import on every start: only os, time and binascii (a
+# built-in) here; typing (~18 ms), dataclasses (~14 ms), socket, base64 and contextlib are avoided,
+# and http.client, ssl, json and threading are imported on first use, when a fleet lock is configured.
+# ruff: noqa: PTH123
+from __future__ import annotations
+
+import binascii
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import http.client
+    import threading
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+__all__ = ["Contended", "FleetLock", "FleetLockError", "Lost", "TLSFiles", "Unreachable", "default_identity"]
+
+# gRPC status codes (carried in the gateway's error bodies) that mean "this member cannot serve now":
+# try the next endpoint. Anything else is a real answer (lease not found, bad request...).
+_GRPC_UNAVAILABLE = 14
+_GRPC_DEADLINE_EXCEEDED = 4
+
+
+class FleetLockError(Exception):
+    """Base class of everything this module raises."""
+
+
+class Contended(FleetLockError):  # noqa: N818 - the API names the outcome, as the issue does
+    """Someone else holds the lock; `holder` is what its key says (host, pid, unit) plus key and revision."""
+
+    def __init__(self, holder: Mapping[str, object]) -> None:
+        self.holder = dict(holder)
+        super().__init__(f"lock held by {self.holder}")
+
+
+class Unreachable(FleetLockError):  # noqa: N818 - same
+    """No endpoint answered; names every endpoint tried and the last error."""
+
+    def __init__(self, endpoints: list[str], error: str) -> None:
+        self.endpoints = list(endpoints)
+        self.error = error
+        super().__init__(f"etcd unreachable at {', '.join(endpoints)}: {error}")
+
+
+class Lost(FleetLockError):  # noqa: N818 - same
+    """Our lease expired (or could have) before the lock was acquired."""
+
+
+class _EtcdError(FleetLockError):
+    """etcd answered with an error that another endpoint would answer the same way."""
+
+
+class TLSFiles:
+    """Client TLS material for https endpoints (paths, e.g. under $CREDENTIALS_DIRECTORY)."""
+
+    __slots__ = ("ca_file", "cert_file", "key_file")
+
+    def __init__(self, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None) -> None:
+        self.ca_file = ca_file
+        self.cert_file = cert_file
+        self.key_file = key_file
+
+
+def default_identity() -> dict[str, object]:
+    """Who holds the lock, as contenders will read it: host name, PID and systemd unit (if any)."""
+    identity: dict[str, object] = {"host": os.uname().nodename, "pid": os.getpid()}
+    unit = _own_unit()
+    if unit:
+        identity["unit"] = unit
+    return identity
+
+
+def _own_unit() -> str | None:
+    # The unified cgroup path ends in the unit (".../webapp.service"); cheaper than asking systemd.
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            path = f.read().strip().rsplit(":", 1)[-1]
+    except OSError:
+        return None
+    last = path.rsplit("/", 1)[-1]
+    return last if last.endswith((".service", ".scope")) else None
+
+
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return binascii.a2b_base64(text)
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
+    """scheme, host, port of "http://host:port", "https://[::1]:2379" or "host:port" (http)."""
+    scheme, _, rest = endpoint.rpartition("://")
+    scheme = scheme or "http"
+    hostport = rest.split("/", 1)[0]
+    host, port = hostport, ""
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port = tail.lstrip(":")
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"bad etcd endpoint {endpoint!r}: expected http(s)://HOST:PORT")
+    return scheme, host, int(port) if port else 2379
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    # etcd's range_end for "every key starting with prefix": the prefix with its last byte + 1.
+    raw = bytearray(prefix)
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return bytes(raw)
+        raw.pop()
+    return b"\x00"
+
+
+class _Gateway:
+    """JSON calls to etcd's gateway, failing over between endpoints; one persistent connection."""
+
+    def __init__(self, endpoints: list[str], tls: TLSFiles | None, connect_timeout: float) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = list(endpoints)
+        self._parsed = [_split_endpoint(e) for e in endpoints]
+        self._tls = tls
+        self._connect_timeout = connect_timeout
+        self._current = 0
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _open(self, index: int, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
+        scheme, host, port = self._parsed[index]
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            import ssl
+
+            tls = self._tls or TLSFiles()
+            context = ssl.create_default_context(cafile=tls.ca_file)
+            if tls.cert_file:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+            conn = http.client.HTTPSConnection(host, port, timeout=min(timeout, self._connect_timeout),
+                                               context=context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=min(timeout, self._connect_timeout))
+        conn.connect()  # bounded by the connect timeout, so a dead address costs at most that
+        assert conn.sock is not None
+        conn.sock.settimeout(timeout)
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def call(self, path: str, body: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        """POST body to path; the whole call (all endpoints) is bounded by timeout seconds."""
+        import json
+
+        end = time.monotonic() + timeout
+        payload = json.dumps(body).encode()
+        last_error = "no endpoint tried"
+        n = len(self.endpoints)
+        for attempt in range(n):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            # Share what is left among the endpoints not tried yet, so one hung member cannot use it all.
+            budget = max(left / (n - attempt), min(left, 0.2))
+            index = (self._current + attempt) % n
+            try:
+                if self._conn is None or index != self._current:
+                    self.close()
+                    self._current = index
+                    self._conn = self._open(index, budget)
+                else:
+                    assert self._conn.sock is not None
+                    self._conn.sock.settimeout(budget)
+                self._conn.request("POST", path, payload, {"Content-Type": "application/json"})
+                response = self._conn.getresponse()
+                data = response.read()
+                status = response.status
+            except (OSError, ValueError, AssertionError) as e:
+                # ValueError/AssertionError: http.client's state after a half-read response; reconnect.
+                self.close()
+                last_error = f"{self.endpoints[index]}: {e or type(e).__name__}"
+                self._current = (index + 1) % n
+                continue
+            answer = _first_message(data)
+            error = _error_of(answer)
+            if status == 200 and error is None:
+                return answer.get("result", answer) if "result" in answer else answer
+            code, message = error or (0, f"HTTP {status}")
+            if code in (_GRPC_UNAVAILABLE, _GRPC_DEADLINE_EXCEEDED) or (status >= 500 and code == 0):
+                self.close()
+                last_error = f"{self.endpoints[index]}: {message}"
+                self._current = (index + 1) % n
+                continue
+            raise _EtcdError(f"{self.endpoints[index]}{path}: {message}")
+        raise Unreachable(self.endpoints, last_error)
+
+    def open_stream(self, path: str, body: Mapping[str, Any], timeout: float) -> tuple[
+            http.client.HTTPConnection, http.client.HTTPResponse]:
+        """A streaming POST (watch) on its own connection, to the current endpoint; close both."""
+        import json
+
+        conn = self._open(self._current, timeout)
+        try:
+            conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+            return conn, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+
+def _first_message(data: bytes) -> dict[str, Any]:
+    import json
+
+    # Streaming endpoints (keepalive) answer newline-delimited JSON; unary ones one object.
+    text = data.decode("utf-8", "replace").strip().split("\n", 1)[0]
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {"error": {"message": text[:200]}}
+    return value if isinstance(value, dict) else {}
+
+
+def _error_of(answer: Mapping[str, Any]) -> tuple[int, str] | None:
+    error = answer.get("error")
+    if error is None:
+        return None
+    if isinstance(error, dict):  # streaming form: {"error": {"grpc_code": 14, "message": ...}}
+        return int(error.get("grpc_code", error.get("code")) or 0), str(error.get("message", error))
+    return int(answer.get("code", 0)), str(answer.get("message", error))
+
+
+def _kvs(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    kvs = response.get("kvs", [])
+    return kvs if isinstance(kvs, list) else []
+
+
+class FleetLock:
+    """etcd's lock recipe (interoperable with `etcdctl lock PREFIX`) plus a lease watchdog.
+
+    acquire() returns the fencing token (the create revision of our key: strictly increasing from
+    one holder to the next). While held, a thread renews the lease every ttl/3; `on_lost(reason)` is
+    called once, from that thread, at most `ttl - margin` seconds after the send time of the last
+    successful renewal, that is before the server could let the lease expire. After on_lost the
+    caller must stop acting as holder (stop the app) and then call release().
+    """
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        prefix: str,
+        ttl: int,
+        *,
+        tls: TLSFiles | None = None,
+        identity: Mapping[str, object] | None = None,
+        on_lost: Callable[[str], None] | None = None,
+        margin: float | None = None,
+        connect_timeout: float = 1.0,
+        request_timeout: float = 5.0,
+    ) -> None:
+        if ttl < 1:
+            raise ValueError("ttl must be at least 1 second")
+        self.endpoints = list(endpoints)
+        self.prefix = prefix.rstrip("/") + "/"  # like etcd's NewMutex: the keys live under PREFIX/
+        self.ttl = ttl
+        # Time left for the caller to stop its work between on_lost and the earliest server expiry.
+        self.margin = ttl / 4 if margin is None else margin
+        self.identity = dict(default_identity() if identity is None else identity)
+        self.on_lost = on_lost
+        self.request_timeout = request_timeout
+        self._gateway = _Gateway(self.endpoints, tls, connect_timeout)
+        self._tls = tls
+        self._connect_timeout = connect_timeout
+        self.lease_id = 0
+        self.key = ""
+        self.token = 0
+        self._granted_ttl = float(ttl)
+        self._last_ok_send = 0.0  # monotonic send time of the last successful grant/renewal
+        self._lost_reason: str | None = None
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._txn_owner: list[dict[str, Any]] = []
+
+    # ---- public API ----------------------------------------------------------------------------
+
+    def acquire(self, wait: bool = False, deadline: float | None = None) -> int:
+        """Take the lock; return the fencing token. deadline: a time.monotonic() value for wait=True.
+
+        Raises Contended (with the holder) if someone else holds it and wait is False or the deadline
+        passed, Unreachable if no endpoint answers, Lost if our lease expired while waiting.
+        """
+        self._grant()
+        try:
+            token = self._enqueue()
+            owner = self._owner()
+            if owner is not None and int(owner.get("create_revision", 0)) != token:
+                if not wait:
+                    raise Contended(self._holder_info(owner))
+                self._wait_predecessors(token, deadline)
+                # Like etcd's Mutex.Lock: our key must still exist, or our lease expired while waiting.
+                mine = _kvs(self._gateway.call("/v3/kv/range", {"key": _b64(self.key.encode())}, self.request_timeout))
+                if not mine:
+                    raise Lost("our lease expired while waiting for the lock")
+            if not self.held():
+                raise Lost(self._lost_reason or "the lease could have expired while acquiring")
+            self.token = token
+            return token
+        except BaseException:
+            self.release()
+            raise
+
+    def held(self) -> bool:
+        """True while we may act as holder: not lost, and the lease cannot have expired yet."""
+        if self._lost_reason is not None or not self.lease_id:
+            return False
+        return time.monotonic() < self._lost_at()
+
+    @property
+    def lost_reason(self) -> str | None:
+        return self._lost_reason
+
+    @property
+    def last_renewal(self) -> float:
+        """time.monotonic() at which the last successful renewal (or the grant) was sent."""
+        return self._last_ok_send
+
+    def release(self) -> None:
+        """Stop renewing and revoke the lease (which deletes our key): the next waiter takes over."""
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None and self._thread is not _current_thread():
+            self._thread.join(timeout=self.request_timeout + 1)
+        self._thread = None
+        lease, self.lease_id = self.lease_id, 0
+        if lease:
+            # Unreachable or already gone: the lease then expires on its own within the TTL.
+            try:  # noqa: SIM105 - contextlib.suppress would cost start-up time (an import)
+                self._gateway.call("/v3/lease/revoke", {"ID": str(lease)}, self.request_timeout)
+            except FleetLockError:
+                pass
+        self._gateway.close()
+
+    # ---- the recipe ----------------------------------------------------------------------------
+
+    def _grant(self) -> None:
+        sent = time.monotonic()
+        answer = self._gateway.call("/v3/lease/grant", {"TTL": str(self.ttl)}, self.request_timeout)
+        if answer.get("error"):
+            raise _EtcdError(f"lease grant refused: {answer['error']}")
+        self.lease_id = int(answer["ID"])
+        self._granted_ttl = float(answer.get("TTL", self.ttl))
+        self._last_ok_send = sent
+        self._lost_reason = None
+        self.key = f"{self.prefix}{self.lease_id:x}"
+        self._start_keepalive()
+
+    def _owner_range(self) -> dict[str, Any]:
+        # WithFirstCreate: everything under PREFIX/, oldest create revision first, one key.
+        prefix = self.prefix.encode()
+        return {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)),
+                "sort_order": "ASCEND", "sort_target": "CREATE", "limit": "1"}
+
+    def _enqueue(self) -> int:
+        import json
+
+        key = _b64(self.key.encode())
+        value = _b64(json.dumps(self.identity, sort_keys=True).encode())
+        txn = {
+            "compare": [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": key, "value": value, "lease": str(self.lease_id)}},
+                        {"request_range": self._owner_range()}],
+            "failure": [{"request_range": {"key": key}}, {"request_range": self._owner_range()}],
+        }
+        answer = self._gateway.call("/v3/kv/txn", txn, self.request_timeout)
+        responses = answer.get("responses", [])
+        self._txn_owner = _kvs(responses[1].get("response_range", {})) if len(responses) > 1 else []
+        if answer.get("succeeded"):
+            return int(answer["header"]["revision"])
+        mine = _kvs(responses[0].get("response_range", {})) if responses else []
+        if not mine:
+            raise _EtcdError(f"unexpected txn answer for {self.key}: {answer}")
+        return int(mine[0]["create_revision"])
+
+    def _owner(self) -> dict[str, Any] | None:
+        return self._txn_owner[0] if self._txn_owner else None
+
+    def _holder_info(self, kv: Mapping[str, Any]) -> dict[str, object]:
+        import json
+
+        key = _unb64(kv.get("key", "")).decode("utf-8", "replace")
+        info: dict[str, object] = {"key": key, "create_revision": int(kv.get("create_revision", 0))}
+        raw = _unb64(kv.get("value", "")) if kv.get("value") else b""
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            info.update({k: v for k, v in value.items() if k not in info})
+        elif raw:
+            info["value"] = raw.decode("utf-8", "replace")
+        return info
+
+    def _wait_predecessors(self, token: int, deadline: float | None) -> None:
+        prefix = self.prefix.encode()
+        while True:
+            if not self.held():
+                raise Lost(self._lost_reason or "lease could have expired while waiting")
+            # WithLastCreate + WithMaxCreateRev(token-1): the key just before ours in the queue.
+            query = {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "sort_order": "DESCEND",
+                     "sort_target": "CREATE", "limit": "1", "max_create_revision": str(token - 1)}
+            answer = self._gateway.call("/v3/kv/range", query, self.request_timeout)
+            before = _kvs(answer)
+            if not before:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                owner = _kvs(self._gateway.call("/v3/kv/range", self._owner_range(), self.request_timeout))
+                raise Contended(self._holder_info(owner[0] if owner else before[0]))
+            revision = int(answer["header"]["revision"])
+            self._await_delete(before[0]["key"], revision + 1, deadline)
+
+    def _await_delete(self, key: str, start_revision: int, deadline: float | None) -> None:
+        """Watch key from start_revision until it is deleted or about a second passed (then re-check)."""
+        import json
+
+        limit = 1.0 if deadline is None else max(0.05, min(1.0, deadline - time.monotonic()))
+        end = time.monotonic() + limit
+        try:
+            conn, response = self._gateway.open_stream(
+                "/v3/watch", {"create_request": {"key": key, "start_revision": str(start_revision)}}, limit)
+        except OSError:
+            time.sleep(min(limit, 0.1))  # the outer loop's range call fails over to another endpoint
+            return
+        try:
+            while time.monotonic() < end:
+                line = response.readline()
+                if not line:
+                    return
+                message = json.loads(line)
+                for event in message.get("result", {}).get("events", []):
+                    if event.get("type") == "DELETE":
+                        return
+        except (OSError, ValueError):
+            return  # a timeout or a broken stream: the caller re-reads the queue
+        finally:
+            response.close()
+            conn.close()
+
+    # ---- keep-alive ----------------------------------------------------------------------------
+
+    def _lost_at(self) -> float:
+        return self._last_ok_send + self._granted_ttl - self.margin
+
+    def _start_keepalive(self) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        # Its own gateway: http.client connections are not shared between threads.
+        gateway = _Gateway(self.endpoints, self._tls, self._connect_timeout)
+        self._thread = threading.Thread(target=self._keepalive, args=(self._stop, gateway, self.lease_id),
+                                        name="fleet-lock-keepalive", daemon=True)
+        self._thread.start()
+
+    def _keepalive(self, stop: threading.Event, gateway: _Gateway, lease: int) -> None:
+        interval = self._granted_ttl / 3
+        next_renewal = self._last_ok_send + interval
+        failures: list[str] = []
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= self._lost_at():
+                    last = failures[-1] if failures else "no renewal was sent in time (process stopped?)"
+                    self._lose(f"lease {lease:x} not renewed for {now - self._last_ok_send:.1f}s: {last}")
+                    return
+                if now >= next_renewal:
+                    sent = now
+                    try:
+                        # Never wait past the moment we would have to give up anyway.
+                        answer = gateway.call("/v3/lease/keepalive", {"ID": str(lease)},
+                                              max(0.05, min(interval, self._lost_at() - now)))
+                    except FleetLockError as e:
+                        failures.append(str(e))
+                        next_renewal = time.monotonic() + min(0.5, interval)
+                    else:
+                        ttl = int(answer.get("TTL", 0))
+                        if ttl <= 0:
+                            self._lose(f"lease {lease:x} expired on the server")
+                            return
+                        self._granted_ttl = float(ttl)
+                        self._last_ok_send = sent
+                        failures.clear()
+                        next_renewal = sent + interval
+                stop.wait(max(0.0, min(next_renewal, self._lost_at()) - time.monotonic()))
+        finally:
+            gateway.close()
+
+    def _lose(self, reason: str) -> None:
+        self._lost_reason = reason
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+
+def _current_thread() -> threading.Thread:
+    import threading
+
+    return threading.current_thread()
