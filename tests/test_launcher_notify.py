@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import launcher_helpers
 from tests.launcher_helpers import (
     DEBIAN_PYTHON,
     HELPERS,
@@ -456,3 +458,83 @@ def test_full_notify_queue_sigterm_ends_a_waiting_contender(work: Path) -> None:
                 stop(waiter)
     finally:
         stop(holder)
+
+
+# ---------------------------------------------------------------------------------------------
+# tcp: readiness means *this service* listens (issue 11.1): someone else's listener on the port
+# is not READY=1; the app then dies with "Address already in use" or times out, and a journal
+# entry says who holds the port.
+
+
+@pytest.fixture
+def foreign_listener() -> Iterator[tuple[int, socket.socket]]:
+    """A listener of another process (this test) on a free loopback port."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    yield sock.getsockname()[1], sock
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"argv": LISTEN_APP}, id="exec-mode"),
+        pytest.param({"mode": "python", "entry": "demoapp:listen_when_told"}, id="python-mode"),
+    ],
+)
+def test_someone_elses_listener_is_not_readiness(
+    work: Path,
+    notify_socket: Receiver,
+    journal: Receiver,
+    foreign_listener: tuple[int, socket.socket],
+    overrides: dict[str, object],
+) -> None:
+    port, _ = foreign_listener
+    settings = make_settings(work / "demo.pid", ready=f"tcp:127.0.0.1:{port}", **overrides)
+    go = work / "go"
+    environment = env(
+        NOTIFY_SOCKET=notify_socket.env_value,
+        UNITGEN_JOURNAL_SOCKET=journal.env_value,
+        PYTHONPATH=APPS,
+        DEMO_PORT=str(port),
+        DEMO_GO=str(go),
+        DEMO_STOP=str(work / "stop"),
+    )
+    proc = start(launcher_argv(settings, isolated=settings["mode"] == "exec"), environment)
+    try:
+        assert read_line(proc).split() == ["started", str(proc.pid)]
+        warning = journal.with_field("PORT_HOLDER")  # the port accepts, but the app does not listen yet
+        go.touch()  # now the app tries to listen, and fails: the port is taken
+        assert proc.wait(timeout=20) == 1  # the app's traceback, and the start fails
+        assert "Address already in use" in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        stop(proc)
+    assert not any(is_ready(d) for d in notify_socket.drain()), "READY=1 for someone else's listener"
+    entry = launcher_helpers.journal_entry(warning)
+    assert entry["PRIORITY"] == "4"
+    assert entry["PORT_HOLDER"] == f"PID {os.getpid()} ({Path('/proc/self/comm').read_text().strip()})"
+    assert f"127.0.0.1:{port} accepts connections, but the listening socket is not demo's" in entry["MESSAGE"]
+
+
+def test_a_listener_of_a_child_of_the_app_is_readiness(work: Path, notify_socket: Receiver) -> None:
+    """The service's processes are the app and its descendants (a shell running the server)."""
+    port = free_port()
+    go, stop_file = work / "go", work / "stop"
+    go.touch()
+    app = ["/bin/sh", "-c", f"{DEBIAN_PYTHON} -c 'import demoapp; demoapp.listen_when_told()'; exit 0"]
+    settings = make_settings(work / "demo.pid", argv=app, ready=f"tcp:127.0.0.1:{port}")
+    environment = env(
+        NOTIFY_SOCKET=notify_socket.env_value,
+        PYTHONPATH=APPS,
+        DEMO_PORT=str(port),
+        DEMO_GO=str(go),
+        DEMO_STOP=str(stop_file),
+    )
+    proc = start(launcher_argv(settings), environment)
+    child = int(read_line(proc).split()[1])
+    try:
+        assert child != proc.pid, "the server runs in a child of the service's main process"
+        notify_socket.wait_for(is_ready)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)  # first: it holds the stdout pipe stop() reads to the end
+        stop(proc)

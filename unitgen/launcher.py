@@ -44,8 +44,13 @@ Readiness (`ready`) and sd_notify
                 of socket code: one AF_UNIX datagram "READY=1"; "@" means an abstract address).
     tcp:PORT, tcp:HOST:PORT, path:/abs/file
                 the launcher probes until the port accepts a connection or the path exists, then
-                sends READY=1. In exec mode a small watcher process (forked before exec) does it, so
-                the unit needs NotifyAccess=all. If the condition does not hold within
+                sends READY=1. A tcp: port counts only when the listening socket that accepted
+                belongs to the service (the app's PID or its descendants, matched through
+                /proc/self/net/tcp{,6} and /proc/PID/fd) and the app is alive; someone else's
+                listener is logged once (PRIORITY=4, PORT_HOLDER) and waited out, so the start
+                fails when the app dies with "Address already in use" instead of passing. In
+                exec mode a small watcher process (forked before exec) does it, so the unit
+                needs NotifyAccess=all. If the condition does not hold within
                 ready_timeout_sec, the failure is logged and the service gets SIGTERM (python mode
                 then exits with EXIT_READY_TIMEOUT).
     In exec mode the watcher is double-forked (PID 1 reaps it, not the app), holds no lock and no
@@ -117,7 +122,7 @@ threading and ctypes are imported only on the paths that need them.
 """
 
 # pathlib costs ~17 ms of start-up: this file uses os.path and open() on purpose.
-# ruff: noqa: PTH110, PTH119, PTH120, PTH123
+# ruff: noqa: PTH110, PTH115, PTH119, PTH120, PTH123, PTH208
 from __future__ import annotations
 
 import _socket
@@ -725,16 +730,37 @@ def parse_ready(ready: str) -> tuple[str, str, int]:
     raise ValueError(f"ready must be immediate, notify, tcp:[HOST:]PORT or path:/ABS, not {ready!r}")
 
 
-def probe(kind: str, target: str, port: int) -> bool:
-    """Is the service ready: does the path exist / does the port accept a connection?"""
+def probe(kind: str, target: str, port: int, service_pid: int | None = None) -> bool:
+    """Is the service ready: does the path exist / does the port accept a connection from a
+    listening socket of the service's own processes (when `service_pid` is given)?"""
+    return probe_detail(kind, target, port, service_pid)[0]
+
+
+def probe_detail(kind: str, target: str, port: int, service_pid: int | None) -> tuple[bool, str | None]:
+    """(ready, who else holds the port when it accepts connections but is not the service's)."""
     if kind == "path":
-        return os.path.exists(target)
+        return os.path.exists(target), None
     if kind != "tcp":
-        return True
+        return True, None
+    peer = _connect_peer(target, port)
+    if peer is None:
+        return False, None
+    if service_pid is None:
+        return True, None
+    listeners = _listening_inodes(peer, port)
+    if listeners is None:  # no /proc/self/net: cannot tell, trust the connection as before
+        return True, None
+    if listeners & _socket_inodes(_process_tree(service_pid)):
+        return True, None
+    return False, _port_holder(listeners)
+
+
+def _connect_peer(target: str, port: int) -> bytes | None:
+    """The server address (16 bytes, IPv4 mapped) of the first connection that succeeds."""
     try:
         addresses = _socket.getaddrinfo(target, port, 0, _socket.SOCK_STREAM)
     except OSError:
-        return False
+        return None
     for family, socktype, proto, _, address in addresses:
         try:
             sock = _socket.socket(family, socktype | _socket.SOCK_CLOEXEC, proto)
@@ -743,10 +769,112 @@ def probe(kind: str, target: str, port: int) -> bool:
         try:
             sock.settimeout(1.0)
             if sock.connect_ex(address) == 0:
-                return True
+                return _address16(family, sock.getpeername()[0])
+        except OSError:
+            continue
         finally:
             sock.close()
-    return False
+    return None
+
+
+def _address16(family: int, host: str) -> bytes:
+    if family == _socket.AF_INET:
+        return _V4_MAPPED + _socket.inet_pton(_socket.AF_INET, host)
+    return _socket.inet_pton(_socket.AF_INET6, host.partition("%")[0])
+
+
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+_WILDCARD4 = _V4_MAPPED + b"\0" * 4
+_WILDCARD6 = b"\0" * 16
+
+
+def _listening_inodes(peer: bytes, port: int) -> set[int] | None:
+    """Inodes of the LISTEN sockets that may have accepted a connection to `peer`:`port` (its
+    exact address or a wildcard), from /proc/self/net/tcp{,6}: our network namespace, and
+    /proc/self stays visible under ProcSubset=pid."""
+    inodes: set[int] = set()
+    wildcards = (_WILDCARD4, _WILDCARD6) if peer.startswith(_V4_MAPPED) else (_WILDCARD6,)
+    found_table = False
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/self/net/{table}", encoding="ascii") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for line in lines:
+            # sl local_address rem_address st tx_queue:rx_queue tr:when retrnsmt uid timeout inode
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":  # 0A: TCP_LISTEN
+                continue
+            address_hex, _, port_hex = fields[1].partition(":")
+            if int(port_hex, 16) != port:
+                continue
+            address = _proc_net_address(address_hex)
+            if address == peer or address in wildcards:
+                inodes.add(int(fields[9]))
+    return inodes if found_table else None
+
+
+def _proc_net_address(hex_address: str) -> bytes:
+    # The kernel prints each 32-bit word of the address in host byte order.
+    words = [bytes.fromhex(hex_address[i : i + 8]) for i in range(0, len(hex_address), 8)]
+    raw = b"".join(w[::-1] if sys.byteorder == "little" else w for w in words)
+    return raw if len(raw) == 16 else _V4_MAPPED + raw
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and its descendants (parents from /proc/PID/stat): the service's processes."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [root]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        stat_line = _read_proc(int(entry), "stat")
+        if stat_line is None:
+            continue
+        fields = stat_line.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def _socket_inodes(pids: list[int]) -> set[int]:
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def _port_holder(listeners: set[int]) -> str:
+    """Who holds the listening socket, as far as /proc lets us see."""
+    try:
+        pids = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        pids = []
+    for pid in pids:
+        if _socket_inodes([pid]) & listeners:
+            comm = (_read_proc(pid, "comm") or "?").strip()
+            return f"PID {pid} ({comm})"
+    return "a process this launcher cannot see"
 
 
 def ready_status(name: str, ready: str) -> str:
@@ -780,20 +908,45 @@ class _Deadline:
         return self.end is not None and time.monotonic() >= self.end
 
 
-def wait_ready(settings: LauncherSettings, alive: Callable[[float], bool], healthy: Callable[[], bool]) -> bool:
+def wait_ready(
+    settings: LauncherSettings,
+    alive: Callable[[float], bool],
+    healthy: Callable[[], bool],
+    service_pid: int | None = None,
+) -> bool:
     """Probe until ready (True) or ready_timeout_sec passed / the service died (False).
 
-    `alive(seconds)` sleeps up to `seconds` and says whether the service is still there.
+    `alive(seconds)` sleeps up to `seconds` and says whether the service is still there. With
+    `service_pid`, a tcp: port only counts when the listener belongs to that process or its
+    descendants: someone else's listener on the port is logged once and waited out, not taken
+    for the service being ready (the app would die with "Address already in use").
     """
     kind, target, port = parse_ready(settings["ready"])
     deadline = _Deadline(settings["ready_timeout_sec"])
     pause = 0.02
-    while not (healthy() and probe(kind, target, port)):
+    warned = False
+    while True:
+        if healthy():
+            ready, foreign = probe_detail(kind, target, port, service_pid)
+            if ready:
+                return True
+            if foreign is not None and not warned:
+                warned = True
+                _foreign_listener(settings, target, port, foreign)
         left = deadline.left()
         if left == 0.0 or not alive(min(pause, left if left is not None else pause)):
             return False
         pause = min(pause * 1.5, 0.25)
-    return True
+
+
+def _foreign_listener(settings: LauncherSettings, target: str, port: int, holder: str) -> None:
+    name = settings["name"]
+    message = (
+        f"{name}: {target}:{port} accepts connections, but the listening socket is not {name}'s: "
+        f"it is held by {holder}; not reporting {name} ready until it listens itself (stop the "
+        f"other process or change the port)"
+    )
+    log(name, 4, message, READY_CONDITION=settings["ready"], PORT_HOLDER=holder)
 
 
 def keep_watchdog(
@@ -806,7 +959,7 @@ def keep_watchdog(
     kind, target, port = parse_ready(settings["ready"])
     due = time.monotonic()
     while True:
-        if healthy() and probe(kind, target, port):
+        if healthy() and probe(kind, target, port, service_pid):
             notify("WATCHDOG=1")
         due += interval
         if not alive(max(0.0, due - time.monotonic())):
@@ -878,7 +1031,7 @@ def _watcher(settings: LauncherSettings, service_pid: int, pidfd: int | None) ->
 
     code = 0
     try:
-        if wait_ready(settings, alive, healthy):
+        if wait_ready(settings, alive, healthy, service_pid):
             notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
             keep_watchdog(settings, service_pid, alive, healthy)
         elif alive(0):
@@ -1171,7 +1324,7 @@ def _python_readiness(settings: LauncherSettings, main_thread: threading.Thread)
         return main_thread.is_alive()
 
     if parse_ready(settings["ready"])[0] != "immediate":
-        if not wait_ready(settings, alive, healthy):
+        if not wait_ready(settings, alive, healthy, pid):
             if main_thread.is_alive():
                 _stop_code[0] = EXIT_READY_TIMEOUT
                 _ready_timed_out(settings, pid)
