@@ -1,0 +1,138 @@
+"""Benchmark the fleet lock (issue 13) against `etcdctl lock` on one real 3-member etcd. Not a test.
+
+    .venv/bin/python bench/bench_fleet.py [--runs N] [--handovers N] [--ttl S] [--python /usr/bin/python3]
+
+Started in one run on the same cluster, interleaved, so that load hits both alike:
+  etcdctl    `etcdctl --endpoints E lock KEY /usr/bin/touch MARK` (Go: session, lock, run, unlock)
+  fleet      `python3 -I -S prog` where prog is unitgen/fleet_lock.py's source with a short main appended
+             (the deployed launcher inlines the module the same way, so it is compiled on every start):
+             acquire, posix_spawn /usr/bin/touch MARK, wait, release
+Measured per run: spawn -> app running (MARK's mtime, both read the same CLOCK_REALTIME) and spawn -> exit.
+Issue 13 target: fleet median (app running) at most 1.0x etcdctl's.
+
+Then the handover latency after kill -9: a holder process (fleet lock, TTL S) is killed; a waiter in this
+process measures kill -> acquired, N times. The floor is the TTL (the lease must expire on the server;
+etcd checks expiries every 500 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.etcd_cluster import ETCDCTL, EtcdCluster, start_cluster  # noqa: E402
+from unitgen.fleet_lock import FleetLock  # noqa: E402
+
+MAIN = '''
+
+def _bench_main() -> None:
+    import sys
+    endpoints, prefix, mark = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+    lock = FleetLock(endpoints, prefix, 10)
+    lock.acquire(wait=True)
+    pid = os.posix_spawn("/usr/bin/touch", ["touch", mark], os.environ)
+    os.waitpid(pid, 0)
+    lock.release()
+
+
+_bench_main()
+'''
+
+
+def one_run(argv: list[str], mark: Path) -> tuple[float, float]:
+    """(spawn -> app running, spawn -> exit) in ms."""
+    mark.unlink(missing_ok=True)
+    began = time.time_ns()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    ended = time.time_ns()
+    return (mark.stat().st_mtime_ns - began) / 1e6, (ended - began) / 1e6
+
+
+def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
+    prog = work / "fleet_prog.py"
+    prog.write_text((ROOT / "unitgen" / "fleet_lock.py").read_text() + MAIN)
+    mark = work / "mark"
+    eps = ",".join(cluster.endpoints)
+    variants = {
+        "etcdctl": [ETCDCTL, "--endpoints", eps, "lock", "/bench/etcdctl", "/usr/bin/touch", str(mark)],
+        "fleet": [python, "-I", "-S", str(prog), eps, "/bench/fleet", str(mark)],
+    }
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for argv in variants.values():  # warm-up: page cache, etcd's first requests
+        one_run(argv, mark)
+    for _ in range(runs):
+        for name, argv in variants.items():
+            results[name].append(one_run(argv, mark))
+    print(f"start-up, {runs} interleaved runs each (ms: median [p10 .. p90])")
+    medians = {}
+    for name, rows in results.items():
+        for column, label in ((0, "app running"), (1, "exit")):
+            values = sorted(r[column] for r in rows)
+            med = statistics.median(values)
+            medians[name, column] = med
+            p10, p90 = values[len(values) // 10], values[(len(values) * 9) // 10]
+            print(f"  {name:8} spawn -> {label:12} {med:7.1f}  [{p10:6.1f} .. {p90:6.1f}]")
+    for column, label in ((0, "app running"), (1, "exit")):
+        ratio = medians["fleet", column] / medians["etcdctl", column]
+        print(f"  ratio fleet/etcdctl ({label}): {ratio:.2f}x")
+
+
+def handover(cluster: EtcdCluster, count: int, ttl: int) -> None:
+    latencies = []
+    for i in range(count):
+        prefix = f"/bench/handover/{i}"
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "tests.etcd_cluster", "hold", ",".join(cluster.endpoints), prefix, str(ttl)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().startswith("token ")
+            time.sleep(ttl / 3 * (i % 3) / 2)  # vary the kill's phase within the renewal period
+            waiter = FleetLock(cluster.endpoints, prefix, ttl)
+            killed = time.monotonic()
+            holder.send_signal(signal.SIGKILL)
+            waiter.acquire(wait=True, deadline=killed + ttl + 10)
+            latencies.append(time.monotonic() - killed)
+            waiter.release()
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+            holder.wait()
+            if holder.stdout is not None:
+                holder.stdout.close()
+    values = sorted(latencies)
+    print(f"handover after kill -9, ttl {ttl} s, {count} runs (s): min {values[0]:.2f}  "
+          f"median {statistics.median(values):.2f}  p90 {values[(len(values) * 9) // 10]:.2f}  max {values[-1]:.2f}"
+          f"  (max - ttl: {values[-1] - ttl:+.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--handovers", type=int, default=10)
+    parser.add_argument("--ttl", type=int, default=2)
+    parser.add_argument("--python", default="/usr/bin/python3")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        work = Path(tmp)
+        cluster = start_cluster(work / "etcd")
+        try:
+            print(f"etcd {cluster.endpoints}, python {args.python}, pid {os.getpid()}")
+            startup(cluster, work, args.runs, args.python)
+            handover(cluster, args.handovers, args.ttl)
+        finally:
+            cluster.stop_all()
+
+
+if __name__ == "__main__":
+    main()
