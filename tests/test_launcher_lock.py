@@ -460,6 +460,46 @@ def test_symbolic_links_in_the_lock_path_are_refused_not_followed(
     assert (target.read_bytes() if target.exists() else None) == before, "the link was followed"
 
 
+def systemd_dynamic_user_layout(work: Path, parent_mode: int = 0o755, target: str = "private/demo") -> Path:
+    """What systemd makes for DynamicUser= with RuntimeDirectory=demo: run/private (root, 0700),
+    run/private/demo (the dynamic UID) and the root-owned relative link run/demo -> private/demo."""
+    run_dir = owned_dir(work / "run", mode=parent_mode)
+    owned_dir(owned_dir(run_dir / "private", mode=0o700) / "demo", 61184)
+    (run_dir / "demo").symlink_to(target)
+    return run_dir / "demo" / "demo.pid"
+
+
+@pytest.mark.root
+def test_systemds_own_dynamic_user_link_is_followed(work: Path, journal: Receiver) -> None:
+    work.chmod(0o755)
+    lock = systemd_dynamic_user_layout(work)
+    result = run(launcher_argv(make_settings(lock, argv=["/bin/true"])), env(UNITGEN_JOURNAL_SOCKET=journal.env_value))
+    assert result.returncode == 0, result.stderr
+    assert (work / "run/private/demo/demo.pid").is_file()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("parent_mode", "target", "link_owner"),
+    [
+        pytest.param(0o1777, "private/demo", 0, id="in-a-directory-others-can-write"),
+        pytest.param(0o755, "private/demo", NOBODY, id="made-by-another-user"),
+        pytest.param(0o755, "private/../private/demo", 0, id="climbing-with-dot-dot"),
+    ],
+)
+def test_other_links_like_systemds_are_still_refused(
+    work: Path, journal: Receiver, parent_mode: int, target: str, link_owner: int
+) -> None:
+    work.chmod(0o755)
+    lock = systemd_dynamic_user_layout(work, parent_mode, target)
+    os.lchown(lock.parent, link_owner, link_owner)
+    result = run(launcher_argv(make_settings(lock, argv=["/bin/true"])), env(UNITGEN_JOURNAL_SOCKET=journal.env_value))
+    assert result.returncode == EXIT_LOCK_ERROR, result.stderr
+    (entry,) = journal_entries(journal)
+    assert "symbolic link" in entry["MESSAGE"], entry["MESSAGE"]
+    assert not (work / "run/private/demo/demo.pid").exists()
+
+
 @pytest.mark.root
 @pytest.mark.parametrize(
     ("user", "uid", "allowed"),

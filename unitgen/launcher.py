@@ -400,36 +400,63 @@ def _owner_name(uid: int) -> str:
 
 
 def open_lock_dir(path: str, user: str | None = None) -> int:
-    """Open the lock file's directory without following symbolic links; raise LockError.
+    """Open the lock file's directory without following untrusted symbolic links; raise LockError.
 
     Run as root by hand or from cron, the launcher must not be steered by whoever can create a
     path component: every component is opened relative to its parent's descriptor with
-    O_NOFOLLOW (openat(2)), so a symlink is refused, not followed, and what is checked is what
-    is used (no lstat-then-open race). Every directory must belong to root, to the user running
-    the launcher, or to the service's `user`; the lock directory itself must not be writable by
-    group or others, who could otherwise create and lock the file first (another user's lock
-    would block the service for good).
+    O_NOFOLLOW (openat(2)), so what is checked is what is used (no lstat-then-open race). A
+    symbolic link is followed only when root made it in a directory nobody else can write and it
+    points further down that directory (relative, no '..'): systemd's own `/run/NAME ->
+    private/NAME` for DynamicUser= services. Any other link is refused.
+    Every directory must belong to root, to the user running the launcher, or to the service's
+    `user`; the lock directory itself must not be writable by group or others, who could
+    otherwise create and lock the file first (another user's lock would block the service for good).
     """
-    directory = "/" + os.path.normpath(os.path.dirname(path) or "/").strip("/")
+    parts = [p for p in os.path.normpath(os.path.dirname(path) or "/").split("/") if p not in ("", ".")]
     fd = os.open("/", _DIR_FLAGS)
     walked = ""
+    links = 0
     try:
-        _check_directory(fd, "/", path, user, last=directory == "/")
-        for part in directory.split("/"):
-            if part in ("", "."):
-                continue
-            walked += "/" + part
+        _check_directory(fd, "/", path, user, last=not parts)
+        while parts:
+            part = parts.pop(0)
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as err:
-                raise LockError(_component_error(fd, part, walked, path, err), err.errno or 0) from err
+                target = _trusted_link(fd, part)
+                if target is None or links >= _MAX_LINKS:
+                    raise LockError(_component_error(fd, part, walked + "/" + part, path, err), err.errno or 0) from err
+                links += 1
+                parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
+                continue
+            walked += "/" + part
             os.close(fd)
             fd = child
-            _check_directory(fd, walked, path, user, last=walked == directory)
+            _check_directory(fd, walked, path, user, last=not parts)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+_MAX_LINKS = 8  # symbolic links followed in one lock path, like the kernel's own bound (40) but tighter
+
+
+def _trusted_link(parent: int, part: str) -> str | None:
+    """The target of `part` if it is a symbolic link only root could have made (owned by root, in a
+    root-owned directory that neither group nor others can write) leading further down that
+    directory (relative, no '..'), so the walk stays in a tree already checked; else None."""
+    try:
+        st = os.stat(part, dir_fd=parent, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode) or st.st_uid != 0:
+            return None
+        where = os.fstat(parent)
+        if where.st_uid != 0 or where.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
+        target = os.readlink(part, dir_fd=parent)
+    except OSError:
+        return None
+    return None if target.startswith("/") or ".." in target.split("/") else target
 
 
 def _component_error(parent: int, part: str, walked: str, path: str, err: OSError) -> str:
