@@ -16,6 +16,7 @@ directory.
 
 from __future__ import annotations
 
+import functools
 import math
 from importlib import resources
 
@@ -35,6 +36,7 @@ def notify_access(settings: LauncherSettings) -> str:
     return "all" if watcher else "main"
 
 
+@functools.cache
 def launcher_source() -> str:
     """The launcher module's source without its direct-run `__main__` block."""
     source = resources.files("unitgen").joinpath("launcher.py").read_text(encoding="utf-8")
@@ -42,6 +44,18 @@ def launcher_source() -> str:
     if not marker:
         raise AssertionError(f"unitgen/launcher.py lost its marker line {CUT_MARKER!r}")
     return head.rstrip() + "\n"
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    # Compiled once per process: a batch render of many services shares it.
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("unitgen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - renders Python source, not HTML
+    )
+    return env.get_template(TEMPLATE)
 
 
 def _literal(key: str, value: object) -> str:
@@ -82,11 +96,4 @@ def render_launcher(settings: LauncherSettings, *, python: str = "/usr/bin/pytho
     problem = check_settings(settings)
     if problem is not None:
         raise UnitgenError(f"launcher settings for {settings['name']!r}: {problem}")
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("unitgen", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - renders Python source, not HTML
-    )
-    template = env.get_template(TEMPLATE)
-    return template.render(python=python, module_source=launcher_source(), settings_literal=literal)
+    return _template().render(python=python, module_source=launcher_source(), settings_literal=literal)
