@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import queue
 import signal
 import socket
@@ -11,9 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -33,6 +32,21 @@ def contender(cluster: EtcdCluster, mode: str, prefix: str, *args: str) -> subpr
 @pytest.fixture
 def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
     yield from running_cluster(tmp_path)
+
+
+@pytest.fixture
+def new_lock(etcd_cluster: EtcdCluster) -> Iterator[Callable[..., FleetLock]]:
+    """FleetLock(cluster endpoints, prefix, TTL, **options); every one is released at teardown, so a
+    failing test leaves no keep-alive thread (and its connection) behind."""
+    made: list[FleetLock] = []
+
+    def make(prefix: str, **options: Any) -> FleetLock:
+        made.append(FleetLock(etcd_cluster.endpoints, prefix, TTL, **options))
+        return made[-1]
+
+    yield make
+    for lock in made:
+        lock.release()
 
 
 @pytest.fixture
@@ -56,7 +70,8 @@ class Lines:
         self._queue: queue.Queue[str] = queue.Queue()
         stream = p.stdout
         assert stream is not None
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -69,8 +84,8 @@ class Lines:
             return ""
 
     def rest(self) -> list[str]:
-        """Every line not read yet (call after the process exited; the reader drains the pipe)."""
-        time.sleep(0.2)
+        """Every line not read yet, up to the end of the output (call after the process exited)."""
+        self._reader.join(timeout=10)  # it returns at EOF, once it queued every line
         out = []
         while not self._queue.empty():
             out.append(self._queue.get())
@@ -80,13 +95,13 @@ class Lines:
 # ---- interop with etcdctl lock ------------------------------------------------------------------
 
 def test_etcdctl_holds_then_we_are_contended_and_name_its_key(
-        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]], new_lock: Callable[..., FleetLock]) -> None:
     held = subprocess.Popen([ETCDCTL, "--endpoints", ",".join(etcd_cluster.endpoints), "lock", "/t/interop"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs.append(held)
     its_key = Lines(held).next()
     assert its_key.startswith("/t/interop/"), held.stderr
-    ours = FleetLock(etcd_cluster.endpoints, "/t/interop", TTL)
+    ours = new_lock("/t/interop")
     with pytest.raises(Contended) as info:
         ours.acquire()
     assert info.value.holder["key"] == its_key
@@ -99,8 +114,8 @@ def test_etcdctl_holds_then_we_are_contended_and_name_its_key(
 
 
 def test_we_hold_then_etcdctl_lock_waits_until_we_release(
-        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
-    ours = FleetLock(etcd_cluster.endpoints, "/t/interop", TTL)
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]], new_lock: Callable[..., FleetLock]) -> None:
+    ours = new_lock("/t/interop")
     ours.acquire()
     waiter = subprocess.Popen([ETCDCTL, "--endpoints", ",".join(etcd_cluster.endpoints), "lock", "/t/interop"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -139,11 +154,11 @@ def test_contention_trials_never_overlap_and_tokens_increase(
 # ---- the holder dies or stops -------------------------------------------------------------------
 
 def test_kill_9_of_the_holder_hands_over_within_ttl_plus_1s(
-        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]], new_lock: Callable[..., FleetLock]) -> None:
     holder = contender(etcd_cluster, "hold", "/t/kill")
     procs.append(holder)
     assert Lines(holder).next().startswith("token ")
-    waiter = FleetLock(etcd_cluster.endpoints, "/t/kill", TTL)
+    waiter = new_lock("/t/kill")
     killed = time.monotonic()
     holder.send_signal(signal.SIGKILL)
     waiter.acquire(wait=True, deadline=killed + TTL + 5)
@@ -152,7 +167,7 @@ def test_kill_9_of_the_holder_hands_over_within_ttl_plus_1s(
 
 
 def test_sigstop_longer_than_ttl_the_holder_never_acts_as_holder_after_resume(
-        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]]) -> None:
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]], new_lock: Callable[..., FleetLock]) -> None:
     holder = contender(etcd_cluster, "hold", "/t/stop")
     procs.append(holder)
     lines = Lines(holder)
@@ -160,7 +175,7 @@ def test_sigstop_longer_than_ttl_the_holder_never_acts_as_holder_after_resume(
     time.sleep(0.3)
     holder.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
-    other = FleetLock(etcd_cluster.endpoints, "/t/stop", TTL)
+    other = new_lock("/t/stop")
     other.acquire(wait=True, deadline=stopped + TTL + 5)  # the frozen holder's lease expired on the server
     assert time.monotonic() - stopped <= TTL + 1
     holder.send_signal(signal.SIGCONT)
@@ -175,25 +190,25 @@ def test_sigstop_longer_than_ttl_the_holder_never_acts_as_holder_after_resume(
 
 # ---- etcd members fail --------------------------------------------------------------------------
 
-def test_one_member_down_the_lock_keeps_working(etcd_cluster: EtcdCluster) -> None:
+def test_one_member_down_the_lock_keeps_working(etcd_cluster: EtcdCluster, new_lock: Callable[..., FleetLock]) -> None:
     lost: list[str] = []
-    holder = FleetLock(etcd_cluster.endpoints, "/t/member", TTL, on_lost=lost.append)
+    holder = new_lock("/t/member", on_lost=lost.append)
     holder.acquire()
     etcd_cluster.kill(0)  # the first endpoint: every client must fail over
     time.sleep(TTL * 2)
     assert holder.held() and not lost
     with pytest.raises(Contended):
-        FleetLock(etcd_cluster.endpoints, "/t/member", TTL).acquire()
+        new_lock("/t/member").acquire()
     holder.release()
-    other = FleetLock(etcd_cluster.endpoints, "/t/member", TTL)
+    other = new_lock("/t/member")
     assert other.acquire() > holder.token
     other.release()
 
 
 def test_quorum_lost_the_holder_gives_up_before_its_lease_could_expire_and_nobody_acquires(
-        etcd_cluster: EtcdCluster) -> None:
+        etcd_cluster: EtcdCluster, new_lock: Callable[..., FleetLock]) -> None:
     lost_at: list[float] = []
-    holder = FleetLock(etcd_cluster.endpoints, "/t/quorum", TTL, on_lost=lambda _: lost_at.append(time.monotonic()))
+    holder = new_lock("/t/quorum", on_lost=lambda _: lost_at.append(time.monotonic()))
     holder.acquire()
     etcd_cluster.lose_quorum()
     deadline = time.monotonic() + TTL + 2
@@ -204,7 +219,7 @@ def test_quorum_lost_the_holder_gives_up_before_its_lease_could_expire_and_nobod
     assert lost_at[0] < holder.last_renewal + TTL
     assert not holder.held()
     with pytest.raises((Unreachable, Lost, Contended)):
-        FleetLock(etcd_cluster.endpoints, "/t/quorum", TTL, request_timeout=1.0).acquire(
+        new_lock("/t/quorum", request_timeout=1.0).acquire(
             wait=True, deadline=time.monotonic() + 2)
     holder.release()
 
@@ -231,11 +246,15 @@ def test_unreachable_at_start_names_the_endpoints_quickly(kind: str) -> None:
     assert not lock.held()
 
 
-def test_the_module_is_standard_library_only_and_imports_nothing_heavy() -> None:
-    code = ("import sys; before = set(sys.modules); import unitgen.fleet_lock; "
-            "print(' '.join(sorted(set(sys.modules) - before)))")
-    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ}).stdout.split()
-    assert not [m for m in out if m.split(".")[0] in {"http", "ssl", "json", "threading", "urllib"}], out
-    source = (ROOT / "unitgen" / "fleet_lock.py").read_text()
-    assert "import unitgen" not in source and "from unitgen" not in source
+# What the launcher must not pay for on a fleet-locked start (bench/bench_fleet.py: ~36 ms together).
+HEAVY = {"http", "ssl", "json", "threading", "urllib", "socket", "re", "typing", "dataclasses", "email"}
+
+
+def test_a_whole_acquire_and_release_imports_nothing_heavy_and_no_unitgen(etcd_cluster: EtcdCluster) -> None:
+    code = ("import sys; before = set(sys.modules); sys.path.insert(0, 'unitgen'); import fleet_lock; "
+            f"lock = fleet_lock.FleetLock({etcd_cluster.endpoints!r}, '/t/imports', 2); lock.acquire(); "
+            "lock.release(); print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=20).stdout.split()
+    assert "fleet_lock" in out
+    assert not [m for m in out if m.split(".")[0] in HEAVY | {"unitgen"}], out
