@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -32,6 +33,40 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class TLSMaterial:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def make(cls, root: Path) -> TLSMaterial:
+        root.mkdir(parents=True, exist_ok=True)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
+
+        openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test CA")
+        # The server certificate also needs clientAuth: etcd's JSON gateway dials etcd's own gRPC
+        # port with it, and a server-only certificate makes every gateway call fail with "connection closed".
+        for name, usage in (("server", "serverAuth,clientAuth"), ("client", "clientAuth")):
+            (root / f"{name}.ext").write_text(f"subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")
+            openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+        return cls(root / "ca.crt", root / "server.crt", root / "server.key", root / "client.crt", root / "client.key")
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
 @dataclass
 class Member:
     name: str
@@ -40,10 +75,11 @@ class Member:
     data_dir: Path
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -55,6 +91,7 @@ class EtcdCluster:
     root: Path
     members: list[Member] = field(default_factory=list)
     token: str = ""
+    tls: TLSMaterial | None = None
 
     @property
     def endpoints(self) -> list[str]:
@@ -71,7 +108,14 @@ class EtcdCluster:
             # Short elections keep takeover tests quick; still etcd's real raft.
             "--heartbeat-interval", "50", "--election-timeout", "500",
             "--logger", "zap", "--log-outputs", "stderr",
+            *self._tls_args(),
         ]
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                "--client-cert-auth", "--trusted-ca-file", str(self.tls.ca)]
 
     def start(self, index: int, state: str = "existing") -> None:
         m = self.members[index]
@@ -105,7 +149,9 @@ class EtcdCluster:
 
     def healthy(self, index: int) -> bool:
         try:
-            with urllib.request.urlopen(self.members[index].endpoint + "/health", timeout=1) as r:  # noqa: S310
+            context = self.tls.context() if self.tls else None
+            with urllib.request.urlopen(self.members[index].endpoint + "/health", timeout=1,  # noqa: S310
+                                        context=context) as r:
                 return bool(json.loads(r.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -122,7 +168,9 @@ class EtcdCluster:
                 time.sleep(0.05)
 
     def etcdctl(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([ETCDCTL, "--endpoints", ",".join(self.endpoints), *args],
+        tls = [] if self.tls is None else ["--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
+                                           "--key", str(self.tls.client_key)]
+        return subprocess.run([ETCDCTL, "--endpoints", ",".join(self.endpoints), *tls, *args],
                               capture_output=True, text=True, timeout=timeout, check=False,
                               env={**os.environ, "ETCDCTL_API": "3"})
 
@@ -135,12 +183,14 @@ class EtcdCluster:
                 self.kill(i)
 
 
-def start_cluster(root: Path, size: int = 3) -> EtcdCluster:
+def start_cluster(root: Path, size: int = 3, tls: TLSMaterial | None = None) -> EtcdCluster:
+    """size members on 127.0.0.1; with tls, clients must speak https with a certificate of tls's CA."""
     root.mkdir(parents=True, exist_ok=True)
-    cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}")
+    cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}", tls=tls)
     for i in range(size):
         cluster.members.append(Member(name=f"m{i}", client_port=free_port(), peer_port=free_port(),
-                                      data_dir=root / f"m{i}.data", log=root / f"m{i}.log"))
+                                      data_dir=root / f"m{i}.data", log=root / f"m{i}.log",
+                                      scheme="https" if tls else "http"))
     for i in range(size):
         cluster.start(i, state="new")
     cluster.wait_healthy()

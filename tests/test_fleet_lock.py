@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import pytest
 
-from tests.etcd_cluster import ETCDCTL, EtcdCluster, running_cluster
-from unitgen.fleet_lock import Contended, FleetLock, Lost, Unreachable
+from tests.etcd_cluster import ETCDCTL, EtcdCluster, TLSMaterial, running_cluster, start_cluster
+from unitgen.fleet_lock import Contended, FleetLock, Lost, TLSFiles, Unreachable
 
 ROOT = Path(__file__).parent.parent
 TTL = 2  # seconds; etcd's minimum lease TTL with the harness's 500 ms election timeout is below this
@@ -243,6 +243,53 @@ def test_unreachable_at_start_names_the_endpoints_quickly(kind: str) -> None:
         assert time.monotonic() - began < 1.5
     assert info.value.endpoints == endpoints
     assert f"127.0.0.1:{port}" in str(info.value)
+    assert not lock.held()
+
+
+# ---- TLS client authentication --------------------------------------------------------------------
+
+@pytest.fixture
+def tls_cluster(tmp_path: Path) -> Iterator[tuple[EtcdCluster, TLSMaterial]]:
+    tls = TLSMaterial.make(tmp_path / "pki")
+    cluster = start_cluster(tmp_path / "etcd", size=1, tls=tls)  # one member: TLS is per client connection
+    try:
+        yield cluster, tls
+    finally:
+        cluster.stop_all()
+
+
+def test_https_with_a_client_certificate_locks_and_excludes_etcdctl(
+        tls_cluster: tuple[EtcdCluster, TLSMaterial]) -> None:
+    cluster, tls = tls_cluster
+    files = TLSFiles(str(tls.ca), str(tls.client_cert), str(tls.client_key))
+    ours = FleetLock(cluster.endpoints, "/t/tls", TTL, tls=files)
+    try:
+        token = ours.acquire()
+        time.sleep(TTL)  # renewals go over TLS too
+        assert ours.held()
+        listed = cluster.etcdctl("get", "--prefix", "--keys-only", "/t/tls/")
+        assert listed.stdout.split() == [ours.key], listed.stderr
+    finally:
+        ours.release()
+    assert token > 0
+
+
+@pytest.mark.parametrize("files", [
+    pytest.param("no-client-cert", id="no-client-certificate"),
+    pytest.param("wrong-ca", id="server-not-signed-by-our-ca"),
+])
+def test_https_refused_is_unreachable_never_a_lock(
+        tls_cluster: tuple[EtcdCluster, TLSMaterial], tmp_path: Path, files: str) -> None:
+    cluster, tls = tls_cluster
+    if files == "no-client-cert":
+        tls_files = TLSFiles(str(tls.ca))
+    else:
+        other = TLSMaterial.make(tmp_path / "other-pki")
+        tls_files = TLSFiles(str(other.ca), str(tls.client_cert), str(tls.client_key))
+    lock = FleetLock(cluster.endpoints, "/t/tls", TTL, tls=tls_files, request_timeout=2.0)
+    with pytest.raises(Unreachable) as info:
+        lock.acquire()
+    assert cluster.endpoints[0] in str(info.value)
     assert not lock.held()
 
 
