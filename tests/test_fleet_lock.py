@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import signal
 import socket
@@ -186,6 +187,31 @@ def test_sigstop_longer_than_ttl_the_holder_never_acts_as_holder_after_resume(
     times = [float(line.split()[1]) for line in out if line.startswith("holding ")]
     assert times and max(times) < stopped
     other.release()
+
+
+def test_etcdctl_lock_as_the_wrapper_overlaps_where_ours_stops(
+        etcd_cluster: EtcdCluster, procs: list[subprocess.Popen[str]], new_lock: Callable[..., FleetLock],
+        tmp_path: Path) -> None:
+    """Why the launcher watches its lease (issue 13): `etcdctl lock NAME cmd` frozen past its TTL (the
+    same as cut off from etcd) leaves cmd running while the next holder runs: two holders at once.
+    The SIGSTOP test above shows the fleet lock's holder stopping instead."""
+    pid_file = tmp_path / "cmd.pid"
+    wrapper = subprocess.Popen(
+        [ETCDCTL, "--endpoints", ",".join(etcd_cluster.endpoints), "lock", f"--ttl={TTL}", "/t/wrapper", "--",
+         "sh", "-c", f'echo $$ > {pid_file}; echo running; exec sleep 60'],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(wrapper)
+    assert Lines(wrapper).next() == "running"
+    command_pid = int(pid_file.read_text())
+    try:
+        wrapper.send_signal(signal.SIGSTOP)  # the wrapper only: its command keeps running
+        stopped = time.monotonic()
+        ours = new_lock("/t/wrapper")
+        ours.acquire(wait=True, deadline=stopped + TTL + 5)
+        os.kill(command_pid, 0)  # raises if the first holder's command had stopped: it has not
+        assert ours.held()  # both "hold" now: the overlap unitgen's launcher avoids
+    finally:
+        os.kill(command_pid, signal.SIGKILL)
 
 
 # ---- etcd members fail --------------------------------------------------------------------------
