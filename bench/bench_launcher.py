@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unitgen.launcher import EXIT_ALREADY_RUNNING, LauncherSettings  # noqa: E402
-from unitgen.launcher_render import render_launcher  # noqa: E402
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, LauncherSettings  # noqa: E402
+from unitgen.launcher.script import render_launcher  # noqa: E402
 
 # The floors: what any single-instance starter must do, written as plainly as the stdlib allows.
 FLOOR_READY = """

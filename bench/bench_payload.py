@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from unitgen.app.payload import AppPayload, build_app
 from unitgen.package import Format, build
-from unitgen.package_spec import package_info
-from unitgen.payload import AppPayload, build_app
-from unitgen.render import render
+from unitgen.package.from_spec import package_info
+from unitgen.render.units import render
 from unitgen.spec import load_spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 
 EPOCH = "1700000000"
 

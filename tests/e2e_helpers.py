@@ -6,10 +6,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from unitgen.render import launcher_path, render
+from unitgen.render.units import launcher_path, render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import Spec, parse_spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 from unitgen.trial import install_staging
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

@@ -135,8 +135,8 @@ def test_check_over_threshold_says_error_and_not_ok(
 )
 def test_debug_is_accepted_before_and_after_the_command(tmp_path: Path, argv: list[str]) -> None:
     (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates/service.j2").write_text("{{ 1 // 0 }}\n")
+    (tmp_path / "templates/units").mkdir(parents=True)
+    (tmp_path / "templates/units/service.j2").write_text("{{ 1 // 0 }}\n")
     result = unitgen(*argv, "--templates", "templates", cwd=tmp_path, env={RAISE: "0"})
     assert result.returncode == 1
     assert "Traceback" in result.stderr  # --debug took effect: the crash shows where it was
@@ -157,8 +157,8 @@ def test_an_internal_error_is_one_line_without_a_traceback(tmp_path: Path) -> No
     """A real unexpected exception: a user template that divides by zero, which nothing in
     unitgen expects. Without --debug (and without the suite's raise switch) it is one line."""
     (tmp_path / "svc.toml").write_text('description = "x"\nexec = ["/bin/true"]\n')
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates/service.j2").write_text("{{ 1 // 0 }}\n")
+    (tmp_path / "templates/units").mkdir(parents=True)
+    (tmp_path / "templates/units/service.j2").write_text("{{ 1 // 0 }}\n")
     result = unitgen("render", "svc", "--templates", "templates", cwd=tmp_path, env={RAISE: "0"})
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

@@ -19,13 +19,13 @@ from tests.e2e_helpers import (
     notifications,
     start_by_hand,
 )
-from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.package import build_deb
-from unitgen.package_spec import package_info
-from unitgen.render import render
+from unitgen.package.from_spec import package_info
+from unitgen.render.units import render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import parse_spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 from unitgen.trial import lock_holders
 
 pytestmark = pytest.mark.root

@@ -1,5 +1,5 @@
 """End to end in a real systemd (a sandbox, never the host): the example webapp, its venv built by
-`unitgen.payload` into the staging tree, installed the way the package's maintainer scripts do it
+`unitgen.app.payload` into the staging tree, installed the way the package's maintainer scripts do it
 (files, sysusers, tmpfiles, then bytecode compiled), starts under the full hardening, answers
 /health over the sandbox's loopback, refuses a second instance, and after an upgrade to a new
 version the new code answers."""
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import http_get, launcher, main_pid
-from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.app.payload import AppPayload, build_app
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.package import Format, build
-from unitgen.package_spec import package_info
-from unitgen.payload import AppPayload, build_app
-from unitgen.render import render
+from unitgen.package.from_spec import package_info
+from unitgen.render.units import render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import Spec, load_spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 from unitgen.trial import install_package, install_staging, lock_holders
 
 pytestmark = pytest.mark.root

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unitgen.check import verify
-from unitgen.render import render
+from unitgen.render.units import render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import ENV_NAME_PATTERN, parse_spec
-from unitgen.staging import write_tree
+from unitgen.staging.check import verify
+from unitgen.staging.tree import write_tree
 
 # Printable text as a spec may hold it: no control characters (refused by the spec), no
 # surrogates (not valid UTF-8), no line/paragraph separators (refused too).

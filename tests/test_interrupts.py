@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from unitgen.staging import MARKER
+from unitgen.staging.tree import MARKER
 
 ROOT = Path(__file__).parent.parent
 SPEC = 'description = "demo"\nexec = ["/bin/true"]\n\n[package]\nversion = "1.0"\nmaintainer = "A <a@example.com>"\n'

@@ -19,7 +19,7 @@ from tests.launcher_helpers import (
     stop,
     wait_for_holder,
 )
-from unitgen.launcher import EXIT_ALREADY_RUNNING
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING
 
 
 @pytest.fixture(scope="module")

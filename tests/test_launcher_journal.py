@@ -27,8 +27,8 @@ from tests.launcher_helpers import (
     stuck_socket,
     wait_for_holder,
 )
-from unitgen import launcher
-from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.launcher import runtime as launcher
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 
 
 @pytest.fixture

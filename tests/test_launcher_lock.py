@@ -30,7 +30,7 @@ from tests.launcher_helpers import (
     wait_for_holder,
     wait_until,
 )
-from unitgen.launcher import EXIT_ALREADY_RUNNING, EXIT_LOCK_ERROR, LOCK_FD_ENV, MESSAGE_ID_LOCK_ERROR
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, EXIT_LOCK_ERROR, LOCK_FD_ENV, MESSAGE_ID_LOCK_ERROR
 
 APPS = str(HELPERS / "apps")
 
@@ -227,7 +227,7 @@ def test_of_many_simultaneous_launchers_exactly_one_wins(lock: Path, round_: int
     read_end, write_end = os.pipe()
     settings = json.dumps(make_settings(lock))
     racer = [DEBIAN_PYTHON, str(HELPERS / "race.py"), str(read_end), settings]
-    racer_env = env(PYTHONPATH=str(LAUNCHER_PY.parent))  # import unitgen/launcher.py from its .pyc
+    racer_env = env(PYTHONPATH=str(LAUNCHER_PY.parent))  # import unitgen/launcher/runtime.py from its .pyc
     procs = [
         subprocess.Popen(
             racer, env=racer_env, pass_fds=[read_end], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -23,7 +23,7 @@ from tests.launcher_helpers import (
     stop,
     wait_for_holder,
 )
-from unitgen.launcher import EXIT_APP_ERROR, EXIT_CONFIG_ERROR, EXIT_USAGE, LOCK_FD_ENV
+from unitgen.launcher.runtime import EXIT_APP_ERROR, EXIT_CONFIG_ERROR, EXIT_USAGE, LOCK_FD_ENV
 
 APPS = str(HELPERS / "apps")
 PRINT_ARGV = [DEBIAN_PYTHON, "-c", "import os, sys; print(os.getpid(), *sys.argv[1:])"]

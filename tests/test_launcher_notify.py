@@ -33,9 +33,9 @@ from tests.launcher_helpers import (
     wait_for_holder,
     wait_until,
 )
-from unitgen import launcher
-from unitgen.launcher import EXIT_ALREADY_RUNNING, EXIT_READY_TIMEOUT, EXIT_WAIT_TIMEOUT
-from unitgen.launcher_render import notify_access
+from unitgen.launcher import runtime as launcher
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, EXIT_READY_TIMEOUT, EXIT_WAIT_TIMEOUT
+from unitgen.launcher.script import notify_access
 
 APPS = str(HELPERS / "apps")
 LISTEN_APP = [DEBIAN_PYTHON, "-c", "import demoapp; demoapp.listen_when_told()"]

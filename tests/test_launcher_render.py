@@ -23,8 +23,8 @@ from tests.launcher_helpers import (
     wait_for_holder,
 )
 from unitgen.errors import UnitgenError
-from unitgen.launcher import EXIT_ALREADY_RUNNING, SETTINGS_KEYS, LauncherSettings
-from unitgen.launcher_render import launcher_source, notify_access, render_launcher
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, SETTINGS_KEYS, LauncherSettings
+from unitgen.launcher.script import launcher_source, notify_access, render_launcher
 
 NASTY = "x'\"\\\n)); import os; os.system('touch /tmp/pwned') #{{ }}{% %}\u2028\0"
 

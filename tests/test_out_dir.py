@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from unitgen.package.files import collect
-from unitgen.render import RenderedFile
-from unitgen.staging import MARKER, write_tree
+from unitgen.render.units import RenderedFile
+from unitgen.staging.tree import MARKER, write_tree
 
 SPEC = 'description = "demo"\nexec = ["/bin/true"]\n\n[package]\nversion = "1.0"\nmaintainer = "A <a@example.com>"\n'
 UNIT = "usr/lib/systemd/system/demo.service"

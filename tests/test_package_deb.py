@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from tests.test_package_helpers import EPOCH, NAME, golden, make_info, make_staging, tool
+from unitgen.app.payload import AppPayload
 from unitgen.package import Compression, PackageInfo, build_deb, build_rpm
+from unitgen.package.from_spec import package_info
 from unitgen.package.scripts import deb_scripts
-from unitgen.package_spec import package_info
-from unitgen.payload import AppPayload
-from unitgen.render import render
+from unitgen.render.units import render
 from unitgen.spec import load_spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from tests.test_package_helpers import NAME, make_info, make_staging
 from unitgen.errors import UnitgenError
 from unitgen.package import Compression, Format, Relations, build_deb, build_rpm, terminal_progress
-from unitgen.package.files import Kind, collect, installed_size_kib, link_target, source_date_epoch
+from unitgen.package.files import Kind, collect, installed_size_kib, link_target
 from unitgen.package.model import to_rpm
 from unitgen.package.stream import compressed
+from unitgen.reproducible import source_date_epoch
 
 
 @pytest.mark.parametrize(

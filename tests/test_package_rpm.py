@@ -14,12 +14,12 @@ import pytest
 
 from tests.test_package_helpers import EPOCH, NAME, golden, make_info, make_staging, tool
 from unitgen.package import Compression, build_rpm
+from unitgen.package.from_spec import package_info
 from unitgen.package.scripts import rpm_scriptlets, sysusers_compat
-from unitgen.package_spec import package_info
-from unitgen.render import render
+from unitgen.render.units import render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import load_spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

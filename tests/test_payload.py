@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from unitgen.app.payload import AppPayload, build_app
 from unitgen.errors import UnitgenError
-from unitgen.payload import AppPayload, build_app
 from unitgen.spec import App, Spec, load_spec
 
 EXAMPLE = Path(__file__).parent.parent / "examples/webapp"
@@ -465,7 +465,7 @@ def test_compiled_code_makes_the_payload_architecture_dependent(tmp_path: Path, 
 
 
 def test_too_old_pip_is_a_clear_error(tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("unitgen.payload.metadata.version", lambda name: "22.2.2")
+    monkeypatch.setattr("unitgen.app.payload.metadata.version", lambda name: "22.2.2")
     with pytest.raises(UnitgenError, match=r"pip 22.2.2 is too old"):
         build_app(offline_app(tmp_path), tmp_path / "staging")
 
@@ -540,7 +540,7 @@ def test_requirements_lock_missing_a_dependency_fails_the_build(tmp_path: Path, 
 
 
 def test_a_build_path_left_in_a_binary_file_is_an_error_not_a_corruption(tmp_path: Path) -> None:
-    from unitgen.payload import _rewrite_paths
+    from unitgen.app.payload import _rewrite_paths
 
     venv = tmp_path / "scratch/venv"
     (venv / "bin").mkdir(parents=True)

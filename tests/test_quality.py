@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from unitgen.docs import END, START, reference
+from unitgen.spec.docs import END, START, reference
 
 ROOT = Path(__file__).parent.parent
 
@@ -29,4 +29,4 @@ def test_readme_spec_reference_is_generated_from_the_key_tables() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert START in readme and END in readme
     current = readme.split(START, 1)[1].split(END, 1)[0].strip()
-    assert current == reference().strip(), "README.md is stale: run 'python -m unitgen.docs'"
+    assert current == reference().strip(), "README.md is stale: run 'python -m unitgen.spec.docs'"

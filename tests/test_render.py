@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from unitgen.check import check
 from unitgen.errors import UnitgenError
-from unitgen.render import RenderedFile, render
+from unitgen.render.units import RenderedFile, render
 from unitgen.spec import load_spec, parse_spec
-from unitgen.staging import write_tree
+from unitgen.staging.check import check
+from unitgen.staging.tree import write_tree
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted(p.parent.name for p in ROOT.glob("examples/*/*.toml") if p.stem == p.parent.name)
@@ -96,7 +96,8 @@ def test_hostile_values_are_escaped_not_injected() -> None:
 def test_a_template_that_skips_escaping_still_cannot_emit_a_newline(tmp_path: Path) -> None:
     """Defence in depth: even a user template printing a raw value, fed a value that slipped
     past validation, cannot put a second directive into a unit."""
-    (tmp_path / "service.j2").write_text("Description={{ spec.description }}\n")
+    (tmp_path / "units").mkdir()
+    (tmp_path / "units/service.j2").write_text("Description={{ spec.description }}\n")
     spec = parse_spec({"description": "x", "exec": ["/bin/true"]}, name="guarded")
     assert render(spec, template_dirs=[tmp_path])  # the override is used and renders
     smuggled = dataclasses.replace(spec, description="x\nExecStartPre=/bin/evil")
@@ -105,7 +106,8 @@ def test_a_template_that_skips_escaping_still_cannot_emit_a_newline(tmp_path: Pa
 
 
 def test_user_templates_override_builtin_ones(tmp_path: Path) -> None:
-    (tmp_path / "tmpfiles.j2").write_text("# my own tmpfiles for {{ name }}\n")
+    (tmp_path / "system").mkdir()
+    (tmp_path / "system/tmpfiles.j2").write_text("# my own tmpfiles for {{ name }}\n")
     files = by_path(render(load_spec(example("hello")), template_dirs=[tmp_path]))
     assert files["usr/lib/tmpfiles.d/hello.conf"].content == b"# my own tmpfiles for hello\n"
 
@@ -148,3 +150,19 @@ def test_check_reports_a_broken_unit(tmp_path: Path) -> None:
     report = check(tmp_path, "quiet", threshold=0.5)
     assert "Type" in report.verify_output or "notifyy" in report.verify_output
     assert not report.ok
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        pytest.param("service.j2", "move it to", id="flat-name-of-unitgen-0.1"),
+        pytest.param("units/servcie.j2", "units/service.j2", id="typo"),
+        pytest.param("launcher/launcher.py.j2", "units/service.j2", id="not-read-by-render"),
+    ],
+)
+def test_an_override_that_replaces_nothing_is_an_error_not_ignored(tmp_path: Path, name: str, hint: str) -> None:
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text("Description=mine\n")
+    with pytest.raises(UnitgenError, match="does not override any template") as caught:
+        render(load_spec(example("hello")), template_dirs=[tmp_path])
+    assert hint in (caught.value.hint or "")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from unitgen.fields import SpecError
 from unitgen.spec import OnContention, ReadyKind, load_spec, parse_spec
+from unitgen.spec.fields import SpecError
 
 MINIMAL: dict[str, Any] = {"description": "Demo", "exec": ["/usr/bin/python3", "-m", "http.server"]}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from unitgen.fields import SpecError
 from unitgen.spec import load_spec
+from unitgen.spec.fields import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = 'description = "Web"\nentry = "web.app:main"\n[app]\n'

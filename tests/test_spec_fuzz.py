@@ -11,8 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unitgen.fields import SpecError
-from unitgen.render import render
+from unitgen.render.units import render
 from unitgen.spec import (
     APP_KEYS,
     HARDENING_KEYS,
@@ -23,6 +22,7 @@ from unitgen.spec import (
     load_spec,
     parse_spec,
 )
+from unitgen.spec.fields import SpecError
 
 # What a hostile spec puts in strings: escape sequences, newlines, bidi overrides, and long runs.
 HOSTILE = ["\x1b[2J", "\n", "\r", "\u202e", "\x00", "\x07", "\\", "%", "$", "\u2028"]

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from unitgen.check import verify
-from unitgen.fields import LINE_MAX, TEXT_MAX, SpecError
-from unitgen.render import render
+from unitgen.render.units import render
 from unitgen.spec import SPEC_FILE_MAX, load_spec, parse_spec
-from unitgen.staging import write_tree
+from unitgen.spec.fields import LINE_MAX, TEXT_MAX, SpecError
+from unitgen.staging.check import verify
+from unitgen.staging.tree import write_tree
 
 MINIMAL = 'description = "Demo"\nexec = ["/bin/true"]\n'
 MB = 1024 * 1024

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from unitgen.fields import SpecError
 from unitgen.spec import parse_spec
+from unitgen.spec.fields import SpecError
 
 NAME = "demo"
 MINIMAL: dict[str, Any] = {"description": "Demo", "exec": ["/usr/bin/python3", "-m", "http.server"]}

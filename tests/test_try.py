@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.sandbox import Sandbox
 
 ROOT = Path(__file__).parent.parent

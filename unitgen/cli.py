@@ -41,7 +41,7 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
 
 def _writable_out_dir(args: argparse.Namespace) -> Path:
     """--out, checked before any work is done (`write_tree` checks again before replacing it)."""
-    from unitgen.staging import check_out_dir, protected_paths
+    from unitgen.staging.tree import check_out_dir, protected_paths
 
     out = _out_dir(args).absolute()
     check_out_dir(out, protected_paths(_inputs(args)))
@@ -49,7 +49,7 @@ def _writable_out_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from unitgen.init import write_starter
+    from unitgen.spec.starter import write_starter
 
     path = write_starter(args.name, _spec_path(args), force=args.force)
     print(f"wrote {path}")
@@ -74,9 +74,9 @@ def _each(args: argparse.Namespace) -> list[argparse.Namespace]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from unitgen.render import render
+    from unitgen.render.units import render
     from unitgen.spec import load_spec
-    from unitgen.staging import write_tree
+    from unitgen.staging.tree import write_tree
 
     # Every spec and every --out first: one bad input among many writes nothing at all.
     # The app's venv is built by `package` and `try`; render stays quick and offline.
@@ -98,7 +98,7 @@ def _threshold(args: argparse.Namespace) -> float:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from unitgen.check import check_many
+    from unitgen.staging.check import check_many
 
     each = _each(args)
     reports = check_many([(_out_dir(one), one.name, _threshold(one)) for one in each])
@@ -128,9 +128,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_package(args: argparse.Namespace) -> int:
     from unitgen.package import Compression, Format, build, terminal_progress
-    from unitgen.package_spec import package_info
+    from unitgen.package.from_spec import package_info
     from unitgen.spec import load_spec
-    from unitgen.stage import stage
+    from unitgen.staging.build import stage
 
     jobs = []
     for one in _each(args):  # every input first: one bad spec among many builds nothing
@@ -157,7 +157,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 def cmd_try(args: argparse.Namespace) -> int:
     from unitgen.sandbox import require_root
     from unitgen.spec import load_spec
-    from unitgen.stage import stage
+    from unitgen.staging.build import stage
     from unitgen.trial import TryOptions, teardown, try_service
 
     require_root()  # before building anything: the sandbox is the point of this command

@@ -3,7 +3,7 @@
 The rules follow systemd.service(5) "Command lines", systemd.exec(5) "Environment=" and
 systemd.unit(5) "Specifiers": `%` starts a specifier (escape `%%`), `$` starts a variable
 in command lines (escape `$$`), and inside double quotes C-style escapes apply (`\\\\`, `\\"`).
-Values never contain control characters: `unitgen.fields.text` refuses them earlier.
+Values never contain control characters: `unitgen.spec.fields.text` refuses them earlier.
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unitgen import launcher
-from unitgen.launcher import LauncherSettings
-from unitgen.launcher_render import render_launcher
+from unitgen.launcher import runtime as launcher
+from unitgen.launcher.runtime import LauncherSettings
+from unitgen.launcher.script import render_launcher
 
 HELPERS = Path(__file__).parent
 

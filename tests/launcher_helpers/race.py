@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from launcher import main  # type: ignore[import-not-found]  # unitgen/launcher.py, via sys.path
+from runtime import main  # type: ignore[import-not-found]  # unitgen/launcher/runtime.py, via sys.path
 
 os.read(int(sys.argv[1]), 1)  # everyone wakes up when the test closes the write end
 raise SystemExit(main(json.loads(sys.argv[2]), []))

@@ -20,10 +20,11 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from unitgen.package.files import Entry, Kind, collect, installed_size_kib, source_date_epoch
+from unitgen.package.files import Entry, Kind, collect, installed_size_kib
 from unitgen.package.model import Compression, Format, PackageInfo
 from unitgen.package.progress import Progress
 from unitgen.package.stream import Writable, compressed, copy, package_file
+from unitgen.reproducible import source_date_epoch
 
 _TAR_FORMAT: Literal[1] = 1  # tarfile.GNU_FORMAT, what dpkg-deb writes
 _RECORD = 10240  # tar's record size; GNU tar and tarfile pad archives to it

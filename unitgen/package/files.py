@@ -14,13 +14,13 @@ import io
 import os
 import posixpath
 import stat
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from unitgen.errors import UnitgenError
+from unitgen.reproducible import build_time
 
 
 class Kind(enum.Enum):
@@ -116,24 +116,6 @@ class Entry:
         return "/" + self.path
 
 
-def source_date_epoch(environ: Mapping[str, str] | None = None) -> int | None:
-    """SOURCE_DATE_EPOCH (reproducible-builds.org/specs/source-date-epoch), or None when unset."""
-    value = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return None
-    try:
-        epoch = int(value)
-    except ValueError:
-        raise UnitgenError(f"SOURCE_DATE_EPOCH is not an integer: {value!r}") from None
-    if epoch < 0:
-        raise UnitgenError(f"SOURCE_DATE_EPOCH is negative: {value!r}")
-    return epoch
-
-
-def build_time(epoch: int | None) -> int:
-    return int(time.time()) if epoch is None else epoch
-
-
 def _normal_mode(st_mode: int, is_dir: bool) -> int:
     executable = is_dir or bool(st_mode & 0o111)
     if not st_mode & 0o004:
@@ -167,7 +149,7 @@ def collect(
         for name in [*dirnames, *filenames]:
             full = base / name
             rel = full.relative_to(staging).as_posix()
-            if rel == ".unitgen-output":  # unitgen.staging.MARKER: marks the tree as unitgen's, not content
+            if rel == ".unitgen-output":  # unitgen.staging.tree.MARKER: marks the tree as unitgen's, not content
                 continue
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):

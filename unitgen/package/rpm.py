@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from unitgen.errors import UnitgenError
-from unitgen.package.files import Entry, Kind, build_time, collect, source_date_epoch
+from unitgen.package.files import Entry, Kind, collect
 from unitgen.package.model import Compression, Format, PackageInfo
 from unitgen.package.progress import Progress
 from unitgen.package.stream import CHUNK, Counting, compressed, copy, package_file
+from unitgen.reproducible import build_time, source_date_epoch
 
 # Header data types (rpmtag.h rpmTagType).
 INT16, INT32, INT64, STRING, BIN, STRING_ARRAY, I18NSTRING = 3, 4, 5, 6, 7, 8, 9

@@ -61,7 +61,7 @@ from importlib import metadata
 from pathlib import Path
 
 from unitgen.errors import UnitgenError
-from unitgen.package.files import source_date_epoch
+from unitgen.reproducible import source_date_epoch
 from unitgen.run import CommandError, run
 from unitgen.spec import App
 

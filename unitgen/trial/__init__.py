@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from unitgen.app.payload import AppPayload
 from unitgen.errors import UnitgenError
-from unitgen.launcher import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
-from unitgen.payload import AppPayload
-from unitgen.render import launcher_path
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.render.units import launcher_path
 from unitgen.sandbox import Sandbox
 from unitgen.spec import OnContention, ReadyKind, Spec
-from unitgen.staging import MARKER
+from unitgen.staging.tree import MARKER
 
 Print = Callable[[str], None]
 POLICY_RC_D = "/usr/sbin/policy-rc.d"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from unitgen.payload import AppPayload, build_app
-from unitgen.render import render
+from unitgen.app.payload import AppPayload, build_app
+from unitgen.render.units import render
 from unitgen.spec import Spec
-from unitgen.staging import write_tree
+from unitgen.staging.tree import write_tree
 
 
 def stage(

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from unitgen.errors import UnitgenError
-from unitgen.render import RenderedFile
+from unitgen.render.units import RenderedFile
 
 MARKER = ".unitgen-output"
 """The marker file in every output directory unitgen writes; never packaged, never copied by `try`."""

@@ -7,20 +7,19 @@ from pathlib import Path
 import jinja2
 
 from unitgen.errors import UnitgenError
+from unitgen.resources import template_root
 from unitgen.spec import validate_name
-
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 def starter_spec(name: str) -> str:
     validate_name(name)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(str(template_root())),
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - the output is TOML, not HTML
     )
-    return env.get_template("init.toml.j2").render(name=name)
+    return env.get_template("spec/init.toml.j2").render(name=name)
 
 
 def write_starter(name: str, path: Path, *, force: bool = False) -> Path:

@@ -1,7 +1,7 @@
 """Rendering is pure: a `Spec` in, the staging tree's files (path, bytes, mode) out.
 
 The staging tree mirrors the target file system, so packaging and `unitgen try` take it as
-it is. Writing it to disk is `unitgen.staging.write_tree`, a separate, atomic step.
+it is. Writing it to disk is `unitgen.staging.tree.write_tree`, a separate, atomic step.
 
 Layout (FHS; /usr/libexec is allowed by FHS 3.0 and Debian policy 9.1.1):
     usr/lib/systemd/system/NAME.service   (and NAME.timer for a timer job)
@@ -25,15 +25,16 @@ import jinja2
 
 from unitgen import __version__, escape
 from unitgen.errors import UnitgenError
-from unitgen.hardening import hardening_directives, limit_directives
-from unitgen.launcher import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING
-from unitgen.launcher_render import notify_access, render_launcher
+from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING
+from unitgen.launcher.script import notify_access, render_launcher
+from unitgen.render.hardening import hardening_directives, limit_directives
+from unitgen.resources import template_root
 from unitgen.spec import Spec
 
 if TYPE_CHECKING:
-    from unitgen.launcher import LauncherSettings
+    from unitgen.launcher.runtime import LauncherSettings
 
-TEMPLATES = Path(__file__).parent / "templates"
+
 UNIT_DIR = PurePosixPath("usr/lib/systemd/system")
 
 
@@ -81,8 +82,33 @@ def _refuse_control_characters(value: Any) -> Any:
     return value
 
 
+# The templates `render` reads, so the ones a --templates directory can override.
+OVERRIDABLE = ("units/", "system/", "doc/")
+
+
 def _environment(template_dirs: Sequence[Path]) -> jinja2.Environment:
+    for directory in template_dirs:
+        _check_overrides(Path(directory))
     return _cached_environment(tuple(str(Path(d).absolute()) for d in template_dirs))
+
+
+@functools.cache
+def _builtin_names() -> frozenset[str]:
+    return frozenset(p.relative_to(template_root()).as_posix() for p in template_root().rglob("*.j2"))
+
+
+def _check_overrides(directory: Path) -> None:
+    """Every *.j2 in an override directory must replace a built-in template by its relative name:
+    a misplaced one (the flat names of unitgen 0.1, a typo) would otherwise be silently ignored."""
+    builtin = _builtin_names()
+    for path in sorted(directory.rglob("*.j2")):
+        name = path.relative_to(directory).as_posix()
+        if name in builtin and name.startswith(OVERRIDABLE):
+            continue
+        known = sorted(n for n in builtin if n.startswith(OVERRIDABLE))
+        moved = [n for n in known if n.rsplit("/", 1)[-1] == name]
+        hint = f"move it to {directory / moved[0]}" if moved else f"the templates render uses: {', '.join(known)}"
+        raise UnitgenError(f"{path} does not override any template render uses", hint=hint)
 
 
 @functools.lru_cache(maxsize=16)
@@ -91,7 +117,7 @@ def _cached_environment(template_dirs: tuple[str, ...]) -> jinja2.Environment:
     # environment (95% of a render's time), so a batch of services shares the compiled units.
     # The loader still notices a template file changed on disk (auto_reload, by mtime).
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([*template_dirs, str(TEMPLATES)]),
+        loader=jinja2.FileSystemLoader([*template_dirs, str(template_root())]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - output is unit files, not HTML; escaping is per setting
@@ -167,17 +193,17 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
             raise UnitgenError(f"template {template}: {exc}", hint="check your --templates directory") from exc
 
     files = [
-        RenderedFile(UNIT_DIR / f"{spec.name}.service", text("service.j2")),
-        RenderedFile(PurePosixPath("usr/lib/tmpfiles.d", f"{spec.name}.conf"), text("tmpfiles.j2")),
+        RenderedFile(UNIT_DIR / f"{spec.name}.service", text("units/service.j2")),
+        RenderedFile(PurePosixPath("usr/lib/tmpfiles.d", f"{spec.name}.conf"), text("system/tmpfiles.j2")),
         RenderedFile(
             launcher_path(spec).relative_to("/"),
             render_launcher(launcher_settings(spec), python=spec.python).encode("utf-8"),
             0o755,
         ),
-        RenderedFile(doc_path(spec).relative_to("/"), text("README.unitgen.j2")),
+        RenderedFile(doc_path(spec).relative_to("/"), text("doc/README.unitgen.j2")),
     ]
     if spec.timer is not None:
-        files.append(RenderedFile(UNIT_DIR / f"{spec.name}.timer", text("timer.j2")))
+        files.append(RenderedFile(UNIT_DIR / f"{spec.name}.timer", text("units/timer.j2")))
     if spec.user is not None:
-        files.append(RenderedFile(PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf"), text("sysusers.j2")))
+        files.append(RenderedFile(PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf"), text("system/sysusers.j2")))
     return sorted(files, key=lambda f: f.path)

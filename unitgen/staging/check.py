@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unitgen.errors import UnitgenError
-from unitgen.render import UNIT_DIR
+from unitgen.render.units import UNIT_DIR
 from unitgen.run import run
 
 _SCORE = re.compile(r"Overall exposure level for \S+: ([0-9.]+) (\S+)")

@@ -1,6 +1,6 @@
 """Render the launcher script for one service: the launcher module's source plus its settings.
 
-The rendered file is the module `unitgen.launcher` verbatim (up to its own `__main__` block),
+The rendered file is the module `unitgen.launcher.runtime` verbatim (up to its own `__main__` block),
 preceded by a shebang and followed by the settings as a Python literal and an entry point. The
 settings are written with `repr()` of plain str/int/float/bool/None values and lists of str only,
 so no value can become code, and in a fixed key order, so the same settings give the same bytes.
@@ -23,9 +23,10 @@ from importlib import resources
 import jinja2
 
 from unitgen.errors import UnitgenError
-from unitgen.launcher import OPTIONAL_SETTINGS, SETTINGS_KEYS, LauncherSettings, check_settings, parse_ready
+from unitgen.launcher.runtime import OPTIONAL_SETTINGS, SETTINGS_KEYS, LauncherSettings, check_settings, parse_ready
+from unitgen.resources import template_root
 
-TEMPLATE = "launcher.py.j2"
+TEMPLATE = "launcher/launcher.py.j2"
 CUT_MARKER = "# unitgen: the renderer cuts the file here"
 
 
@@ -39,10 +40,10 @@ def notify_access(settings: LauncherSettings) -> str:
 @functools.cache
 def launcher_source() -> str:
     """The launcher module's source without its direct-run `__main__` block."""
-    source = resources.files("unitgen").joinpath("launcher.py").read_text(encoding="utf-8")
+    source = resources.files("unitgen.launcher").joinpath("runtime.py").read_text(encoding="utf-8")
     head, marker, _ = source.partition(CUT_MARKER)
     if not marker:
-        raise AssertionError(f"unitgen/launcher.py lost its marker line {CUT_MARKER!r}")
+        raise AssertionError(f"unitgen/launcher/runtime.py lost its marker line {CUT_MARKER!r}")
     return head.rstrip() + "\n"
 
 
@@ -50,7 +51,7 @@ def launcher_source() -> str:
 def _template() -> jinja2.Template:
     # Compiled once per process: a batch render of many services shares it.
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("unitgen", "templates"),
+        loader=jinja2.FileSystemLoader(str(template_root())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - renders Python source, not HTML

@@ -849,7 +849,7 @@ class Sandbox:
             "cgroups": [str(c) for c in self.cgroups],
             "plan": [_encode(op) for op in plan],
         }
-        package_parent = str(Path(__file__).resolve().parent.parent)
+        package_parent = str(Path(__file__).resolve().parent.parent.parent)  # .../unitgen/sandbox/__init__.py
         code = (
             f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from unitgen.sandbox import _stage2_main; _stage2_main()"
@@ -1338,7 +1338,7 @@ def _legacy_in_use(state: Path) -> bool:
 
 
 def _remove_dead_app_builds() -> None:
-    """The scratch directories `unitgen.payload.build_app` names after its process, if it was killed."""
+    """The scratch directories `unitgen.app.payload.build_app` names after its process, if it was killed."""
     for work in Path(tempfile.gettempdir()).glob("unitgen-app-*.*"):
         pid = work.name.removeprefix("unitgen-app-").split(".", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)) and work.is_dir() and not work.is_symlink():

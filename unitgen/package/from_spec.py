@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import textwrap
 
+from unitgen.app.payload import AppPayload
 from unitgen.errors import UnitgenError
 from unitgen.package import PackageInfo, Relations
 from unitgen.package.model import Format, to_rpm
-from unitgen.payload import AppPayload
 from unitgen.spec import FormatOverrides, Spec
 
 # The launcher runs on the target's /usr/bin/python3 with the standard library alone

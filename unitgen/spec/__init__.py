@@ -2,7 +2,7 @@
 
 Every key is declared once, in the `*_KEYS` tables below (name, parser, default, doc), and
 the same tables drive parsing, error messages and the spec reference in README.md
-(`python -m unitgen.docs`), so they cannot drift apart.
+(`python -m unitgen.spec.docs`), so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from unitgen import escape
-from unitgen.fields import (
+from unitgen.spec.fields import (
     LINE_MAX,
     FieldError,
     Key,
@@ -976,7 +976,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
 
 
 def _unit_lines(spec: Spec) -> Iterator[tuple[str, str]]:
-    """The unit lines a spec's values become, escaped as `unitgen.render` writes them, each
+    """The unit lines a spec's values become, escaped as `unitgen.render.units` writes them, each
     with the key it comes from; `parse_spec` holds every one to LINE_MAX."""
     # render's ExecStart= is the launcher, "--" and the command.
     launcher = f"/usr/libexec/{spec.name}/{spec.name}-launcher"
