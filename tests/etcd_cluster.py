@@ -92,6 +92,7 @@ class EtcdCluster:
     members: list[Member] = field(default_factory=list)
     token: str = ""
     tls: TLSMaterial | None = None
+    extra_address: str | None = None  # clients may also connect here (a veth towards a network namespace)
 
     @property
     def endpoints(self) -> list[str]:
@@ -101,7 +102,8 @@ class EtcdCluster:
         cluster = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
         return [
             ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
-            "--listen-client-urls", m.endpoint, "--advertise-client-urls", m.endpoint,
+            "--listen-client-urls", ",".join([m.endpoint, *self.endpoints_at(m)]),
+            "--advertise-client-urls", m.endpoint,
             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
             "--initial-cluster", cluster, "--initial-cluster-state", state,
             "--initial-cluster-token", self.token,
@@ -110,6 +112,13 @@ class EtcdCluster:
             "--logger", "zap", "--log-outputs", "stderr",
             *self._tls_args(),
         ]
+
+    def endpoints_at(self, member: Member | None = None) -> list[str]:
+        """The client URLs on extra_address (of one member, or all)."""
+        if self.extra_address is None:
+            return []
+        return [f"{m.scheme}://{self.extra_address}:{m.client_port}" for m in self.members
+                if member is None or m is member]
 
     def _tls_args(self) -> list[str]:
         if self.tls is None:
@@ -183,10 +192,13 @@ class EtcdCluster:
                 self.kill(i)
 
 
-def start_cluster(root: Path, size: int = 3, tls: TLSMaterial | None = None) -> EtcdCluster:
-    """size members on 127.0.0.1; with tls, clients must speak https with a certificate of tls's CA."""
+def start_cluster(root: Path, size: int = 3, tls: TLSMaterial | None = None,
+                  extra_address: str | None = None) -> EtcdCluster:
+    """size members on 127.0.0.1; with tls, clients must speak https with a certificate of tls's CA;
+    with extra_address, members also listen for clients there."""
     root.mkdir(parents=True, exist_ok=True)
-    cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}", tls=tls)
+    cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}", tls=tls,
+                          extra_address=extra_address)
     for i in range(size):
         cluster.members.append(Member(name=f"m{i}", client_port=free_port(), peer_port=free_port(),
                                       data_dir=root / f"m{i}.data", log=root / f"m{i}.log",
@@ -195,6 +207,47 @@ def start_cluster(root: Path, size: int = 3, tls: TLSMaterial | None = None) -> 
         cluster.start(i, state="new")
     cluster.wait_healthy()
     return cluster
+
+
+class Netns:
+    """A network namespace of our own, joined to this one by a veth pair on 10.231.N.0/24.
+
+    partition() takes the link down (the namespace's processes lose etcd, their connections hang),
+    heal() brings it back; delete() removes the namespace and with it the veth pair."""
+
+    def __init__(self, tag: str) -> None:
+        # Unique per process and test: names stay within IFNAMSIZ (15), the subnet within 10.231/16.
+        self.index = (os.getpid() * 7 + len(tag) * 13 + time.monotonic_ns() // 1000) % 250 + 1
+        self.name = f"ugfl-{os.getpid()}-{tag}"
+        self.host_if, self.ns_if = f"ugfh{self.index}", f"ugfn{self.index}"
+        self.host_address, self.ns_address = f"10.231.{self.index}.1", f"10.231.{self.index}.2"
+        self._ip("netns", "add", self.name)
+        try:
+            self._ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.name)
+            self._ip("addr", "add", f"{self.host_address}/24", "dev", self.host_if)
+            self._ip("link", "set", self.host_if, "up")
+            self._ip("-n", self.name, "addr", "add", f"{self.ns_address}/24", "dev", self.ns_if)
+            self._ip("-n", self.name, "link", "set", self.ns_if, "up")
+            self._ip("-n", self.name, "link", "set", "lo", "up")
+        except BaseException:
+            self.delete()
+            raise
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+
+    def argv(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def partition(self) -> None:
+        self._ip("link", "set", self.host_if, "down")
+
+    def heal(self) -> None:
+        self._ip("link", "set", self.host_if, "up")
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
 
 
 def running_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
@@ -213,7 +266,7 @@ def running_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
 def _worker(argv: list[str]) -> int:
     """loop ENDPOINTS PREFIX TTL LOG N HOLD: take the lock N times, log `pid,token,start,end` under flock.
     hold ENDPOINTS PREFIX TTL: take it, print `token N`, then print `holding T` while held() (T: monotonic
-    time read before asking), `lost REASON` from on_lost; exit 3 once no longer held."""
+    time read before asking), `lost T REASON` from on_lost; exit 3 once no longer held."""
     import fcntl
     import sys
 
@@ -234,7 +287,8 @@ def _worker(argv: list[str]) -> int:
                 f.write(f"{os.getpid()},{token},{start:.6f},{end:.6f},{int(ok)}\n")
             lock.release()
         return 0
-    lock = FleetLock(endpoints, prefix, ttl, on_lost=lambda reason: print("lost", reason, flush=True))
+    lock = FleetLock(endpoints, prefix, ttl,
+                     on_lost=lambda reason: print("lost", f"{time.monotonic():.6f}", reason, flush=True))
     print("token", lock.acquire(wait=True), flush=True)
     while True:
         now = time.monotonic()

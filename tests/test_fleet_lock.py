@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.etcd_cluster import ETCDCTL, EtcdCluster, TLSMaterial, running_cluster, start_cluster
+from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, TLSMaterial, running_cluster, start_cluster
 from unitgen.fleet_lock import Contended, FleetLock, Lost, TLSFiles, Unreachable
 
 ROOT = Path(__file__).parent.parent
@@ -212,6 +212,48 @@ def test_etcdctl_lock_as_the_wrapper_overlaps_where_ours_stops(
         assert ours.held()  # both "hold" now: the overlap unitgen's launcher avoids
     finally:
         os.kill(command_pid, signal.SIGKILL)
+
+
+@pytest.mark.root
+def test_partitioned_holder_stops_before_its_lease_expires_and_another_takes_over(
+        tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """The holder runs in its own network namespace; its link is cut. It must give up (on_lost) before
+    the server could expire its lease, the other side takes over within ttl + 1 s, and when the link
+    comes back nothing runs twice (the old holder has stopped for good)."""
+    netns = Netns("part")
+    try:
+        cluster = start_cluster(tmp_path / "etcd", extra_address=netns.host_address)
+        try:
+            holder = subprocess.Popen(
+                netns.argv(sys.executable, "-m", "tests.etcd_cluster", "hold", ",".join(cluster.endpoints_at()),
+                           "/t/partition", str(TTL)),
+                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            procs.append(holder)
+            lines = Lines(holder)
+            assert lines.next().startswith("token "), holder.stderr.read() if holder.stderr else ""
+            time.sleep(0.5)
+            netns.partition()
+            cut = time.monotonic()
+            other = FleetLock(cluster.endpoints, "/t/partition", TTL)
+            try:
+                other.acquire(wait=True, deadline=cut + TTL + 5)
+                took_over = time.monotonic()
+                assert took_over - cut <= TTL + 1
+                assert holder.wait(timeout=10) == 3
+                netns.heal()
+                out = lines.rest()
+                lost = [float(line.split()[1]) for line in out if line.startswith("lost ")]
+                holding = [float(line.split()[1]) for line in out if line.startswith("holding ")]
+                assert lost and lost[0] < took_over, out  # gave up before the other side could hold it
+                assert max(holding) < lost[0] < cut + TTL, out  # and before its lease could expire
+                time.sleep(TTL / 2)
+                assert other.held()  # healed: still exactly one holder
+            finally:
+                other.release()
+        finally:
+            cluster.stop_all()
+    finally:
+        netns.delete()
 
 
 # ---- etcd members fail --------------------------------------------------------------------------
