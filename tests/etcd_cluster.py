@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,28 @@ class EtcdCluster:
                 return bool(json.loads(r.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
+
+    def _status(self, index: int) -> dict[str, Any]:
+        url = self.members[index].endpoint + "/v3/maintenance/status"
+        request = urllib.request.Request(url, data=b"{}", method="POST")  # noqa: S310 - our own http URL
+        with urllib.request.urlopen(request, timeout=2) as r:  # noqa: S310
+            status: dict[str, Any] = json.loads(r.read())
+            return status
+
+    def leader(self) -> int:
+        """Index of the current raft leader, from the status of the members that answer."""
+        ids, leaders = {}, set()
+        for i in range(len(self.members)):
+            try:
+                status = self._status(i)
+            except (OSError, ValueError):
+                continue
+            ids[status["header"]["member_id"]] = i
+            leaders.add(status.get("leader"))
+        for leader in leaders:
+            if leader in ids:
+                return ids[leader]
+        raise RuntimeError("no etcd member knows a leader")
 
     def wait_healthy(self, indexes: list[int] | None = None, timeout: float = 20) -> None:
         end = time.monotonic() + timeout

@@ -405,7 +405,8 @@ class FleetLock:
     one holder to the next). While held, a thread renews the lease every ttl/3; `on_lost(reason)` is
     called once, from that thread, at most `ttl - margin` seconds after the send time of the last
     successful renewal, that is before the server could let the lease expire. After on_lost the
-    caller must stop acting as holder (stop the app) and then call release().
+    caller must stop acting as holder (stop the app) and then call release(). A loss while
+    acquire() still waits is its Lost exception instead.
     """
 
     def __init__(
@@ -465,16 +466,25 @@ class FleetLock:
                 mine = _kvs(self._gateway.call("/v3/kv/range", {"key": _b64(self.key.encode())}, self.request_timeout))
                 if not mine:
                     raise Lost("our lease expired while waiting for the lock")
+            # Token first, then the check: a loss from here on reaches on_lost (which only reports losses
+            # of a lock the caller got), a loss before it fails this check. Never neither.
+            self.token = token
             if not self.held():
                 raise Lost(self._lost_reason or "the lease could have expired while acquiring")
-            self.token = token
             return token
         except BaseException:
+            self.token = 0
             self.release()
             raise
 
     def held(self) -> bool:
-        """True while we may act as holder: not lost, and the lease cannot have expired yet."""
+        """True while we may act as holder: acquired, not lost, and the lease cannot have expired yet.
+
+        Computed from the clock, not only from the keep-alive thread's verdict: a process that was
+        frozen (SIGSTOP, a VM pause) sees False the moment it runs again, before that thread does."""
+        return bool(self.token) and self._lease_valid()
+
+    def _lease_valid(self) -> bool:
         if self._lost_reason is not None or not self.lease_id:
             return False
         return time.monotonic() < self._lost_at()
@@ -563,7 +573,7 @@ class FleetLock:
     def _wait_predecessors(self, token: int, deadline: float | None) -> None:
         prefix = self.prefix.encode()
         while True:
-            if not self.held():
+            if not self._lease_valid():
                 raise Lost(self._lost_reason or "lease could have expired while waiting")
             # WithLastCreate + WithMaxCreateRev(token-1): the key just before ours in the queue.
             query = {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "sort_order": "DESCEND",
@@ -653,7 +663,8 @@ class FleetLock:
 
     def _lose(self, reason: str) -> None:
         self._lost_reason = reason
-        if self.on_lost is not None:
+        # While still waiting there is nothing to stop: acquire() raises Lost instead.
+        if self.on_lost is not None and self.token:
             self.on_lost(reason)
 
 
