@@ -16,6 +16,10 @@ Issue 13 target: fleet median (app running) at most 1.0x etcdctl's.
 Then the handover latency after kill -9: a holder process (fleet lock, TTL S) is killed; a waiter in this
 process measures kill -> acquired, N times. The floor is the TTL (the lease must expire on the server;
 etcd checks expiries every 500 ms).
+
+As root, also after a partition: the holder runs in a network namespace of its own (tests.etcd_cluster.Netns)
+whose link is taken down; measured: cut -> the holder's on_lost, cut -> the other side acquired, and the
+safety gap between the two (the old holder gave up that long before anyone else could hold the lock).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.etcd_cluster import ETCDCTL, EtcdCluster, start_cluster  # noqa: E402
+from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, start_cluster  # noqa: E402
 from unitgen.fleet_lock import FleetLock  # noqa: E402
 
 MAIN = '''
@@ -127,6 +131,45 @@ def handover(cluster: EtcdCluster, count: int, ttl: int) -> None:
           f"  (max - ttl: {values[-1] - ttl:+.2f})")
 
 
+def summary(values: list[float]) -> str:
+    v = sorted(values)
+    return (f"min {v[0]:.2f}  median {statistics.median(v):.2f}  p90 {v[(len(v) * 9) // 10]:.2f}  "
+            f"max {v[-1]:.2f}")
+
+
+def partition_handover(cluster: EtcdCluster, netns: Netns, count: int, ttl: int) -> None:
+    gave_up, took_over, gaps = [], [], []
+    for i in range(count):
+        prefix = f"/bench/partition/{i}"
+        holder = subprocess.Popen(
+            netns.argv(sys.executable, "-m", "tests.etcd_cluster", "hold", ",".join(cluster.endpoints_at()),
+                       prefix, str(ttl)),
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().startswith("token ")
+            time.sleep(ttl / 3 * (i % 3) / 2)
+            waiter = FleetLock(cluster.endpoints, prefix, ttl)
+            netns.partition()
+            cut = time.monotonic()
+            waiter.acquire(wait=True, deadline=cut + ttl + 10)
+            acquired = time.monotonic()
+            waiter.release()
+            out, _ = holder.communicate(timeout=10)
+            lost = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("lost "))
+            gave_up.append(lost - cut)
+            took_over.append(acquired - cut)
+            gaps.append(acquired - lost)
+        finally:
+            netns.heal()
+            if holder.poll() is None:
+                holder.kill()
+            holder.wait()
+    print(f"partition, ttl {ttl} s, {count} runs (s): cut -> holder gave up: {summary(gave_up)}")
+    print(f"  cut -> other side acquired: {summary(took_over)}")
+    print(f"  holder gave up before the takeover by: {summary(gaps)}  (never negative = never two holders)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
@@ -134,15 +177,24 @@ def main() -> None:
     parser.add_argument("--ttl", type=int, default=2)
     parser.add_argument("--python", default="/usr/bin/python3")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        work = Path(tmp)
-        cluster = start_cluster(work / "etcd")
-        try:
-            print(f"etcd {cluster.endpoints}, python {args.python}, pid {os.getpid()}")
-            startup(cluster, work, args.runs, args.python)
-            handover(cluster, args.handovers, args.ttl)
-        finally:
-            cluster.stop_all()
+    netns = Netns("bench") if os.geteuid() == 0 else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+            work = Path(tmp)
+            cluster = start_cluster(work / "etcd", extra_address=netns.host_address if netns else None)
+            try:
+                print(f"etcd {cluster.endpoints}, python {args.python}, pid {os.getpid()}")
+                startup(cluster, work, args.runs, args.python)
+                handover(cluster, args.handovers, args.ttl)
+                if netns is not None:
+                    partition_handover(cluster, netns, args.handovers, args.ttl)
+                else:
+                    print("partition: skipped (needs root for a network namespace)")
+            finally:
+                cluster.stop_all()
+    finally:
+        if netns is not None:
+            netns.delete()
 
 
 if __name__ == "__main__":
