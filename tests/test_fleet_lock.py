@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import queue
 import signal
@@ -18,6 +19,7 @@ from typing import IO, Any
 import pytest
 
 from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, TLSMaterial, running_cluster, start_cluster
+from unitgen import fleet_lock
 from unitgen.fleet_lock import Contended, FleetLock, Lost, TLSFiles, Unreachable
 
 ROOT = Path(__file__).parent.parent
@@ -91,6 +93,50 @@ class Lines:
         while not self._queue.empty():
             out.append(self._queue.get())
         return out
+
+
+# ---- pieces without a cluster -------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    pytest.param({"host": "web-1", "pid": 4242, "unit": "nightly.service"}, id="identity"),
+    pytest.param({"host": 'q"uote\\back\nline\x00nul', "unit": "ünï-☃.service"}, id="escapes-and-unicode"),
+    pytest.param({"b": [1, 2.5, True, False, None], "a": {"nested": []}}, id="nested-and-constants"),
+    pytest.param({"header": {"revision": "9223372036854775807"}}, id="int64-as-string"),
+])
+def test_json_without_the_json_module_matches_it(value: dict[str, object]) -> None:
+    encoded = fleet_lock._dumps(value)
+    assert encoded == json.dumps(value, sort_keys=True, separators=(",", ":"))
+    assert fleet_lock._loads(encoded) == value == json.loads(encoded)
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    pytest.param("http://127.0.0.1:2379", ("http", "127.0.0.1", 2379), id="http"),
+    pytest.param("https://etcd1.example:12379/", ("https", "etcd1.example", 12379), id="https-name-slash"),
+    pytest.param("10.0.0.5:2379", ("http", "10.0.0.5", 2379), id="bare-host-port"),
+    pytest.param("https://[fd00::1]:2379", ("https", "fd00::1", 2379), id="ipv6"),
+    pytest.param("http://etcd3", ("http", "etcd3", 2379), id="default-port"),
+])
+def test_endpoints_are_split_like_etcdctl_reads_them(endpoint: str, expected: tuple[str, str, int]) -> None:
+    assert fleet_lock._split_endpoint(endpoint) == expected
+
+
+@pytest.mark.parametrize("endpoint", [
+    pytest.param("unix:///run/etcd.sock", id="unix-scheme"),
+    pytest.param("http://:2379", id="no-host"),
+    pytest.param("http://etcd:port", id="port-not-a-number"),
+])
+def test_bad_endpoints_are_refused_before_any_connection(endpoint: str) -> None:
+    with pytest.raises(ValueError, match="bad etcd endpoint"):
+        FleetLock([endpoint], "/t/x", TTL)
+
+
+def test_contenders_read_the_holders_identity(new_lock: Callable[..., FleetLock]) -> None:
+    identity = {"host": 'web"1', "pid": 4242, "unit": "ünï.service"}
+    holder = new_lock("/t/identity", identity=identity)
+    token = holder.acquire()
+    with pytest.raises(Contended) as info:
+        new_lock("/t/identity").acquire()
+    assert info.value.holder == {**identity, "key": holder.key, "create_revision": token}
 
 
 # ---- interop with etcdctl lock ------------------------------------------------------------------

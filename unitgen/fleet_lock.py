@@ -135,7 +135,7 @@ def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
         port = tail.lstrip(":")
     elif hostport.count(":") == 1:
         host, port = hostport.split(":")
-    if scheme not in ("http", "https") or not host:
+    if scheme not in ("http", "https") or not host or not (port.isdigit() or port == ""):
         raise ValueError(f"bad etcd endpoint {endpoint!r}: expected http(s)://HOST:PORT")
     return scheme, host, int(port) if port else 2379
 
@@ -604,8 +604,9 @@ class FleetLock:
                 pending += chunk
                 *messages, pending = pending.split(b"\n")
                 for message in messages:
-                    events = _loads(message.decode("utf-8", "replace")).get("result", {}).get("events", [])
-                    if any(event.get("type") == "DELETE" for event in events):
+                    result = _loads(message.decode("utf-8", "replace")).get("result", {})
+                    # A cancelled watch (compacted revision...) ends here too: the caller re-reads the queue.
+                    if result.get("canceled") or any(e.get("type") == "DELETE" for e in result.get("events", [])):
                         return
                 if time.monotonic() >= end:
                     return
