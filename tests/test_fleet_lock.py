@@ -302,6 +302,33 @@ def test_partitioned_holder_stops_before_its_lease_expires_and_another_takes_ove
         netns.delete()
 
 
+def test_a_waiter_whose_lease_is_revoked_gets_lost_not_on_lost(
+        etcd_cluster: EtcdCluster, new_lock: Callable[..., FleetLock]) -> None:
+    holder = new_lock("/t/revoked")
+    holder.acquire()
+    called: list[str] = []
+    waiter = new_lock("/t/revoked", on_lost=called.append)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            waiter.acquire(wait=True, deadline=time.monotonic() + 20)
+        except BaseException as e:  # handed to the test thread
+            errors.append(e)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    while not waiter.lease_id:
+        time.sleep(0.01)
+    time.sleep(0.3)  # queued behind the holder
+    revoked = etcd_cluster.etcdctl("lease", "revoke", f"{waiter.lease_id:x}")
+    assert revoked.returncode == 0, revoked.stderr
+    thread.join(timeout=10)
+    assert len(errors) == 1 and isinstance(errors[0], Lost), errors
+    assert not called and not waiter.held()  # nothing to stop: it never held the lock
+    assert holder.held()
+
+
 # ---- etcd members fail --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("role", [pytest.param("follower", id="follower"), pytest.param("leader", id="leader")])
