@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,25 +78,30 @@ def verify(staging: Path, name: str) -> str:
 
 
 def verify_many(trees: Sequence[tuple[Path, str]]) -> dict[str, str]:
-    """`verify` for several services with one `systemd-analyze verify` call (it loads systemd's
-    whole unit search path at every start, which is most of its time). Only when that call
-    complains is each service verified alone, to say whose units the complaint is about."""
-    outputs = _verify_together(trees)
-    if not outputs or len(trees) == 1:
-        return {name: outputs for _, name in trees}
-    return {name: _verify_together([(staging, name)]) for staging, name in trees}
-
-
-def _verify_together(trees: Sequence[tuple[Path, str]]) -> str:
+    """`verify` for several services (see `check_many`)."""
     with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
         scratch = Path(tmp)
-        units = [unit for staging, name in trees for unit in _scratch_units(staging.absolute(), name, scratch)]
-        result = run(["systemd-analyze", "verify", *units], check=False, env=_scratch_env(scratch))
+        units = {name: _scratch_units(staging.absolute(), name, scratch) for staging, name in trees}
+        return _verify_each(units, scratch, [staging for staging, _ in trees])
+
+
+def _verify_each(units: dict[str, list[Path]], scratch: Path, stagings: Sequence[Path]) -> dict[str, str]:
+    # One `systemd-analyze verify` for every unit: each call loads systemd's whole unit search
+    # path, which is most of its time. Only when that call complains is each service verified
+    # alone, to say whose units the complaint is about.
+    together = _verify(sorted(u for us in units.values() for u in us), scratch, stagings)
+    if not together or len(units) == 1:
+        return dict.fromkeys(units, together)
+    return {name: _verify(own, scratch, stagings) for name, own in units.items()}
+
+
+def _verify(units: Sequence[Path], scratch: Path, stagings: Sequence[Path]) -> str:
+    result = run(["systemd-analyze", "verify", *units], check=False, env=_scratch_env(scratch))
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 and not output:
         output = f"systemd-analyze verify exited with {result.returncode}"
     output = output.replace(str(scratch) + "/", "")
-    for staging, _ in trees:
+    for staging in stagings:
         output = output.replace(str(staging.absolute()), "")
     return output
 
@@ -103,19 +109,22 @@ def _verify_together(trees: Sequence[tuple[Path, str]]) -> str:
 def security(staging: Path, name: str, threshold: float = 10.0) -> tuple[float, str, bool]:
     """The exposure score, systemd's verdict word for NAME.service, and whether systemd-analyze
     itself finds it within `threshold` (its --threshold counts in tenths: 1.5 is 15)."""
-    staging = staging.absolute()
     with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
         scratch = Path(tmp)
-        _scratch_units(staging, name, scratch)
-        argv = [
-            "systemd-analyze",
-            "security",
-            "--offline=true",
-            f"--threshold={round(threshold * 10)}",
-            "--no-pager",
-            str(scratch / f"{name}.service"),
-        ]
-        result = run(argv, check=False, env=_scratch_env(scratch))
+        _scratch_units(staging.absolute(), name, scratch)
+        return _security(scratch, name, threshold)
+
+
+def _security(scratch: Path, name: str, threshold: float) -> tuple[float, str, bool]:
+    argv = [
+        "systemd-analyze",
+        "security",
+        "--offline=true",
+        f"--threshold={round(threshold * 10)}",
+        "--no-pager",
+        str(scratch / f"{name}.service"),
+    ]
+    result = run(argv, check=False, env=_scratch_env(scratch))
     match = _SCORE.search(result.stdout + result.stderr)
     if match is None:
         raise UnitgenError("systemd-analyze security printed no score:\n" + (result.stdout + result.stderr))
@@ -127,21 +136,26 @@ def check(staging: Path, name: str, *, threshold: float) -> CheckReport:
 
 
 def check_many(trees: Sequence[tuple[Path, str, float]]) -> list[CheckReport]:
-    """`check` for several services: one verify call for all their units, one security call each
-    (systemd-analyze security scores one unit per call)."""
-    verified = verify_many([(staging, name) for staging, name, _ in trees])
-    reports = []
-    for staging, name, threshold in trees:
-        units = sorted(p.name for p in (staging / UNIT_DIR).glob(f"{name}.*"))
-        score, verdict, within = security(staging, name, threshold)
-        reports.append(
-            CheckReport(
-                units=units,
-                verify_output=verified[name],
-                score=score,
-                verdict=verdict,
-                threshold=threshold,
-                within=within,
-            )
+    """`check` for several services from one scratch copy of their units: one verify call for all
+    of them, and one security call per service (it scores one unit per call), several at a time:
+    each is a process of its own, mostly loading systemd's unit path, so they use every core."""
+    stagings = [staging.absolute() for staging, _, _ in trees]
+    with tempfile.TemporaryDirectory(prefix="unitgen-check.") as tmp:
+        scratch = Path(tmp)
+        units = {
+            name: _scratch_units(staging, name, scratch) for staging, (_, name, _) in zip(stagings, trees, strict=True)
+        }
+        verified = _verify_each(units, scratch, stagings)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            scores = list(pool.map(lambda t: _security(scratch, t[1], t[2]), trees))
+    return [
+        CheckReport(
+            units=[unit.name for unit in units[name]],
+            verify_output=verified[name],
+            score=score,
+            verdict=verdict,
+            threshold=threshold,
+            within=within,
         )
-    return reports
+        for (_, name, threshold), (score, verdict, within) in zip(trees, scores, strict=True)
+    ]

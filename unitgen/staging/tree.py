@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import pwd
 import shutil
@@ -53,15 +54,23 @@ _RENAME_EXCHANGE = 2
 def protected_paths(inputs: Iterable[Path] = ()) -> list[Path]:
     """Paths an output directory may never be or contain: `/`, every home (passwd and $HOME),
     the current directory, and `inputs` (the spec, templates, app sources)."""
-    paths = [Path("/"), Path.cwd(), *inputs]
-    paths += [Path(p.pw_dir) for p in pwd.getpwall() if p.pw_dir]
+    paths = [Path("/"), Path.cwd(), *inputs, *_homes()]
     if os.environ.get("HOME"):
         paths.append(Path(os.environ["HOME"]))
     return paths
 
 
+@functools.cache
+def _homes() -> tuple[Path, ...]:
+    # Read and resolved once per process: a batch checks every service's --out against all of them.
+    return tuple(dict.fromkeys(Path(p.pw_dir).resolve() for p in pwd.getpwall() if p.pw_dir))
+
+
 def _contains(outer: Path, inner: Path) -> bool:
-    return outer == inner or outer in inner.parents
+    """`outer` is `inner` or one of its parents (both resolved); by string, as this runs for every
+    protected path of every service in a batch."""
+    o, i = str(outer), str(inner)
+    return o == i or i.startswith(o if o.endswith("/") else o + "/")
 
 
 def _has_marker(directory: Path) -> bool:
@@ -92,8 +101,9 @@ def check_out_dir(out_dir: Path, protected: Iterable[Path]) -> None:
         raise UnitgenError(f"--out {out_dir}: refusing a symbolic link as the output directory", hint=hint)
     real = out_dir.resolve()
     for path in protected:
-        if _contains(real, path.resolve()):
-            what = "is" if real == path.resolve() else "contains"
+        resolved = path if path in _homes() else path.resolve()  # homes are resolved already
+        if _contains(real, resolved):
+            what = "is" if real == resolved else "contains"
             raise UnitgenError(f"--out {out_dir}: refusing to replace a directory that {what} {path}", hint=hint)
     if not out_dir.exists():
         return
