@@ -130,6 +130,16 @@ def test_bad_endpoints_are_refused_before_any_connection(endpoint: str) -> None:
         FleetLock([endpoint], "/t/x", TTL)
 
 
+@pytest.mark.parametrize(("ttl", "margin"), [
+    pytest.param(0, None, id="ttl-zero"),
+    pytest.param(3, -1.0, id="negative-margin"),
+    pytest.param(3, 2.0, id="margin-leaves-no-second-renewal"),
+])
+def test_bad_ttl_or_margin_is_refused(ttl: int, margin: float | None) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        FleetLock(["http://127.0.0.1:2379"], "/t/x", ttl, margin=margin)
+
+
 def test_contenders_read_the_holders_identity(new_lock: Callable[..., FleetLock]) -> None:
     identity = {"host": 'web"1', "pid": 4242, "unit": "ünï.service"}
     holder = new_lock("/t/identity", identity=identity)

@@ -429,6 +429,9 @@ class FleetLock:
         self.ttl = ttl
         # Time left for the caller to stop its work between on_lost and the earliest server expiry.
         self.margin = ttl / 4 if margin is None else margin
+        if not 0 <= self.margin < ttl * 2 / 3:
+            # Past 2/3 of the TTL the holder would give up before its second renewal attempt.
+            raise ValueError(f"margin must be at least 0 and below 2/3 of the ttl ({ttl * 2 / 3:.1f}s)")
         self.identity = dict(default_identity() if identity is None else identity)
         self.on_lost = on_lost
         self.request_timeout = request_timeout
