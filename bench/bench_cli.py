@@ -1,0 +1,152 @@
+"""Whole-process benchmarks of unitgen's own commands against their baselines (issue 12). Not a test.
+
+    .venv/bin/python bench/bench_cli.py [--runs 5] [--specs 500] [--units 100]
+
+unitgen is a command line tool, so every contender is timed as a whole process (interpreter start,
+imports, work, exit), interleaved run by run so that machine load hits every contender alike; the
+printed numbers are medians, and ratios are against a baseline measured in the same run:
+  package  `unitgen package hello --format deb` (spec in, .deb out: render, stage, build)
+           vs `dpkg-deb --build` of the same tree with its control file prepared outside the
+           timing, at the same compression (gzip -6); unitgen does more (it renders the tree,
+           writes md5sums). Issue 12 target: at most 3x.
+  render   `unitgen render` of SPECS services in one process (the batch form)
+           vs SPECS `unitgen render NAME` processes; issue 12 target: the batch under 0.5 s.
+  check    `unitgen check` of UNITS services (one unit each), batch form
+           vs one `systemd-analyze verify` over the same units plus one `systemd-analyze security
+           --offline=true` per unit, on the scratch copies check itself verifies (prepared outside
+           the timing). Issue 12 target: at most 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITGEN = [sys.executable, "-m", "unitgen"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, env=env or ENV, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def interleave(contenders: dict[str, Callable[[], float]], runs: int) -> dict[str, float]:
+    for run in contenders.values():  # warm the page cache and the bytecode caches
+        run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, run in contenders.items():
+            times[name].append(run())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def write_specs(work: Path, count: int) -> list[str]:
+    """`count` copies of the hello example under distinct names (a service per spec)."""
+    text = (ROOT / "examples/hello/hello.toml").read_text()
+    names = [f"svc{i:04d}" for i in range(count)]
+    for name in names:
+        (work / f"{name}.toml").write_text(text)
+    return names
+
+
+def bench_package(work: Path, runs: int) -> None:
+    shutil.copy(ROOT / "examples/hello/hello.toml", work / "hello.toml")
+    subprocess.run([*UNITGEN, "package", "hello", "--format", "deb"], cwd=work, env=ENV, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    [deb] = (work / "dist").glob("*.deb")
+    tree = work / "dpkg-tree"
+    shutil.copytree(work / "build/hello", tree, symlinks=True)
+    (tree / ".unitgen-output").unlink(missing_ok=True)
+    (tree / "DEBIAN").mkdir()
+    subprocess.run(["dpkg-deb", "--control", str(deb), str(tree / "DEBIAN")], check=True)
+    med = interleave(
+        {
+            "unitgen package": lambda: timed([*UNITGEN, "package", "hello", "--format", "deb"], work),
+            "dpkg-deb --build": lambda: timed(
+                ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z6", "--build", str(tree), str(work / "x.deb")], work
+            ),
+        },
+        runs,
+    )
+    ratio = med["unitgen package"] / med["dpkg-deb --build"]
+    print(f"package hello (deb)   unitgen {med['unitgen package'] * 1000:7.1f} ms   "
+          f"dpkg-deb {med['dpkg-deb --build'] * 1000:6.1f} ms   ratio {ratio:5.2f} (target <= 3)")  # fmt: skip
+
+
+def bench_render(work: Path, runs: int, count: int) -> None:
+    names = write_specs(work, count)
+    single_runs = max(1, runs // 2)
+    med = interleave({"batch": lambda: timed([*UNITGEN, "render", *names], work)}, runs)
+    singles = [sum(timed([*UNITGEN, "render", n], work) for n in names) for _ in range(single_runs)]
+    one_by_one = statistics.median(singles)
+    print(f"render {count} specs      batch {med['batch']:7.3f} s   {count} processes {one_by_one:7.3f} s   "
+          f"ratio {med['batch'] / one_by_one:5.3f} (target: batch < 0.5 s)")  # fmt: skip
+
+
+def bench_check(work: Path, runs: int, count: int) -> None:
+    names = write_specs(work, count)
+    subprocess.run([*UNITGEN, "render", *names], cwd=work, env=ENV, check=True, stdout=subprocess.DEVNULL)
+    scratch = work / "scratch"  # the copies check makes: launcher paths pointing into the staging tree
+    scratch.mkdir()
+    units = []
+    for name in names:
+        staging = work / "build" / name
+        text = (staging / f"usr/lib/systemd/system/{name}.service").read_text()
+        unit = scratch / f"{name}.service"
+        unit.write_text(text.replace(f"/usr/libexec/{name}/", f"{staging}/usr/libexec/{name}/"))
+        units.append(str(unit))
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{scratch}:"}
+
+    def floor() -> float:
+        start = time.perf_counter()
+        subprocess.run(["systemd-analyze", "verify", *units], env=env, check=True, capture_output=True)
+        for unit in units:
+            subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", unit], env=env,
+                           check=True, capture_output=True)  # fmt: skip
+        return time.perf_counter() - start
+
+    med = interleave(
+        {"unitgen check": lambda: timed([*UNITGEN, "check", *names, "--threshold", "9.9"], work), "floor": floor},
+        runs,
+    )
+    ratio = med["unitgen check"] / med["floor"]
+    print(f"check {count} units       unitgen {med['unitgen check']:7.3f} s   "
+          f"verify + {count} security {med['floor']:7.3f} s   ratio {ratio:5.2f} (target <= 1.5)")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--specs", type=int, default=500)
+    parser.add_argument("--units", type=int, default=100)
+    parser.add_argument("--only", choices=["package", "render", "check"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["package", "render", "check"])
+    print(f"interpreter {sys.executable}, {args.runs} runs, medians")
+    with tempfile.TemporaryDirectory(prefix="unitgen-bench-cli.") as tmp:
+        work = Path(tmp)
+        benches: dict[str, Callable[[Path], None]] = {
+            "package": lambda w: bench_package(w, args.runs),
+            "render": lambda w: bench_render(w, args.runs, args.specs),
+            "check": lambda w: bench_check(w, args.runs, args.units),
+        }
+        for name, bench in benches.items():
+            if name in only:
+                (work / name).mkdir()
+                bench(work / name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
