@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from unitgen import sandbox as sandbox_module
 from unitgen.errors import UnitgenError
 from unitgen.run import CommandError
-from unitgen.sandbox import MASKED_UNITS, STATE_ROOT, Sandbox, describe_plan
+from unitgen.sandbox import MASKED_UNITS, STATE_ROOT, Sandbox, describe_plan, host_hierarchies
+from unitgen.sandbox import host as sandbox_host
+from unitgen.sandbox.plan import cgroup_child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -401,7 +402,7 @@ def test_an_abandoned_boot_leaves_nothing(monkeypatch: pytest.MonkeyPatch, phase
 
 @pytest.mark.root
 def test_a_boot_that_goes_wrong_is_reported_with_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox_module, "SYSTEMD_ARGS", ("--unit=/",))  # not a unit name
+    monkeypatch.setattr(sandbox_host, "SYSTEMD_ARGS", ("--unit=/",))  # not a unit name
     with pytest.raises(UnitgenError, match="failed to boot: systemd is maintenance") as failed:
         Sandbox.boot("sbx-bad-unit", timeout=20)
     assert "Falling back to rescue.target" in str(failed.value)
@@ -485,12 +486,13 @@ def test_commands_time_out(shared_sandbox: Sandbox) -> None:
 
 EARLY_KILL = """
 import os, signal, sys
-from unitgen import sandbox
-sb = sandbox.Sandbox._prepare("sbx-early")
+from unitgen.sandbox import Sandbox
+from unitgen.sandbox.stage2 import _join_cgroup
+sb = Sandbox._prepare("sbx-early")
 print(sb.id, flush=True)
 if sys.argv[1] == "cgroups":  # what the helper does next: a cgroup in every hierarchy, joined
     for cgroup in sb.cgroups:
-        sandbox._join_cgroup(cgroup)
+        _join_cgroup(cgroup)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -520,8 +522,8 @@ def test_clean_stale_removes_unrecorded_leftovers_of_older_runs() -> None:
     old = STATE_ROOT / "sbx-old.0badc0de"
     (old / "mnt").mkdir(parents=True)
     os.utime(old, (0, 0))  # long past any boot in progress
-    hierarchy = sandbox_module.host_hierarchies()[0]
-    cgroup = Path(hierarchy.mountpoint + sandbox_module._cgroup_child(hierarchy, "0badc0de"))
+    hierarchy = host_hierarchies()[0]
+    cgroup = Path(hierarchy.mountpoint + cgroup_child(hierarchy, "0badc0de"))
     cgroup.mkdir()
 
     assert "sbx-old.0badc0de" in Sandbox.clean_stale()

@@ -169,12 +169,13 @@ def test_try_judges_every_kind_by_what_happened(body: str, code: int, expected: 
 
 def leftovers(name: str, pid: int) -> list[str]:
     """What a killed `unitgen try NAME` could leave on the host, after `Sandbox.clean_stale()`."""
-    from unitgen.sandbox import CGROUP_PREFIX, RECORD_SUFFIX, STATE_ROOT, _sandbox_cgroups
+    from unitgen.sandbox import CGROUP_PREFIX, RECORD_SUFFIX, STATE_ROOT
+    from unitgen.sandbox.leftovers import sandbox_cgroups
 
     ours = sorted(str(p) for p in STATE_ROOT.glob(f"*try-{name}.*")) if STATE_ROOT.is_dir() else []
     recorded = {p.name.removesuffix(RECORD_SUFFIX).rsplit(".", 1)[1] for p in STATE_ROOT.glob(f"*{RECORD_SUFFIX}")}
     # Any sandbox cgroup (another test's included) must belong to a recorded sandbox.
-    orphans = [str(c) for c in _sandbox_cgroups() if c.name.removeprefix(CGROUP_PREFIX) not in recorded]
+    orphans = [str(c) for c in sandbox_cgroups() if c.name.removeprefix(CGROUP_PREFIX) not in recorded]
     mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(STATE_ROOT) in line]
     apps = [str(p) for p in Path(tempfile.gettempdir()).glob(f"unitgen-app-{pid}.*")]
     return ours + orphans + mounts + apps
