@@ -12,9 +12,10 @@ staging tree, a unit named in `PackageInfo.units` that the tree lacks) raise `Un
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
+from typing import Any
 
-from unitgen.package import deb, rpm, scripts
 from unitgen.package.model import Compression, Format, PackageInfo, Relations
 from unitgen.package.progress import Progress, terminal_progress
 
@@ -31,11 +32,17 @@ __all__ = [
 ]
 
 
-# Each format: its writer and its maintainer scripts. Everything else is shared.
+# Each format: its writer and its maintainer scripts (module, function). Everything else is
+# shared. Imported when a package of that format is built: `--format deb` never loads the rpm writer.
 _FORMATS = {
-    Format.DEB: (deb.build, scripts.deb_scripts),
-    Format.RPM: (rpm.build, scripts.rpm_scriptlets),
+    Format.DEB: (("unitgen.package.deb", "build"), ("unitgen.package.scripts", "deb_scripts")),
+    Format.RPM: (("unitgen.package.rpm", "build"), ("unitgen.package.scripts", "rpm_scriptlets")),
 }
+
+
+def _load(where: tuple[str, str]) -> Any:
+    module, name = where
+    return getattr(importlib.import_module(module), name)
 
 
 def build(
@@ -54,11 +61,12 @@ def build(
     `compression` defaults to gzip, `level` to 6 (see `Compression` for why); `progress` is called
     as files are written (see `terminal_progress`).
     """
-    writer, maintainer_scripts = _FORMATS[fmt]
-    return writer(
+    writer, maintainer_scripts = (_load(where) for where in _FORMATS[fmt])
+    package: Path = writer(
         staging, info, out_dir, maintainer_scripts(staging, info),
         compression=compression, level=level, progress=progress,
     )  # fmt: skip
+    return package
 
 
 build_deb = functools.partial(build, Format.DEB)

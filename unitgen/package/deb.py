@@ -16,7 +16,6 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Mapping, Sequence
-from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -191,8 +190,22 @@ def copyright_file(info: PackageInfo, when: int) -> str:
 def changelog(info: PackageInfo, when: int) -> str:
     """A one-entry Debian changelog (deb-changelog(5)) for this version."""
     entry = textwrap.fill(info.changelog.strip(), width=76, initial_indent="  * ", subsequent_indent="    ")
-    date = formatdate(when, usegmt=False)
+    date = _rfc2822(when)
     return f"{info.name} ({info.deb_version}) unstable; urgency=medium\n\n{entry}\n\n -- {info.maintainer}  {date}\n"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _rfc2822(when: int) -> str:
+    """What email.utils.formatdate(when) prints (English names, whatever the locale; -0000: UTC),
+    without importing the email package for one line."""
+    t = time.gmtime(when)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} -0000"
+    )
 
 
 def _gzip(data: bytes) -> bytes:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import textwrap
+from typing import TYPE_CHECKING
 
-from unitgen.app.payload import AppPayload
 from unitgen.errors import UnitgenError
 from unitgen.package import PackageInfo, Relations
 from unitgen.package.model import Format, to_rpm
 from unitgen.spec import FormatOverrides, Spec
+
+if TYPE_CHECKING:
+    from unitgen.app.payload import AppPayload
 
 # The launcher runs on the target's /usr/bin/python3 with the standard library alone
 # (3.11 features), and uses systemd-python for the journal when it is installed.

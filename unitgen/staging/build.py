@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from unitgen.app.payload import AppPayload, build_app
 from unitgen.render.units import render
 from unitgen.spec import Spec
 from unitgen.staging.tree import write_tree
+
+if TYPE_CHECKING:
+    from unitgen.app.payload import AppPayload
 
 
 def stage(
@@ -21,6 +24,8 @@ def stage(
 
     def fill(tree: Path) -> None:
         if app is not None:
+            from unitgen.app.payload import build_app  # pip and venv code, for specs with [app] only
+
             payloads.append(build_app(app, tree, python="/usr/bin/python3"))
 
     sources = [*inputs, *template_dirs]
