@@ -4,10 +4,10 @@
 
 Started in one run on the same cluster, interleaved, so that load hits both alike:
   etcdctl    `etcdctl --endpoints E lock KEY /usr/bin/touch MARK` (Go: session, lock, run, unlock)
-  fleet      `python3 -I -S prog` where prog is unitgen/fleet_lock.py's source with a short main appended
+  fleet      `python3 -I -S prog` where prog is unitgen/launcher/fleet.py's source with a short main appended
              (the deployed launcher inlines the module the same way, so it is compiled on every start):
              acquire, posix_spawn /usr/bin/touch MARK, wait, release
-  fleet-pyc  the same main as a script that imports fleet_lock as a module from its own directory, with
+  fleet-pyc  the same main as a script that imports fleet as a module from its own directory, with
              its __pycache__ written by the warm-up run: what a launcher that ships the lock as a module
              (and its .pyc) would pay; the difference to `fleet` is compiling ~700 lines (~4 ms)
 Measured per run: spawn -> app running (MARK's mtime, both read the same CLOCK_REALTIME) and spawn -> exit.
@@ -38,7 +38,7 @@ ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, start_cluster  # noqa: E402
-from unitgen.fleet_lock import FleetLock  # noqa: E402
+from unitgen.launcher.fleet import FleetLock  # noqa: E402
 
 MAIN = '''
 
@@ -67,12 +67,12 @@ def one_run(argv: list[str], mark: Path) -> tuple[float, float]:
 
 def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
     prog = work / "fleet_prog.py"
-    prog.write_text((ROOT / "unitgen" / "fleet_lock.py").read_text() + MAIN)
+    prog.write_text((ROOT / "unitgen" / "launcher" / "fleet.py").read_text() + MAIN)
     module_dir = work / "module"
     module_dir.mkdir()
-    (module_dir / "fleet_lock.py").write_text((ROOT / "unitgen" / "fleet_lock.py").read_text())
+    (module_dir / "fleet.py").write_text((ROOT / "unitgen" / "launcher" / "fleet.py").read_text())
     stub = work / "fleet_stub.py"
-    header = f"import os, sys\nsys.path.insert(0, {str(module_dir)!r})\nfrom fleet_lock import FleetLock\n"
+    header = f"import os, sys\nsys.path.insert(0, {str(module_dir)!r})\nfrom fleet import FleetLock\n"
     stub.write_text(header + MAIN)
     mark = work / "mark"
     eps = ",".join(cluster.endpoints)

@@ -293,7 +293,7 @@ def _worker(argv: list[str]) -> int:
     import fcntl
     import sys
 
-    from unitgen.fleet_lock import FleetLock
+    from unitgen.launcher.fleet import FleetLock
 
     mode, endpoints, prefix, ttl = argv[0], argv[1].split(","), argv[2], int(argv[3])
     if mode == "loop":

@@ -19,8 +19,8 @@ from typing import IO, Any
 import pytest
 
 from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, TLSMaterial, running_cluster, start_cluster
-from unitgen import fleet_lock
-from unitgen.fleet_lock import Contended, FleetLock, Lost, TLSFiles, Unreachable
+from unitgen.launcher import fleet as fleet_lock
+from unitgen.launcher.fleet import Contended, FleetLock, Lost, TLSFiles, Unreachable
 
 ROOT = Path(__file__).parent.parent
 TTL = 2  # seconds; etcd's minimum lease TTL with the harness's 500 ms election timeout is below this
@@ -462,10 +462,10 @@ HEAVY = {"http", "ssl", "json", "threading", "urllib", "socket", "re", "typing",
 
 
 def test_a_whole_acquire_and_release_imports_nothing_heavy_and_no_unitgen(etcd_cluster: EtcdCluster) -> None:
-    code = ("import sys; before = set(sys.modules); sys.path.insert(0, 'unitgen'); import fleet_lock; "
-            f"lock = fleet_lock.FleetLock({etcd_cluster.endpoints!r}, '/t/imports', 2); lock.acquire(); "
+    code = ("import sys; before = set(sys.modules); sys.path.insert(0, 'unitgen/launcher'); import fleet; "
+            f"lock = fleet.FleetLock({etcd_cluster.endpoints!r}, '/t/imports', 2); lock.acquire(); "
             "lock.release(); print(' '.join(sorted(set(sys.modules) - before)))")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=20).stdout.split()
-    assert "fleet_lock" in out
+    assert "fleet" in out
     assert not [m for m in out if m.split(".")[0] in HEAVY | {"unitgen"}], out

@@ -1,6 +1,6 @@
 """A fleet-wide single-instance lock on etcd v3, standard library only (issue 13).
 
-This module is inlined into the deployed launcher, so it never imports unitgen and imports nothing
+This module ships next to the deployed launcher (with its .pyc), so it never imports unitgen and imports nothing
 heavy: HTTP/1.1 is spoken over the built-in `_socket` (http.client costs ~25 ms to import), JSON is
 scanned and escaped by the built-in `_json` accelerator (json's decoder imports re: ~7 ms) and the
 keep-alive thread is a `_thread` (threading: ~4 ms). Those ~36 ms were 2/3 of a fleet-locked start
