@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import select
 import shlex
@@ -76,11 +77,19 @@ def _check_name(name: str) -> None:
 
 
 def _tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` of the console, after the earlier lines where systemd said what went wrong:
+    a failing boot goes on printing (rescue mode's sulogin prompt), which pushes the cause out of
+    a plain tail."""
     try:
-        text = path.read_text(errors="replace")
+        text = path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    head, tail = text[:-lines], text[-lines:]
+    causes = [line for line in head if _CAUSE.search(line)][-10:]
+    return "\n".join([*causes, "..."] if causes else []) + ("\n" if causes else "") + "\n".join(tail)
+
+
+_CAUSE = re.compile(r"(?i)fail|error|falling back|freezing|assertion")
 
 
 def _decode_field(value: Any) -> str:
