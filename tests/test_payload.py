@@ -539,6 +539,40 @@ def test_requirements_lock_missing_a_dependency_fails_the_build(tmp_path: Path, 
     assert dict(built.payload.distributions) == {"demo_app": "1.0", "demo_dep": "2.0", "other": "1.0"}
 
 
+def hashed(wheel: Path) -> str:
+    """The lock line pip-compile --generate-hashes writes for `wheel`."""
+    name, version = wheel.name.split("-")[:2]
+    return f"{name}=={version} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n"
+
+
+def test_a_hash_pinned_lock_missing_a_dependency_fails_the_build(tmp_path: Path, wheelhouse: Path) -> None:
+    """With --hash pins the app is installed in the same pip run, pinned to its own hash: pip's
+    hash-checking mode then refuses whatever the lock does not pin, and says which."""
+    dep = make_wheel(wheelhouse, "demo_dep", "2.0", modules={"demo_dep": ""})
+    other = make_wheel(wheelhouse, "other", "1.0", modules={"other": ""})
+    app_wheel = make_wheel(tmp_path, "demo_app", "1.0", modules={"demo_app": ""}, requires=("demo_dep",))
+    lock = tmp_path / "requirements.txt"
+    lock.write_text(hashed(other))
+
+    with pytest.raises(UnitgenError, match=r"misses dependencies of the app:\n(.|\n)*demo.dep") as info:
+        build_app(offline_app(tmp_path, wheels=(str(app_wheel),), requirements=str(lock)), tmp_path / "staging")
+    assert info.value.hint is not None and "pinned" in info.value.hint
+    assert not (tmp_path / "staging").exists()
+
+    lock.write_text(hashed(other) + hashed(dep))
+    built = build(offline_app(tmp_path, wheels=(str(app_wheel),), requirements=str(lock)), tmp_path / "staging")
+    assert dict(built.payload.distributions) == {"demo_app": "1.0", "demo_dep": "2.0", "other": "1.0"}
+
+
+def test_a_hash_pinned_lock_with_a_wrong_hash_fails_the_build(tmp_path: Path, wheelhouse: Path) -> None:
+    other = make_wheel(wheelhouse, "other", "1.0", modules={"other": ""})
+    app_wheel = make_wheel(tmp_path, "demo_app", "1.0", modules={"demo_app": ""}, requires=("other",))
+    lock = tmp_path / "requirements.txt"
+    lock.write_text(hashed(other).replace("sha256:", "sha256:0")[:-2] + "\n")
+    with pytest.raises(UnitgenError, match="pip could not install the app"):
+        build_app(offline_app(tmp_path, wheels=(str(app_wheel),), requirements=str(lock)), tmp_path / "staging")
+
+
 def test_a_build_path_left_in_a_binary_file_is_an_error_not_a_corruption(tmp_path: Path) -> None:
     from unitgen.app.payload import _rewrite_paths
 
