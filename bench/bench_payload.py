@@ -10,6 +10,13 @@ gave byte-identical packages; when they differ it names the first differing file
 
 The first run may include downloads into pip's cache (bottle, the flit_core build backend); the
 median of several runs is the warm-cache build time, which is what a developer sees.
+
+Floors, measured interleaved in the same run (issue 12 item 3), each doing what build_app must at
+least do, with the same pip, interpreter and lock:
+  build + one install   venv, `pip wheel --no-deps` of the project, one `pip install` of the lock and
+                        that wheel (hash-pinned): compared with build_app of the spec (target 1.3x);
+  install only          venv and one `pip install` of the lock and a prebuilt app wheel: compared with
+                        build_app given that wheel instead of the project (target 2x).
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ import argparse
 import dataclasses
 import hashlib
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +37,7 @@ from unitgen.app.payload import AppPayload, build_app
 from unitgen.package import Format, build
 from unitgen.package.from_spec import package_info
 from unitgen.render.units import render
-from unitgen.spec import load_spec
+from unitgen.spec import App, load_spec
 from unitgen.staging.tree import write_tree
 
 EPOCH = "1700000000"
@@ -59,6 +69,54 @@ def one_run(spec_file: Path, root: Path) -> Run:
         packages[fmt.value] = build(fmt, staging, info, root / "dist")
         times[fmt.value] = time.perf_counter() - t0
     return Run(rendered - start, built - rendered, times, packages, staging, payload)
+
+
+def pip_floor(app: App, work: Path, prebuilt: Path | None) -> float:
+    """Seconds for the least a venv build does: venv, (wheel of the project), one pip install."""
+    start = time.perf_counter()
+    venv = work / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", venv], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "--disable-pip-version-check", "-q"]
+    wheel = prebuilt
+    if wheel is None:
+        assert app.project is not None
+        subprocess.run([*pip, "wheel", "--no-deps", "--only-binary=:all:", "-w", work / "w", app.project], check=True)
+        [wheel] = (work / "w").glob("*.whl")
+    lock = work / "lock.txt"
+    assert app.requirements is not None
+    lock.write_text(f"-r {app.requirements}\n{wheel} --hash=sha256:{sha256(wheel)}\n")
+    subprocess.run([*pip, "install", "--no-compile", "--only-binary=:all:", "-r", lock], check=True)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(work)
+    return elapsed
+
+
+def timed_build(app: App, staging: Path) -> float:
+    start = time.perf_counter()
+    build_app(app, staging)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(staging)
+    return elapsed
+
+
+def floors(spec_file: Path, root: Path, runs: int) -> None:
+    spec = load_spec(spec_file)
+    app = spec.app
+    assert app is not None and app.project is not None and app.requirements is not None
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", root / "prebuilt", app.project],
+                   check=True)  # fmt: skip
+    [prebuilt] = (root / "prebuilt").glob("*.whl")
+    given = dataclasses.replace(app, project=None, wheels=(str(prebuilt),))
+    times: dict[str, list[float]] = {"project": [], "build+install": [], "wheel given": [], "install only": []}
+    for i in range(runs):
+        times["project"].append(timed_build(app, root / f"p{i}"))
+        times["build+install"].append(pip_floor(app, root / f"f{i}", None))
+        times["wheel given"].append(timed_build(given, root / f"g{i}"))
+        times["install only"].append(pip_floor(app, root / f"i{i}", prebuilt))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for ours, floor, target in (("project", "build+install", 1.3), ("wheel given", "install only", 2.0)):
+        print(f"venv, {ours:<12} build_app {med[ours]:5.2f} s   floor {floor} {med[floor]:5.2f} s   "
+              f"ratio {med[ours] / med[floor]:.2f} (target {target})")  # fmt: skip
 
 
 def tree_size(root: Path) -> tuple[int, int]:
@@ -118,6 +176,7 @@ def main() -> None:
             diff = first_difference(first.staging, other.staging)
             if diff is not None:
                 print(f"staging trees differ, first at {diff}")
+        floors(args.spec, Path(tmp) / "floors", args.runs)
 
 
 if __name__ == "__main__":
