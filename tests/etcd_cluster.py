@@ -325,7 +325,63 @@ def _worker(argv: list[str]) -> int:
         time.sleep(0.02)
 
 
+def _guard(argv: list[str]) -> int:
+    """guard exec|python ENDPOINTS PREFIX TTL ON_CONTENTION WAIT_TIMEOUT [-- ARGV...]: what the launcher does
+    with a fleet lock, through unitgen.launcher.fleet_guard with the launcher's own log and notify.
+    exec: run ARGV as the supervised app. python: the app is a loop in the main thread that prints
+    `token T` (from `import unitgen_fleet`) and then `holding T` every 20 ms while held; with ARGV
+    `stubborn` it ignores the stop request; with `worker` it also forks a `sleep 600` worker."""
+    import signal
+
+    from unitgen.launcher import fleet_guard, runtime
+
+    mode, endpoints, prefix, ttl, on_contention = argv[0], argv[1].split(","), argv[2], int(argv[3]), argv[4]
+    wait_timeout = float(argv[5]) if argv[5] != "-" else None
+    rest = argv[7:] if argv[6:7] == ["--"] else argv[6:]
+    guard = fleet_guard.Guard("demo", endpoints, prefix, ttl, log=runtime.log, notify=runtime.notify,
+                              request_timeout=1.0)
+    code = guard.acquire(on_contention, wait_timeout)
+    if code >= 0:
+        return code
+    if mode == "exec":
+        return guard.run_exec(rest, os.environ)
+    stop_code = [0]
+
+    def on_term(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit(stop_code[0])
+
+    def request_stop(code: int) -> None:  # the launcher's python-mode stop: SIGTERM to itself
+        stop_code[0] = code
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    guard.guard_python(request_stop)
+    try:
+        import unitgen_fleet  # type: ignore[import-not-found]
+
+        print("token", unitgen_fleet.fencing_token(), os.environ[fleet_guard.TOKEN_ENV], flush=True)
+        if "worker" in rest:
+            worker = subprocess.Popen(["sleep", "600"])
+            print("worker", worker.pid, flush=True)
+        while True:
+            try:
+                now = time.monotonic()
+                if unitgen_fleet.held():
+                    print("holding", f"{now:.6f}", flush=True)
+                time.sleep(0.02)
+            except SystemExit:
+                if "stubborn" not in rest:
+                    raise
+                print("ignoring the stop", flush=True)
+    finally:
+        guard.release()
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1] == "guard":
+        raise SystemExit(_guard(sys.argv[2:]))
     raise SystemExit(_worker(sys.argv[1:]))

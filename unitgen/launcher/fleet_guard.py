@@ -1,0 +1,447 @@
+"""What the launcher does with a fleet lock (issue 13): take it, report it, stop the app when it is lost.
+
+`fleet.FleetLock` is the etcd client and its lease watchdog; this module is the launcher's policy on
+top of it. Like the launcher it is standard library only, never imports unitgen, and ships next to
+the launcher module with its bytecode. The launcher hands it its own `log` and `notify`, so entries
+and notifications go through the launcher's bounded, never-hanging paths.
+
+Order: the launcher takes its local fcntl lock first (one contender per host, exactly as with
+scope = "host"), then `Guard.acquire()` takes the fleet lock.
+
+Outcomes of acquire() and what they become
+    held         one entry (PRIORITY=6, MESSAGE_ID_FLEET_ACQUIRED) with the fencing token; the app gets
+                 the token as $UNITGEN_FENCING_TOKEN (both modes) and, in python mode, from
+                 `import unitgen_fleet; unitgen_fleet.fencing_token()` / `unitgen_fleet.held()`.
+    contended    the launcher's usual contention entry (MESSAGE_ID_ALREADY_RUNNING, so one query lists
+                 every contention, PRIORITY=4) with LOCK_SCOPE=fleet and the holder's host, PID, unit and
+                 token as its key stores them; exit 17 (EXIT_ALREADY_RUNNING), or with
+                 on_contention = "wait" wait (STATUS=/EXTEND_TIMEOUT_USEC= every 2 s) up to wait_timeout
+                 (then exit 75, EXIT_WAIT_TIMEOUT).
+    unreachable  no etcd endpoint answered: PRIORITY=3, MESSAGE_ID_FLEET_UNREACHABLE naming every
+                 endpoint and the last error; exit 68 (EXIT_FLEET_UNREACHABLE). The app never runs.
+    lost         the lease could have expired before the app ran: PRIORITY=3, MESSAGE_ID_FLEET_LOST,
+                 exit 76 (EXIT_FLEET_LOST).
+
+While the app runs
+    The lease is renewed every ttl/3. When renewals fail for so long that the lease could expire on the
+    server (fleet.FleetLock's on_lost, at `last renewal sent + ttl - margin`, margin = ttl/4), the guard
+    sends SIGTERM to the app and its descendants at once, SIGKILL at `last renewal sent + ttl -
+    margin/2`, so the app is gone before anyone else can be granted the lock; then one PRIORITY=3 entry
+    (MESSAGE_ID_FLEET_LOST, LAST_RENEWAL_MONOTONIC_USEC, ERROR) and exit 76, which is not in
+    RestartPreventExitStatus=: systemd's restart policy brings the service back as a contender.
+
+exec mode
+    The launcher cannot exec the app (the lease needs a process that keeps renewing it): it forks the
+    app as its child and stays as its supervisor (the unit's main PID), like `consul lock`. The child
+    gets PR_SET_PDEATHSIG=SIGKILL, so a launcher killed with -9 takes the app with it, and the launcher
+    is a child subreaper, so the app's daemonised descendants stay in its tree and are stopped with
+    it. SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT are passed on to the app; SIGTERM too, except under
+    systemd, which signals the whole cgroup itself; SIGINT from a terminal reaches both already. When
+    the app exits, what is left of its tree gets SIGTERM (then SIGKILL), the lease is revoked (the next
+    holder takes over at once) and the launcher exits with the app's status.
+python mode
+    The app runs in the launcher's main thread: on loss the guard asks the launcher to stop it (the
+    launcher's SIGTERM path: SystemExit with code 76), stops forked workers the same way, and if the
+    app has not returned by the SIGKILL time the process ends with os._exit(76).
+
+Fields of every fleet entry: LOCK_SCOPE=fleet, LOCK_KEY (the lock's prefix, as `etcdctl lock` names
+it), LOCK_ENDPOINTS, and once a lease exists LEASE_ID (hex, as etcdctl shows it) and FENCING_TOKEN.
+"""
+
+# pathlib and contextlib cost start-up time on every fleet-locked start: os.path, open() and try/except.
+# ruff: noqa: PTH110, PTH118, PTH123, PTH208, SIM105
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import time
+
+try:  # inside the unitgen package (tests, rendering) ...
+    from . import fleet
+except ImportError:  # ... or deployed: next to the launcher module, on sys.path
+    import fleet  # type: ignore[no-redef,import-not-found]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Protocol
+
+    class _Log(Protocol):
+        def __call__(self, name: str, priority: int, message: str, **fields: str) -> None: ...
+
+EXIT_ALREADY_RUNNING = 17  # the launcher's own code for contention (runtime.EXIT_ALREADY_RUNNING)
+EXIT_WAIT_TIMEOUT = 75  # runtime.EXIT_WAIT_TIMEOUT
+EXIT_CONFIG_ERROR = 78  # runtime.EXIT_CONFIG_ERROR
+# sysexits.h names, unused by the launcher so far: EX_NOHOST (68) "host unknown", EX_PROTOCOL (76).
+EXIT_FLEET_UNREACHABLE = 68
+EXIT_FLEET_LOST = 76
+
+MESSAGE_ID_ALREADY_RUNNING = "0f650170d0fd470bbe7f3aa2ef8e12e7"  # runtime's: contention, any scope
+MESSAGE_ID_FLEET_ACQUIRED = "ecb25f77b7634b0eb9bcf7b8776d730f"
+MESSAGE_ID_FLEET_UNREACHABLE = "9f6318ecd4724220b420d188bf7ffe01"
+MESSAGE_ID_FLEET_LOST = "5c77a3790eaa429aa96f69ea280c0c37"
+
+TOKEN_ENV = "UNITGEN_FENCING_TOKEN"  # noqa: S105 - a variable name, not a secret
+KEY_ENV = "UNITGEN_FLEET_LOCK_KEY"  # our own key (PREFIX/LEASE_ID), for a downstream check by key
+PYTHON_MODULE = "unitgen_fleet"  # what a python-mode app imports to ask about the lock
+# LoadCredential= names of the TLS files: the launcher reads them from $CREDENTIALS_DIRECTORY only.
+CREDENTIALS = {"ca_file": "etcd-ca", "cert_file": "etcd-cert", "key_file": "etcd-key"}
+
+_WAIT_PING_SEC = 2.0
+_WAIT_EXTEND_USEC = 5_000_000
+_POLL_SEC = 0.02
+_FORWARDED = ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT")
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+_current: list[Guard] = []  # the guard of this process, for the python-mode calls below
+
+
+def fencing_token() -> int:
+    """python mode: the fencing token of the lock this process holds (0 before it is held)."""
+    return _current[0].lock.token if _current else 0
+
+
+def held() -> bool:
+    """python mode: True while this process may act as holder (checked against the clock, not cached)."""
+    return bool(_current) and _current[0].lock.held()
+
+
+def tls_from_credentials(environ: Mapping[str, str]) -> fleet.TLSFiles | None:
+    """The TLS files systemd passed with LoadCredential= (etcd-ca, etcd-cert, etcd-key), or None."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    found = {key: os.path.join(directory, name) for key, name in CREDENTIALS.items()
+             if os.path.exists(os.path.join(directory, name))}
+    return fleet.TLSFiles(**found) if found else None
+
+
+def descendants(root: int) -> list[int]:
+    """Living (not zombie) descendants of `root`, parents read from /proc/PID/stat."""
+    children: dict[int, list[int]] = {}
+    zombies = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                fields = f.read().rpartition(")")[2].split()  # after "(comm)", which may hold spaces
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            if fields[0] in ("Z", "X"):
+                zombies.add(int(entry))
+    found, todo = [], list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        if pid not in zombies:
+            found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass  # gone already
+
+
+def _prctl() -> Callable[[int, int], int] | None:
+    # No os.prctl before Python 3.14 (maybe): ctypes, imported only on the exec-mode fleet path (~2 ms).
+    try:
+        import ctypes
+
+        function: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+        return function
+    except Exception:  # ctypes unusable (MemoryDenyWriteExecute=, no libffi): go on without
+        return None
+
+
+class Guard:
+    """The fleet lock of one service run, as the launcher uses it (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        endpoints: list[str],
+        key: str,
+        ttl: int,
+        *,
+        log: _Log,
+        notify: Callable[[str], object],
+        tls: fleet.TLSFiles | None = None,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.log = log
+        self.notify = notify
+        self.lock = fleet.FleetLock(endpoints, key, ttl, tls=tls, on_lost=self._on_lost,
+                                    request_timeout=request_timeout)
+        self.child = 0  # exec mode: the app's PID
+        self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
+        self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
+
+    # ---- taking the lock -------------------------------------------------------------------------
+
+    def fields(self) -> dict[str, str]:
+        fields = {"LOCK_SCOPE": "fleet", "LOCK_KEY": self.lock.prefix.rstrip("/"),
+                  "LOCK_ENDPOINTS": ",".join(self.lock.endpoints)}
+        if self.lock.lease_id:
+            fields["LEASE_ID"] = f"{self.lock.lease_id:x}"
+        if self.lock.token:
+            fields["FENCING_TOKEN"] = str(self.lock.token)
+        return fields
+
+    def acquire(self, on_contention: str = "exit", wait_timeout: float | None = None) -> int:
+        """Take the fleet lock: -1 when held (the app may start), else the exit code (entry logged)."""
+        try:
+            token = self.lock.acquire()
+        except fleet.Contended as e:
+            self._contended(e.holder, on_contention)
+            if on_contention != "wait":
+                return EXIT_ALREADY_RUNNING
+            code = self._wait(wait_timeout)
+            if code >= 0:
+                return code
+            token = self.lock.token
+        except fleet.FleetLockError as e:
+            return self._failed(e)
+        except ValueError as e:  # bad settings the spec should have refused
+            self.log(self.name, 3, f"invalid fleet lock settings for {self.name}: {e}", **self.fields())
+            return EXIT_CONFIG_ERROR
+        os.environ[TOKEN_ENV] = str(token)
+        os.environ[KEY_ENV] = self.lock.key
+        _current[:] = [self]
+        self.log(self.name, 6, f"{self.name} holds the fleet lock {self.lock.prefix.rstrip('/')} "
+                 f"(fencing token {token}, lease {self.lock.lease_id:x})",
+                 MESSAGE_ID=MESSAGE_ID_FLEET_ACQUIRED, **self.fields())
+        return -1
+
+    def _contended(self, holder: Mapping[str, object], action: str) -> None:
+        where = f" on {holder['host']}" if holder.get("host") else ""
+        pid = f" as PID {holder['pid']}" if holder.get("pid") else ""
+        unit = f" ({holder['unit']})" if holder.get("unit") else ""
+        message = (f"{self.name} is already running{where}{pid}{unit} (fleet lock "
+                   f"{self.lock.prefix.rstrip('/')}, token {holder.get('create_revision', '?')})")
+        fields = {"LOCK_HOLDER_KEY": holder.get("key"), "LOCK_HOLDER_HOST": holder.get("host"),
+                  "LOCK_HOLDER_PID": holder.get("pid"), "LOCK_HOLDER_UNIT": holder.get("unit"),
+                  "LOCK_HOLDER_TOKEN": holder.get("create_revision")}
+        self.log(self.name, 4, message, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, LOCK_CONTENTION_ACTION=action,
+                 **self.fields(), **{k: str(v) for k, v in fields.items() if v is not None})
+        self.notify(f"STATUS={message}")
+
+    def _wait(self, wait_timeout: float | None) -> int:
+        """Wait for the lock in a thread, telling systemd every 2 s; -1 when held, else the exit code."""
+        start = time.monotonic()
+        deadline = None if wait_timeout is None else start + wait_timeout
+        outcome: list[BaseException | None] = []
+        done = fleet._Event()
+
+        def wait() -> None:
+            try:
+                self.lock.acquire(wait=True, deadline=deadline)
+                outcome.append(None)
+            except BaseException as e:  # handed to the main thread
+                outcome.append(e)
+            done.set()
+
+        _thread.start_new_thread(wait, ())
+        while not done.wait(_WAIT_PING_SEC):
+            self.notify(f"STATUS=Waiting for the fleet lock {self.lock.prefix.rstrip('/')} "
+                        f"({time.monotonic() - start:.0f} s)\nEXTEND_TIMEOUT_USEC={_WAIT_EXTEND_USEC}")
+        error = outcome[0]
+        if isinstance(error, fleet.Contended):
+            message = (f"{self.name}: gave up waiting for the fleet lock {self.lock.prefix.rstrip('/')} after "
+                       f"{wait_timeout:g} s (wait_timeout); held by {error.holder.get('host', '?')}")
+            self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, **self.fields())
+            self.notify(f"STATUS={message}")
+            return EXIT_WAIT_TIMEOUT
+        if isinstance(error, fleet.FleetLockError):
+            return self._failed(error)
+        if error is not None:
+            raise error
+        return -1
+
+    def _failed(self, error: fleet.FleetLockError) -> int:
+        if isinstance(error, fleet.Unreachable):
+            message = (f"{self.name} cannot start: etcd is unreachable at {', '.join(error.endpoints)} "
+                       f"({error.error}); the app was not started")
+            self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_UNREACHABLE, ERROR=error.error,
+                     **self.fields())
+            self.notify(f"STATUS={message}")
+            return EXIT_FLEET_UNREACHABLE
+        message = f"{self.name} cannot start: the fleet lock was lost while taking it ({error})"
+        self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_LOST, ERROR=str(error), **self.fields())
+        self.notify(f"STATUS={message}")
+        return EXIT_FLEET_LOST
+
+    # ---- losing it ---------------------------------------------------------------------------------
+
+    def _on_lost(self, reason: str) -> None:
+        # Called from the keep-alive thread: hand the work to a thread of its own and return, so that
+        # the launcher's release() (which waits for the keep-alive thread) is never held up.
+        self._enforced = fleet._Event()
+        _thread.start_new_thread(self._enforce, (reason, self._enforced))
+
+    def _enforce(self, reason: str, enforced: fleet._Event) -> None:
+        expiry = self.lock.last_renewal + self.lock.ttl  # the earliest the server can expire the lease
+        kill_at = expiry - self.lock.margin / 2
+        import signal
+
+        if self._request_stop is not None:
+            self._request_stop(EXIT_FLEET_LOST)
+        victims = self._tree()
+        _signal_all(victims, signal.SIGTERM)
+        last = self.lock.last_renewal
+        message = (f"{self.name} lost the fleet lock {self.lock.prefix.rstrip('/')} ({reason}); stopping it "
+                   f"before the lease can expire (last renewal {time.monotonic() - last:.1f} s ago)")
+        fields = {**self.fields(), "ERROR": reason, "LAST_RENEWAL_MONOTONIC_USEC": str(int(last * 1e6))}
+        # Logging may wait for journald (up to ~2 s): never in the way of the SIGKILL deadline.
+        _thread.start_new_thread(self._log_lost, (message, fields))
+        while time.monotonic() < kill_at and (self._tree() or self._python_app_running()):
+            time.sleep(_POLL_SEC)
+        _signal_all(self._tree(), signal.SIGKILL)
+        if self._python_app_running():
+            self.notify(f"STATUS={message}")
+            os._exit(EXIT_FLEET_LOST)  # the app ignored the stop request: end the process now
+        enforced.set()
+
+    def _log_lost(self, message: str, fields: dict[str, str]) -> None:
+        self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_LOST, **fields)
+        self.notify(f"STATUS={message}")
+
+    @staticmethod
+    def _tree() -> list[int]:
+        """The processes to stop: every descendant of the launcher. exec mode: the app, its children and
+        its orphans (the launcher is their subreaper); python mode: the app's forked workers."""
+        return descendants(os.getpid())
+
+    def _python_app_running(self) -> bool:
+        return self._request_stop is not None
+
+    def release(self) -> None:
+        """Stop what is left of the app's processes, then revoke the lease (the next holder goes at once)."""
+        import signal
+
+        if self._request_stop is not None:
+            self._request_stop = None
+        left = self._tree()
+        if left:
+            # Still holders as far as anyone downstream can tell: gone before the lease is.
+            _signal_all(left, signal.SIGTERM)
+            end = time.monotonic() + self.lock.margin / 2
+            while time.monotonic() < end and any(_alive(p) for p in left):
+                time.sleep(_POLL_SEC)
+            _signal_all([p for p in left if _alive(p)], signal.SIGKILL)
+        if self._enforced is not None:
+            self._enforced.wait(self.lock.ttl)
+        self.lock.release()
+        _current.clear()
+
+    # ---- python mode -------------------------------------------------------------------------------
+
+    def guard_python(self, request_stop: Callable[[int], None]) -> None:
+        """Make the lock reachable for the app (`import unitgen_fleet`) and stop it through
+        `request_stop(EXIT_FLEET_LOST)` (the launcher's SIGTERM path) when the lock is lost."""
+        self._request_stop = request_stop
+        sys.modules.setdefault(PYTHON_MODULE, sys.modules[__name__])
+        if not self.lock.held():  # lost between acquire() and now: never start the app
+            self._on_lost(self.lock.lost_reason or "lease could have expired")
+
+    # ---- exec mode ---------------------------------------------------------------------------------
+
+    def run_exec(self, argv: list[str], environ: Mapping[str, str]) -> int:
+        """Run argv as a supervised child while the lock is held; its exit status, or EXIT_FLEET_LOST."""
+        import signal
+
+        prctl = _prctl()
+        if prctl is not None:
+            prctl(_PR_SET_CHILD_SUBREAPER, 1)  # the app's orphans stay ours to stop
+        parent = os.getpid()
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # the app-to-be
+            try:
+                os.close(read_end)
+                if prctl is not None:
+                    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != parent:  # the launcher died before PDEATHSIG was armed
+                    os._exit(EXIT_FLEET_LOST)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                if "/" in argv[0]:
+                    os.execve(argv[0], argv, dict(environ))  # noqa: S606 - running the service is the point
+                os.execvpe(argv[0], argv, dict(environ))  # noqa: S606
+            except OSError as e:
+                os.write(write_end, f"{e.strerror or e}".encode())
+            finally:
+                os._exit(127)
+        os.close(write_end)
+        self.child = pid
+        self._forward_signals(pid)
+        # The pipe is closed by a successful exec (O_CLOEXEC): an empty read means the app runs.
+        failure = _read_all(read_end)
+        if not self.lock.held():  # lost between acquire() and the fork: the stop may have missed the app
+            _signal_all([pid], signal.SIGKILL)
+            if self._enforced is None:
+                self._on_lost(self.lock.lost_reason or "lease could have expired before the app ran")
+        status = self._wait_child(pid)
+        lost = self._enforced is not None
+        self.release()
+        if failure:
+            self.log(self.name, 3, f"{self.name} cannot start: cannot run {argv[0]}: {failure}",
+                     EXEC_PATH=argv[0], **self.fields())
+            return 70  # runtime.EXIT_APP_ERROR
+        return EXIT_FLEET_LOST if lost else status
+
+    def _forward_signals(self, pid: int) -> None:
+        import signal
+
+        def forward(signum: int, frame: object) -> None:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+
+        names = list(_FORWARDED) if os.environ.get("INVOCATION_ID") else [*_FORWARDED, "SIGTERM"]
+        for name in names:
+            signal.signal(getattr(signal, name), forward)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the app itself
+
+    @staticmethod
+    def _wait_child(pid: int) -> int:
+        """Reap everything (we are a subreaper) until the app itself exits; its exit status."""
+        while True:
+            try:
+                reaped, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return 0
+            if reaped == pid:
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, like a shell
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+    except OSError:
+        return False
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
