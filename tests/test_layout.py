@@ -26,10 +26,11 @@ ALLOWED: dict[str, set[str]] = {
     "sandbox": set(),
     "app": {"spec"},
     "render": {"spec", "launcher"},
-    "package": {"spec", "app"},
+    "package": {"spec", "app", "launcher"},  # the commands that compile the launcher's bytecode
     "staging": {"spec", "launcher", "render", "app"},
     "trial": {"spec", "launcher", "render", "app", "staging", "sandbox"},
-    "cli": {"spec", "launcher", "render", "app", "staging", "sandbox", "package", "trial"},
+    "publish": {"package"},
+    "cli": {"spec", "launcher", "render", "app", "staging", "sandbox", "package", "trial", "publish"},
 }
 
 
