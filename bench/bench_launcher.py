@@ -1,7 +1,10 @@
 """Benchmark the rendered launcher against honest start-up floors (issues 3 and 12). Not a test.
 
     .venv/bin/python bench/bench_launcher.py [--runs N] [--python /usr/bin/python3]
-                                             [--journal native|systemd-python]
+                                             [--journal native|systemd-python] [--idle N]
+
+The launcher is installed as a package installs it: the stub, the module next to it and the
+module's bytecode compiled as the package's postinst does (`unitgen.launcher.script.compile_argv`).
 
 Measured in one run, interleaved so that machine load hits every variant alike. Each floor is a
 standard-library `python3 -I -S` program doing the same work as the launcher path it is compared with:
@@ -15,6 +18,14 @@ standard-library `python3 -I -S` program doing the same work as the launcher pat
                     exit 17: spawn -> exit
   contention        the rendered launcher while another process holds the lock: spawn -> exit
                     (issue 12 target: within 1.15x of floor contention)
+The floors use `_socket`, not `socket` (whose IntEnum set-up costs milliseconds), as the launcher does.
+
+Memory (python mode): N idle launchers (entry `_signal:pause`, ready=immediate, each its own lock)
+and N floor processes, all alive at once so shared pages are split alike; the mean PSS from
+/proc/PID/smaps_rollup of each group once every process has sent READY=1:
+  floor python      a plain interpreter (`python3 -I`, with site, as an app needs it) that takes
+                    the lock in a thread, writes the PID, sends READY=1 and pauses
+                    (issue 12 target: launcher within 1.3x)
 """
 
 from __future__ import annotations
@@ -36,24 +47,24 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, LauncherSettings  # noqa: E402
-from unitgen.launcher.script import render_launcher  # noqa: E402
+from unitgen.launcher.script import compile_argv, launcher_source, module_file, render_launcher  # noqa: E402
 
 # The floors: what any single-instance starter must do, written as plainly as the stdlib allows.
 FLOOR_READY = """
-import fcntl, os, socket
+import _socket, fcntl, os
 fd = os.open(os.environ["LOCK"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 os.ftruncate(fd, 0)
 os.write(fd, b"%d\\n" % os.getpid())
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.sendto(b"READY=1\\nSTATUS=bench is running", os.environ["NOTIFY_SOCKET"])
+s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+s.sendto(b"READY=1\\nSTATUS=bench is running", os.environ["NOTIFY_SOCKET"].encode())
 s.close()
 os.set_inheritable(fd, True)
 os.execv("/bin/true", ["/bin/true"])
 """
 
 FLOOR_CONTENTION = """
-import fcntl, os, socket, struct, sys
+import _socket, fcntl, os, struct, sys
 path = os.environ["LOCK"]
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 try:
@@ -74,10 +85,26 @@ fields = [("MESSAGE", message), ("PRIORITY", "4"), ("SYSLOG_IDENTIFIER", "bench"
           ("LOCK_HOLDER_CGROUP", proc("cgroup").strip()),
           ("MESSAGE_ID", "0f650170d0fd470bbe7f3aa2ef8e12e7"), ("LOCK_PATH", path),
           ("LOCK_CONTENTION_ACTION", "exit")]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.sendto("".join(f"{k}={v}\\n" for k, v in fields).encode(), os.environ["UNITGEN_JOURNAL_SOCKET"])
-s.sendto(f"STATUS={message}".encode(), os.environ["NOTIFY_SOCKET"])
+s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+s.sendto("".join(f"{k}={v}\\n" for k, v in fields).encode(), os.environ["UNITGEN_JOURNAL_SOCKET"].encode())
+s.sendto(f"STATUS={message}".encode(), os.environ["NOTIFY_SOCKET"].encode())
 sys.exit(17)
+"""
+
+
+FLOOR_PYTHON = """
+import _signal, _socket, fcntl, os, threading
+def hold():
+    fd = os.open(os.environ["LOCK"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+    os.write(fd, b"%d\\n" % os.getpid())
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"].encode())
+    s.close()
+    threading.Event().wait()
+threading.Thread(target=hold, daemon=True).start()
+_signal.pause()
 """
 
 
@@ -131,12 +158,12 @@ def spawn_to_exit(argv: list[str], env: dict[str, str], expect: int) -> float:
     return elapsed
 
 
-def settings(name: str, lock: Path) -> LauncherSettings:
+def settings(name: str, lock: Path, entry: str | None = None) -> LauncherSettings:
     return {
         "name": name,
-        "mode": "exec",
-        "argv": ["/bin/true"],
-        "entry": None,
+        "mode": "exec" if entry is None else "python",
+        "argv": [] if entry else ["/bin/true"],
+        "entry": entry,
         "lock_file": str(lock),
         "ready": "immediate",
         "ready_timeout_sec": 10.0,
@@ -170,6 +197,39 @@ def write_launcher(path: Path, source: str) -> None:
     path.chmod(0o755)
 
 
+def install_module(directory: Path, python: str) -> None:
+    """The launcher module next to the stubs, its bytecode compiled as the package's postinst does."""
+    Path(module_file(str(directory))).write_text(launcher_source(), encoding="utf-8")
+    subprocess.run(compile_argv(python, str(directory)), check=True)
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
+def idle_pss(groups: dict[str, list[tuple[list[str], dict[str, str]]]], notify: Receiver) -> dict[str, float]:
+    """Start every process of every group at once, wait for each one's READY=1, then the mean PSS
+    (KiB) per group. All are alive together, so pages shared by both groups are split alike."""
+    procs: dict[str, list[subprocess.Popen[bytes]]] = {key: [] for key in groups}
+    notify.drain()
+    try:
+        for key, runs in groups.items():
+            for argv, env in runs:
+                procs[key].append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL))
+        for _ in range(sum(len(runs) for runs in groups.values())):
+            notify.wait_for(b"READY=1")
+        time.sleep(0.5)  # the launcher's helper threads start right after READY=1
+        return {key: statistics.mean(pss_kib(p.pid) for p in group) for key, group in procs.items()}
+    finally:
+        for group in procs.values():
+            for proc in group:
+                proc.kill()
+                proc.wait()
+
+
 def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -178,6 +238,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--python", default="/usr/bin/python3")
+    parser.add_argument("--idle", type=int, default=20, help="processes per group for the PSS measurement")
     parser.add_argument(
         "--journal",
         choices=["native", "systemd-python"],
@@ -196,6 +257,7 @@ def main() -> int:
         launcher, contender = work / "bench-launcher", work / "bench-contender"
         write_launcher(launcher, render_launcher(settings("bench", free_lock), python=args.python))
         write_launcher(contender, render_launcher(settings("bench", held_lock), python=args.python))
+        install_module(work, args.python)
         env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": str(notify.path)}
         if args.journal == "native":
             env["UNITGEN_JOURNAL_SOCKET"] = str(journal.path)
@@ -228,6 +290,16 @@ def main() -> int:
             journal.drain()
             notify.drain()
 
+        idle: dict[str, list[tuple[list[str], dict[str, str]]]] = {"floor": [], "launcher": []}
+        for i in range(args.idle):
+            stub = work / f"idle-{i}-launcher"
+            python_mode = settings(f"idle{i}", work / f"idle{i}.pid", entry="_signal:pause")
+            write_launcher(stub, render_launcher(python_mode, python=args.python))
+            idle["launcher"].append(([str(stub)], env))
+            floor_env = {**env, "LOCK": str(work / f"floor{i}.pid")}
+            idle["floor"].append(([args.python, "-I", "-c", FLOOR_PYTHON], floor_env))
+        pss = idle_pss(idle, notify)
+
     ms = {key: median_ms(values) for key, values in results.items()}
     print(f"interpreter: {args.python}, journal: {args.journal}, {args.runs} runs each, medians")
     print(f"floor      spawn->READY=1  {ms['floor ready']:7.2f} ms")
@@ -236,6 +308,9 @@ def main() -> int:
     print(f"floor      contention      {ms['floor contention']:7.2f} ms")
     ratio = ms["contention"] / ms["floor contention"]
     print(f"contention spawn->exit     {ms['contention']:7.2f} ms   ratio {ratio:.2f} (target <= 1.15)")
+    print(f"floor      python idle PSS {pss['floor'] / 1024:7.2f} MiB (mean of {args.idle})")
+    ratio = pss["launcher"] / pss["floor"]
+    print(f"launcher   python idle PSS {pss['launcher'] / 1024:7.2f} MiB   ratio {ratio:.2f} (target <= 1.30)")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,20 @@ def test_invalid_settings_are_a_config_error(work: Path, change: dict[str, objec
 def test_direct_run_usage_errors(args: list[str]) -> None:
     result = run([DEBIAN_PYTHON, "-I", str(LAUNCHER_PY), *args])
     assert result.returncode == EXIT_USAGE
+
+
+def test_python_mode_finds_the_app_in_the_interpreters_site_packages(work: Path) -> None:
+    """The stub runs `python -IS` (no site at start-up): python mode loads site itself before
+    importing the app, so a venv's site-packages and its .pth files (editable installs) count."""
+    venv = work / "venv"
+    subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = sysconfig.get_path("purelib", vars={"base": str(venv)})
+    extra = work / "extra"
+    extra.mkdir()
+    (extra / "sitedapp.py").write_text("def main():\n    print('found via site', flush=True)\n")
+    (Path(purelib) / "sitedapp.pth").write_text(f"{extra}\n")  # processed by site only
+    settings = make_settings(work / "demo.pid", mode="python", entry="sitedapp:main")
+    script = rendered_launcher(work, settings, python=str(venv / "bin" / "python"))
+    result = run([str(script)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "found via site\n"

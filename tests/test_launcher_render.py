@@ -14,6 +14,7 @@ from tests.launcher_helpers import (
     DEBIAN_PYTHON,
     LAUNCHER_PY,
     env,
+    install_module,
     make_settings,
     rendered_launcher,
     run,
@@ -24,7 +25,7 @@ from tests.launcher_helpers import (
 )
 from unitgen.errors import UnitgenError
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, SETTINGS_KEYS, LauncherSettings
-from unitgen.launcher.script import launcher_source, notify_access, render_launcher
+from unitgen.launcher.script import MODULE, launcher_source, notify_access, render_launcher
 
 NASTY = "x'\"\\\n)); import os; os.system('touch /tmp/pwned') #{{ }}{% %}\u2028\0"
 
@@ -52,13 +53,22 @@ def test_rendering_is_deterministic_and_ordered(work: Path) -> None:
     assert isinstance(literal, dict) and list(literal) == list(SETTINGS_KEYS)
 
 
-def test_rendered_script_layout(work: Path) -> None:
+def test_rendered_stub_layout(work: Path) -> None:
+    """The executable is a stub: the settings and a call into the module installed next to it."""
     source = render_launcher(make_settings(work / "demo.pid"), python="/opt/demo/venv/bin/python")
-    assert source.startswith("#!/opt/demo/venv/bin/python -I\n")
-    assert launcher_source() in source
-    assert source.endswith('if __name__ == "__main__":\n    raise SystemExit(main(SETTINGS))\n')
-    assert source.count('if __name__ == "__main__":') == 1, "the module's own __main__ block is cut"
+    assert source.startswith("#!/opt/demo/venv/bin/python -IS\n"), "one shebang argument: -I and -S"
+    assert "def " not in source and "class " not in source, "the launcher's code is in the module"
+    call = f"    from {MODULE} import main\n\n    del sys.path[0]\n    raise SystemExit(main(SETTINGS, sys.argv[1:]))\n"
+    assert source.endswith(call)
+    assert len(source.encode()) < 2048
     compile(source, "demo-launcher", "exec")
+
+
+def test_module_is_the_runtime_without_its_main_block() -> None:
+    module = launcher_source()
+    assert LAUNCHER_PY.read_text().startswith(module.rstrip())
+    assert 'if __name__ == "__main__":' not in module, "the module's own __main__ block is cut"
+    compile(module, f"{MODULE}.py", "exec")
 
 
 @pytest.mark.parametrize(
@@ -132,6 +142,7 @@ def test_launcher_never_imports_unitgen() -> None:
     assert modules <= {
         "__future__", "_socket", "errno", "fcntl", "os", "stat", "sys", "time", "collections.abc", "types",
         "typing", "struct", "select", "threading", "_ctypes", "importlib", "traceback", "_signal", "json", "pwd",
+        "site",
     }  # fmt: skip
     # Never systemd._journal: its sendv() blocks for ever when journald does not read.
 
@@ -158,14 +169,14 @@ def imported_modules(argv: list[str]) -> set[str]:
 # Modules whose import would cost start-up time on the way to READY=1 / to the contention exit.
 SLOW = {
     "socket", "typing", "json", "threading", "ctypes", "_ctypes", "pathlib", "re", "enum", "signal", "subprocess",
-    "logging",
+    "logging", "site",
 }  # fmt: skip
 
 
 def test_start_path_imports_nothing_slow(work: Path) -> None:
     script = rendered_launcher(work, make_settings(work / "demo.pid", argv=["/bin/true"]))
     baseline = imported_modules(["-c", "pass"])
-    assert imported_modules([str(script)]) - baseline <= {"__future__", "_socket", "errno", "fcntl"}
+    assert imported_modules([str(script)]) - baseline <= {"__future__", "_socket", "errno", "fcntl", MODULE}
 
 
 def test_contention_path_imports_nothing_slow(work: Path) -> None:
@@ -183,10 +194,11 @@ def test_contention_path_imports_nothing_slow(work: Path) -> None:
 
 
 def test_rendered_launcher_type_checks(work: Path) -> None:
-    """mypy --strict on the installed file: the settings literal matches LauncherSettings."""
+    """mypy --strict on the installed files: the settings literal matches LauncherSettings."""
     settings = make_settings(work / "demo.pid", ready="tcp:8080", on_contention="wait", wait_timeout_sec=30.0)
     script = work / "demo_launcher.py"
     script.write_text(render_launcher(settings))
+    install_module(work, compiled=False)
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir=/dev/null", "--no-error-summary", str(script)],
         capture_output=True,
@@ -195,3 +207,46 @@ def test_rendered_launcher_type_checks(work: Path) -> None:
         cwd=work,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def bytecode(directory: Path) -> Path:
+    (pyc,) = (directory / "__pycache__").glob(f"{MODULE}.*.pyc")
+    return pyc
+
+
+def test_installed_launcher_runs_the_compiled_bytecode(work: Path) -> None:
+    """The stub imports the module from the bytecode compiled at install: nothing is compiled at
+    start (python -v names where each code object came from) and the .pyc is not rewritten."""
+    script = rendered_launcher(work, make_settings(work / "demo.pid", argv=["/bin/true"]))
+    pyc = bytecode(work)
+    before = pyc.read_bytes(), pyc.stat().st_mtime_ns
+    result = run([DEBIAN_PYTHON, "-IS", "-v", str(script)])
+    assert result.returncode == 0, result.stderr
+    assert f"code object from '{pyc}'" in result.stderr.replace(f"{work}/./", f"{work}/")
+    assert f"code object from {work / MODULE}.py" not in result.stderr, "compiled from source"
+    assert (pyc.read_bytes(), pyc.stat().st_mtime_ns) == before
+
+
+def test_exec_mode_never_loads_site(work: Path) -> None:
+    """-S in the shebang: exec mode pays for no site-packages set-up; python mode loads site itself."""
+    script = rendered_launcher(work, make_settings(work / "demo.pid", argv=["/bin/true"]))
+    result = run([DEBIAN_PYTHON, "-IS", "-X", "importtime", str(script)])
+    modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert MODULE in modules
+    assert "site" not in modules
+
+
+def test_launcher_works_without_bytecode(work: Path) -> None:
+    """A staging tree run by hand has no .pyc: the launcher compiles the module in memory (-B: as
+    on a read-only /usr, nothing is written) and behaves the same."""
+    lock = work / "demo.pid"
+    script = rendered_launcher(work, make_settings(lock), compiled=False)
+    proc = start([DEBIAN_PYTHON, "-B", "-IS", str(script)])
+    try:
+        wait_for_holder(lock, proc.pid)
+        second = run([DEBIAN_PYTHON, "-B", "-IS", "-v", str(script)])
+        assert second.returncode == EXIT_ALREADY_RUNNING
+        assert f"code object from {work / MODULE}.py" in second.stderr.replace(f"{work}/./", f"{work}/")
+    finally:
+        stop(proc)
+    assert not (work / "__pycache__").exists()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import os
 import select
 import shutil
@@ -26,9 +25,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unitgen.errors import UnitgenError
 from unitgen.launcher import runtime as launcher
 from unitgen.launcher.runtime import LauncherSettings
-from unitgen.launcher.script import render_launcher
+from unitgen.launcher.script import compile_argv, launcher_source, module_file, render_launcher, stub_source
 
 HELPERS = Path(__file__).parent
 
@@ -52,6 +52,25 @@ BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 TIMEOUT = 20.0
 
 
+def install_module(directory: Path, *, compiled: bool = True) -> Path:
+    """The launcher module in `directory` as the package installs it (0644) and, with `compiled`,
+    its bytecode compiled the way the package's postinst does. Returns the module's path."""
+    module = Path(module_file(str(directory)))
+    module.write_text(launcher_source(), encoding="utf-8")
+    module.chmod(0o644)
+    if compiled:
+        subprocess.run(compile_argv(DEBIAN_PYTHON, str(directory)), check=True)
+    return module
+
+
+# One installed launcher module (compiled) for the whole session; each launcher_argv() writes a
+# stub next to it, so every test runs the launcher in its installed shape.
+INSTALLED = LAUNCHER_PY.parent / "installed"
+INSTALLED.mkdir(mode=0o755)
+INSTALLED.chmod(0o755)
+install_module(INSTALLED)
+
+
 def make_settings(lock_file: Path | str, **overrides: object) -> LauncherSettings:
     """Exec-mode settings for a service called "demo" that sleeps, with `overrides` applied."""
     settings: dict[str, object] = {
@@ -73,19 +92,37 @@ def make_settings(lock_file: Path | str, **overrides: object) -> LauncherSetting
     return settings  # type: ignore[return-value]
 
 
+def stub_text(settings: LauncherSettings, python: str) -> str:
+    """The rendered stub; settings that render_launcher refuses (the tests of the launcher's own
+    checks) go into the same template unchecked."""
+    try:
+        return render_launcher(settings, python=python)
+    except UnitgenError:
+        return stub_source(python, repr(dict(settings)))
+
+
 def launcher_argv(
     settings: LauncherSettings, *args: str, python: str = DEBIAN_PYTHON, isolated: bool = True
 ) -> list[str]:
-    """Run the launcher module directly (the path tests and people use)."""
-    flags = ["-I"] if isolated else []
-    return [python, *flags, str(LAUNCHER_PY), "--settings", json.dumps(settings), *args]
+    """Run the launcher as installed: its stub, next to the compiled launcher module.
+
+    isolated: run the stub itself (its shebang: `python -IS`); otherwise `python STUB`, so that
+    PYTHONPATH reaches a python-mode app (tests keep their apps in launcher_helpers/apps)."""
+    stub = INSTALLED / f"{uuid.uuid4().hex}-launcher"
+    stub.write_text(stub_text(settings, python), encoding="utf-8")
+    stub.chmod(0o755)
+    return [str(stub), *args] if isolated else [python, str(stub), *args]
 
 
-def rendered_launcher(directory: Path, settings: LauncherSettings, python: str = DEBIAN_PYTHON) -> Path:
-    """Write the rendered launcher script, as the package installs it, and return its path."""
+def rendered_launcher(
+    directory: Path, settings: LauncherSettings, python: str = DEBIAN_PYTHON, *, compiled: bool = True
+) -> Path:
+    """Write the launcher as the package installs it (the stub, the module next to it and, with
+    `compiled`, the module's bytecode) and return the stub's path."""
     path = directory / f"{settings['name']}-launcher"
     path.write_text(render_launcher(settings, python=python), encoding="utf-8")
     path.chmod(0o755)
+    install_module(directory, compiled=compiled)
     return path
 
 

@@ -1,9 +1,12 @@
 """Single-instance launcher for one service: take the lock, report readiness, run the app.
 
-This module is the launcher runtime. `unitgen render` copies its source verbatim into
-`/usr/libexec/NAME/NAME-launcher`, followed by the service's settings as a Python literal, and the
-unit runs that file as `ExecStart=`. It uses only the standard library and never imports
-unitgen. It can also be run directly: `python3 launcher.py --settings '<json>' [-- ARGS...]`.
+This module is the launcher runtime. `unitgen render` copies its source verbatim (up to its own
+`__main__` block) to `/usr/libexec/NAME/unitgen_launcher.py` and writes the unit's `ExecStart=`,
+`/usr/libexec/NAME/NAME-launcher`, a stub (`#!PYTHON -IS`) that holds the service's settings as a
+Python literal and calls `main(SETTINGS, argv)` of the module next to it. The package compiles the
+module's bytecode at install time and removes it on removal (see unitgen.launcher.script). It uses
+only the standard library and never imports unitgen. It can also be run directly:
+`python3 launcher.py --settings '<json>' [-- ARGS...]`.
 
 Lock
     The lock file's directory is opened one component at a time from / (openat with
@@ -117,10 +120,11 @@ Environment
     NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID   read as systemd sets them.
 
 Start-up cost matters (this runs on every start): only os, fcntl, errno and _socket are imported on
-the way to READY=1. `socket` (its IntEnum set-up costs ~15 ms), `typing` (~18 ms), json, struct,
-threading and `_ctypes` are imported only on the paths that need them; `signal` and `ctypes` never
-(their C modules `_signal` and `_ctypes` do the same without building enums and classes: time and
-memory in every python-mode launcher).
+the way to READY=1, and `site` not at all (the stub's -S; python mode loads it before the app).
+`socket` (its IntEnum set-up costs ~15 ms), `typing` (~18 ms), json, struct, threading and
+`_ctypes` are imported only on the paths that need them; `signal` and `ctypes` never (their C
+modules `_signal` and `_ctypes` do the same without building enums and classes: time and memory
+in every python-mode launcher).
 """
 
 # pathlib costs ~17 ms of start-up: this file uses os.path and open() on purpose.
@@ -1295,6 +1299,17 @@ def _install_stop_handler(settings: LauncherSettings) -> None:
 _stop_code = [0]
 
 
+def _load_site() -> None:
+    """The interpreter's site-packages (a venv's: where the app is installed) on sys.path.
+
+    The rendered launcher runs with -S, so exec mode never pays for `site`; the app needs it.
+    Run by hand without -S (`python3 launcher.py`), site is loaded already and is left alone."""
+    if "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
 def _resolve_entry(entry: str) -> tuple[ModuleType, Callable[[], object]]:
     import importlib
 
@@ -1319,6 +1334,7 @@ def _run_python(settings: LauncherSettings, extra: list[str]) -> int:
     _install_stop_handler(settings)
     sys.argv = [name, *(extra[1:] if extra[:1] == ["--"] else extra)]
     try:
+        _load_site()
         module, func = _resolve_entry(entry)
     except Exception as err:
         import traceback

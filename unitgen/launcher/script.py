@@ -1,17 +1,26 @@
-"""Render the launcher script for one service: the launcher module's source plus its settings.
+"""Render the launcher for one service: a small executable stub and the launcher module.
 
-The rendered file is the module `unitgen.launcher.runtime` verbatim (up to its own `__main__` block),
-preceded by a shebang and followed by the settings as a Python literal and an entry point. The
-settings are written with `repr()` of plain str/int/float/bool/None values and lists of str only,
-so no value can become code, and in a fixed key order, so the same settings give the same bytes.
+The module, `unitgen_launcher.py`, is `unitgen.launcher.runtime` verbatim (up to its own
+`__main__` block); it is the same file for every service and is installed next to the stub, in
+the service's private directory `/usr/libexec/NAME/`. The stub, `NAME-launcher`, holds the
+service's settings as a Python literal and calls the module's `main()`. The settings are written
+with `repr()` of plain str/int/float/bool/None values and lists of str only, so no value can become
+code, and in a fixed key order, so the same settings give the same bytes.
 
-The shebang runs the interpreter with `-I` (isolated mode): no PYTHONPATH/PYTHONHOME/PYTHON*
-variables, no user site-packages, no script directory on sys.path. That keeps start-up fast and
-keeps a root-started process from importing whatever the environment points at. The interpreter's
-own site-packages stay on sys.path, so a virtual environment's interpreter
-(`python=/opt/app/venv/bin/python`) still sees what is installed in the venv: a python-mode app
-must be installed into the interpreter's environment, not found via PYTHONPATH or the current
-directory.
+Why two files: Python compiles a script run as `__main__` from source at every start and never
+caches it, while an imported module's bytecode is read from `__pycache__`. The package compiles
+that bytecode after install (`compile_argv`, as it does the app's venv) and removes it before
+removal (`cleanup_argv`), so the package ships none and purge leaves nothing; without it (a staging
+tree run by hand) the launcher works the same, only slower to start.
+
+The stub runs the interpreter with `-IS` (one shebang argument: Linux passes `-I -S` as one
+word). `-I` (isolated mode): no PYTHONPATH/PYTHONHOME/PYTHON* variables, no user site-packages,
+no script directory on sys.path, so a root-started process never imports whatever the
+environment points at. `-S`: no `site` at start-up (a millisecond and more
+that exec mode never needs); python mode runs `site.main()` itself before importing the app, so a
+virtual environment's interpreter (`python=/opt/app/venv/bin/python`) still sees what is
+installed in the venv: a python-mode app must be installed into the interpreter's environment, not
+found via PYTHONPATH or the current directory.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from unitgen.launcher.runtime import OPTIONAL_SETTINGS, SETTINGS_KEYS, LauncherS
 from unitgen.resources import template_root
 
 TEMPLATE = "launcher/launcher.py.j2"
+MODULE = "unitgen_launcher"
+"""The launcher module's name; the stub imports it from its own directory."""
 CUT_MARKER = "# unitgen: the renderer cuts the file here"
 
 
@@ -91,10 +102,49 @@ def _check_python(python: str) -> None:
 
 
 def render_launcher(settings: LauncherSettings, *, python: str = "/usr/bin/python3") -> str:
-    """The complete source of the launcher script for one service."""
+    """The source of the launcher stub (the executable) for one service."""
     _check_python(python)
     literal = settings_literal(settings)  # type checks first: check_settings assumes plain values
     problem = check_settings(settings)
     if problem is not None:
         raise UnitgenError(f"launcher settings for {settings['name']!r}: {problem}")
-    return _template().render(python=python, module_source=launcher_source(), settings_literal=literal)
+    return stub_source(python, literal)
+
+
+def stub_source(python: str, literal: str) -> str:
+    """The stub around a settings literal (render_launcher checks both first)."""
+    return _template().render(python=python, module=MODULE, settings_literal=literal)
+
+
+def install_dir(name: str) -> str:
+    """The service's private launcher directory (FHS 3.0 /usr/libexec): the stub and the module."""
+    return f"/usr/libexec/{name}"
+
+
+def module_file(directory: str) -> str:
+    """Where the launcher module lives for a stub installed in `directory`."""
+    return f"{directory.rstrip('/')}/{MODULE}.py"
+
+
+def compile_argv(python: str, directory: str) -> tuple[str, ...]:
+    """Compile the launcher module's bytecode into `directory`/__pycache__ with the interpreter
+    that runs it (the cache tag names its version). Checked-hash pycs (PEP 552), like the app's:
+    packages built with one SOURCE_DATE_EPOCH give every file the same mtime, so a timestamp pyc
+    could pass for a changed file of the same size; an admin's edit of the module is noticed."""
+    return (
+        python,
+        "-I",
+        "-m",
+        "compileall",
+        "-q",
+        "-f",
+        "--invalidation-mode",
+        "checked-hash",
+        module_file(directory),
+    )
+
+
+def cleanup_argv(directory: str) -> tuple[str, ...]:
+    """Remove the compiled bytecode (before removal, an upgrade, and recompiling): the package
+    does not own `__pycache__`, which would otherwise keep `directory` from being removed."""
+    return ("rm", "-rf", f"{directory.rstrip('/')}/__pycache__")

@@ -7,6 +7,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from unitgen.errors import UnitgenError
+from unitgen.launcher.script import cleanup_argv, compile_argv, install_dir
 from unitgen.package import PackageInfo, Relations
 from unitgen.package.model import Format, to_rpm
 from unitgen.spec import FormatOverrides, Spec
@@ -156,10 +157,14 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         sysusers=(f"{spec.name}.conf",) if spec.user else (),
         tmpfiles=(f"{spec.name}.conf",),
         purge=_purge_paths(spec),
-        # The app's venv: fresh bytecode after install (a ProtectSystem=strict service cannot
-        # write it), none left behind on removal.
-        configure=(payload.cleanup_argv, payload.compile_argv) if payload else (),
-        unconfigure=(payload.cleanup_argv,) if payload else (),
+        # The app's venv and the launcher module: fresh bytecode after install (a
+        # ProtectSystem=strict service cannot write it), none left behind on removal.
+        configure=(
+            *((payload.cleanup_argv, payload.compile_argv) if payload else ()),
+            cleanup_argv(install_dir(spec.name)),
+            compile_argv(spec.python, install_dir(spec.name)),
+        ),
+        unconfigure=(*((payload.cleanup_argv,) if payload else ()), cleanup_argv(install_dir(spec.name))),
         lintian_overrides=(
             f"unusual-interpreter {payload.venv}/bin/python [*]"
             " # the app's scripts and its launcher run the interpreter of the app's own venv",

@@ -7,7 +7,8 @@ Layout (FHS; /usr/libexec is allowed by FHS 3.0 and Debian policy 9.1.1):
     usr/lib/systemd/system/NAME.service   (and NAME.timer for a timer job)
     usr/lib/sysusers.d/NAME.conf           (static user only)
     usr/lib/tmpfiles.d/NAME.conf           (the lock directory, from boot on)
-    usr/libexec/NAME/NAME-launcher         (the single-instance launcher, 0755)
+    usr/libexec/NAME/NAME-launcher         (the single-instance launcher's stub, 0755)
+    usr/libexec/NAME/unitgen_launcher.py   (the launcher module it runs; bytecode compiled at install)
     usr/share/doc/NAME/README.unitgen      (how to operate the service)
 """
 
@@ -26,7 +27,15 @@ import jinja2
 from unitgen import __version__, escape
 from unitgen.errors import UnitgenError
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING
-from unitgen.launcher.script import notify_access, render_launcher
+from unitgen.launcher.script import (
+    cleanup_argv,
+    compile_argv,
+    install_dir,
+    launcher_source,
+    module_file,
+    notify_access,
+    render_launcher,
+)
 from unitgen.render.hardening import hardening_directives, limit_directives
 from unitgen.resources import template_root
 from unitgen.spec import Spec
@@ -46,7 +55,22 @@ class RenderedFile:
 
 
 def launcher_path(spec: Spec) -> PurePosixPath:
-    return PurePosixPath("/usr/libexec", spec.name, f"{spec.name}-launcher")
+    return PurePosixPath(install_dir(spec.name), f"{spec.name}-launcher")
+
+
+def launcher_module_path(spec: Spec) -> PurePosixPath:
+    return PurePosixPath(module_file(str(launcher_path(spec).parent)))
+
+
+def launcher_compile_argv(spec: Spec) -> tuple[str, ...]:
+    """Compile the launcher module's bytecode on the target (package postinst/%posttrans, `try`),
+    with the interpreter that runs the launcher: the unit's /usr is read-only at run time."""
+    return compile_argv(spec.python, str(launcher_path(spec).parent))
+
+
+def launcher_cleanup_argv(spec: Spec) -> tuple[str, ...]:
+    """Remove that bytecode (before removal or an upgrade, and before compiling afresh)."""
+    return cleanup_argv(str(launcher_path(spec).parent))
 
 
 def doc_path(spec: Spec) -> PurePosixPath:
@@ -200,6 +224,7 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
             render_launcher(launcher_settings(spec), python=spec.python).encode("utf-8"),
             0o755,
         ),
+        RenderedFile(launcher_module_path(spec).relative_to("/"), launcher_source().encode("utf-8")),
         RenderedFile(doc_path(spec).relative_to("/"), text("doc/README.unitgen.j2")),
     ]
     if spec.timer is not None:

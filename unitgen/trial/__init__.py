@@ -22,7 +22,7 @@ from types import FrameType
 from unitgen.app.payload import AppPayload
 from unitgen.errors import UnitgenError
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
-from unitgen.render.units import launcher_path
+from unitgen.render.units import launcher_cleanup_argv, launcher_compile_argv, launcher_path
 from unitgen.sandbox import Sandbox
 from unitgen.spec import OnContention, ReadyKind, Spec
 from unitgen.staging.tree import MARKER
@@ -45,14 +45,17 @@ def sandbox_name(spec: Spec) -> str:
 
 
 def install_staging(sb: Sandbox, staging: Path, spec: Spec, payload: AppPayload | None = None) -> None:
-    """What a package's maintainer scripts would do, for a bare staging tree: with an app, fresh
-    bytecode for its venv (a ProtectSystem=strict service cannot write __pycache__ itself)."""
+    """What a package's maintainer scripts would do, for a bare staging tree: fresh bytecode for
+    the app's venv and the launcher module (a ProtectSystem=strict service cannot write
+    __pycache__ itself)."""
     for top in sorted(staging.iterdir()):
         if top.name != MARKER:  # unitgen's mark on its output directory, not part of the service
             sb.copy_in(top, f"/{top.name}")
     if payload is not None:
         sb.run(payload.cleanup_argv)
         sb.run(payload.compile_argv)
+    sb.run(launcher_cleanup_argv(spec))
+    sb.run(launcher_compile_argv(spec))
     sb.run(["systemd-sysusers"])
     sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{spec.name}.conf"])
     sb.systemctl("daemon-reload")
