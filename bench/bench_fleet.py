@@ -10,6 +10,9 @@ Started in one run on the same cluster, interleaved, so that load hits both alik
   fleet-pyc  the same main as a script that imports fleet as a module from its own directory, with
              its __pycache__ written by the warm-up run: what a launcher that ships the lock as a module
              (and its .pyc) would pay; the difference to `fleet` is compiling ~700 lines (~4 ms)
+  guard      the launcher's own fleet path with .pyc files: runtime, fleet and fleet_guard imported from one
+             directory, Guard(..., log=runtime.log).acquire() (journal entry included, to a socket this
+             process drains), then run_exec(touch MARK): fork, PDEATHSIG, exec, wait, stop leftovers, release
 Measured per run: spawn -> app running (MARK's mtime, both read the same CLOCK_REALTIME) and spawn -> exit.
 Issue 13 target: fleet median (app running) at most 1.0x etcdctl's.
 
@@ -56,6 +59,35 @@ _bench_main()
 '''
 
 
+GUARD_MAIN = '''
+import os, sys
+sys.path.insert(0, sys.argv[4])
+import fleet_guard, runtime
+guard = fleet_guard.Guard("bench", sys.argv[1].split(","), sys.argv[2], 10, log=runtime.log, notify=runtime.notify)
+guard.prepare_exec()
+if guard.acquire("wait") >= 0:
+    raise SystemExit(1)
+raise SystemExit(guard.run_exec(["/usr/bin/touch", sys.argv[3]], os.environ))
+'''
+
+
+def journal_sink(work: Path) -> Path:
+    """A datagram socket standing in for journald (the guard logs each acquisition), drained by a thread."""
+    import socket
+    import threading
+
+    path = work / "journal.sock"
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(str(path))
+
+    def drain() -> None:
+        while True:
+            sink.recv(65536)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return path
+
+
 def one_run(argv: list[str], mark: Path) -> tuple[float, float]:
     """(spawn -> app running, spawn -> exit) in ms."""
     mark.unlink(missing_ok=True)
@@ -74,12 +106,18 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
     stub = work / "fleet_stub.py"
     header = f"import os, sys\nsys.path.insert(0, {str(module_dir)!r})\nfrom fleet import FleetLock\n"
     stub.write_text(header + MAIN)
+    for name in ("runtime.py", "fleet_guard.py"):
+        (module_dir / name).write_text((ROOT / "unitgen" / "launcher" / name).read_text())
+    guard_stub = work / "guard_stub.py"
+    guard_stub.write_text(GUARD_MAIN)
+    os.environ["UNITGEN_JOURNAL_SOCKET"] = str(journal_sink(work))
     mark = work / "mark"
     eps = ",".join(cluster.endpoints)
     variants = {
         "etcdctl": [ETCDCTL, "--endpoints", eps, "lock", "/bench/etcdctl", "/usr/bin/touch", str(mark)],
         "fleet": [python, "-I", "-S", str(prog), eps, "/bench/fleet", str(mark)],
         "fleet-pyc": [python, "-I", "-S", str(stub), eps, "/bench/fleet", str(mark)],
+        "guard": [python, "-I", "-S", str(guard_stub), eps, "/bench/guard", str(mark), str(module_dir)],
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for argv in variants.values():  # warm-up: page cache, etcd's first requests
@@ -96,7 +134,7 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
             medians[name, column] = med
             p10, p90 = values[len(values) // 10], values[(len(values) * 9) // 10]
             print(f"  {name:9} spawn -> {label:12} {med:7.1f}  [{p10:6.1f} .. {p90:6.1f}]")
-    for name in ("fleet", "fleet-pyc"):
+    for name in ("fleet", "fleet-pyc", "guard"):
         for column, label in ((0, "app running"), (1, "exit")):
             ratio = medians[name, column] / medians["etcdctl", column]
             print(f"  ratio {name}/etcdctl ({label}): {ratio:.2f}x")

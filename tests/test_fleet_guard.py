@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,24 @@ def test_exit_codes_and_message_ids_are_the_launchers_or_new() -> None:
     ids = [fleet_guard.MESSAGE_ID_FLEET_ACQUIRED, fleet_guard.MESSAGE_ID_FLEET_UNREACHABLE,
            fleet_guard.MESSAGE_ID_FLEET_LOST]
     assert len(set(ids)) == 3 and not set(ids) & {runtime.MESSAGE_ID_ALREADY_RUNNING, runtime.MESSAGE_ID_LOCK_ERROR}
+
+
+@pytest.mark.parametrize("walk", [pytest.param(fleet_guard.descendants, id="task-children"),
+                                  pytest.param(fleet_guard._descendants_by_scan, id="proc-scan-fallback")])
+def test_descendants_finds_children_and_grandchildren_but_not_zombies(walk: Callable[[int], list[int]]) -> None:
+    tree = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60 & /bin/true & wait"], stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(walk(os.getpid())) == 3, what="sh and its two sleeps")
+        found = walk(os.getpid())
+        assert tree.pid in found
+        sleeps = [pid for pid in found if pid != tree.pid]
+        assert all(Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep") for pid in sleeps)
+    finally:
+        tree.kill()
+    wait_until(lambda: tree.pid not in walk(os.getpid()), what="the killed shell to count as gone (a zombie)")
+    tree.wait()
+    for pid in sleeps:
+        os.kill(pid, signal.SIGKILL)
 
 
 # ---- exec mode ------------------------------------------------------------------------------------

@@ -119,9 +119,31 @@ def tls_from_credentials(environ: Mapping[str, str]) -> fleet.TLSFiles | None:
 
 
 def descendants(root: int) -> list[int]:
-    """Living (not zombie) descendants of `root`, parents read from /proc/PID/stat."""
+    """Living (not zombie) descendants of `root`, from /proc/PID/task/TID/children (a walk of the tree
+    only: ~0.1 ms, where reading every /proc/PID/stat costs ~1 ms per hundred processes)."""
+    if not os.path.exists(f"/proc/{root}/task/{root}/children"):  # a kernel without CONFIG_PROC_CHILDREN
+        return _descendants_by_scan(root)
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # gone
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                    children = [int(child) for child in f.read().split()]
+            except OSError:
+                continue
+            found.extend(child for child in children if _alive(child))
+            todo.extend(children)
+    return found
+
+
+def _descendants_by_scan(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    zombies = set()
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -136,12 +158,10 @@ def descendants(root: int) -> list[int]:
             continue
         if len(fields) > 1 and fields[1].isdigit():
             children.setdefault(int(fields[1]), []).append(int(entry))
-            if fields[0] in ("Z", "X"):
-                zombies.add(int(entry))
     found, todo = [], list(children.get(root, ()))
     while todo:
         pid = todo.pop()
-        if pid not in zombies:
+        if _alive(pid):
             found.append(pid)
         todo.extend(children.get(pid, ()))
     return found
@@ -189,6 +209,8 @@ class Guard:
         self.child = 0  # exec mode: the app's PID
         self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
         self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
+        self._prctl_done: fleet._Event | None = None
+        self._prctl_function: list[Callable[[int, int], int] | None] = []
 
     # ---- taking the lock -------------------------------------------------------------------------
 
@@ -359,11 +381,29 @@ class Guard:
 
     # ---- exec mode ---------------------------------------------------------------------------------
 
+    def prepare_exec(self) -> None:
+        """Load prctl (ctypes, ~2-3 ms) in a thread while acquire() waits for etcd: call it first."""
+        if self._prctl_done is None:
+            self._prctl_done = fleet._Event()
+            _thread.start_new_thread(self._load_prctl, (self._prctl_done,))
+
+    def _load_prctl(self, done: fleet._Event) -> None:
+        try:
+            self._prctl_function[:] = [_prctl()]
+        finally:
+            done.set()
+
+    def _prctl_ready(self) -> Callable[[int, int], int] | None:
+        self.prepare_exec()
+        assert self._prctl_done is not None
+        self._prctl_done.wait(30)
+        return self._prctl_function[0] if self._prctl_function else None
+
     def run_exec(self, argv: list[str], environ: Mapping[str, str]) -> int:
         """Run argv as a supervised child while the lock is held; its exit status, or EXIT_FLEET_LOST."""
         import signal
 
-        prctl = _prctl()
+        prctl = self._prctl_ready()
         if prctl is not None:
             prctl(_PR_SET_CHILD_SUBREAPER, 1)  # the app's orphans stay ours to stop
         parent = os.getpid()
