@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -38,6 +38,26 @@ class TryOptions:
     keep: bool = False  # leave the sandbox running (tear down later with --teardown)
     shell: bool = False  # open an interactive shell inside before tearing down
     timeout: float = 60.0
+
+
+@dataclass
+class TryReport:
+    """What `try` saw, as data (`unitgen try --json`); filled in as it goes, so a failed start
+    still reports the state and journal it found."""
+
+    state: str = ""  # ActiveState of NAME.service
+    sub_state: str = ""
+    result: str = ""
+    main_pid: int = 0
+    restarts: int = 0
+    lock_file: str = ""
+    lock_holder_pid: int | None = None
+    lock: str = ""  # the same, in words
+    security: str = ""  # systemd-analyze security, live: "1.2 OK"
+    journal: list[str] = field(default_factory=list)
+    second_instance: str = "not run"  # "refused", "waited", "not refused", "not waiting", "not run"
+    second_instance_exit_code: int | None = None
+    ok: bool = False
 
 
 def sandbox_name(spec: Spec) -> str:
@@ -164,7 +184,7 @@ def lock_holder(sb: Sandbox, spec: Spec) -> str:
     return f"{spec.lock_file}: POSIX write lock held by PID {holders[0]} ({comm}); the file says {content}"
 
 
-def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
+def show_status(sb: Sandbox, spec: Spec, say: Print, report: TryReport | None = None) -> None:
     service = f"{spec.name}.service"
     if spec.timer is not None:
         timer = sb.show(f"{spec.name}.timer", "ActiveState", "NextElapseUSecRealtime")
@@ -176,11 +196,18 @@ def show_status(sb: Sandbox, spec: Spec, say: Print) -> None:
     say(f"  main PID:   {props['MainPID']}")
     say(f"  status:     {props['StatusText'] or '-'}")
     say(f"  restarts:   {props['NRestarts']}")
-    say(f"  lock:       {lock_holder(sb, spec)}")
-    say(f"  security:   {security_score(sb, service)} (systemd-analyze security, live)")
+    lock, score = lock_holder(sb, spec), security_score(sb, service)
+    say(f"  lock:       {lock}")
+    say(f"  security:   {score} (systemd-analyze security, live)")
+    if report is not None:
+        holders = lock_holders(sb, spec.lock_file)
+        report.state, report.sub_state, report.result = props["ActiveState"], props["SubState"], props["Result"]
+        report.main_pid, report.restarts = int(props["MainPID"] or 0), int(props["NRestarts"] or 0)
+        report.lock_file, report.lock_holder_pid = spec.lock_file, (holders[0] if holders else None)
+        report.lock, report.security = lock, score
 
 
-def show_journal(sb: Sandbox, spec: Spec, say: Print, lines: int = 15) -> None:
+def show_journal(sb: Sandbox, spec: Spec, say: Print, lines: int = 15, report: TryReport | None = None) -> None:
     # The unit's own lines, and the launcher's entries from runs by hand (same identifier).
     matches = [
         f"_SYSTEMD_UNIT={spec.name}.service",
@@ -194,6 +221,8 @@ def show_journal(sb: Sandbox, spec: Spec, say: Print, lines: int = 15) -> None:
     say(f"journal (last {lines} lines):")
     for line in out.splitlines():
         say("  " + line)
+    if report is not None:
+        report.journal = out.splitlines()
 
 
 def probe_http(sb: Sandbox, spec: Spec, say: Print) -> None:
@@ -254,7 +283,9 @@ def _second_instance_waits(sb: Sandbox, spec: Spec, launcher: str, say: Print) -
     return waiting
 
 
-def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print, outcome: Outcome = Outcome.RUNNING) -> bool:
+def demonstrate_contention(
+    sb: Sandbox, spec: Spec, say: Print, outcome: Outcome = Outcome.RUNNING, report: TryReport | None = None
+) -> bool:
     """Run a second instance by hand, as an operator or cron would; it must be refused (or wait)."""
     launcher = str(launcher_path(spec))
     stand_in = None
@@ -266,10 +297,17 @@ def demonstrate_contention(sb: Sandbox, spec: Spec, say: Print, outcome: Outcome
     try:
         say(f"second instance, by hand: {launcher}")
         if spec.on_contention is OnContention.WAIT:
-            return _second_instance_waits(sb, spec, launcher, say) and _contention_entries(sb, say)
+            waited = _second_instance_waits(sb, spec, launcher, say) and _contention_entries(sb, say)
+            if report is not None:
+                report.second_instance = "waited" if waited else "not waiting"
+            return waited
         result = sb.run([launcher], check=False, timeout=30)
         say(f"  exit code {result.returncode} (expected {EXIT_ALREADY_RUNNING}: already running)")
-        return _contention_entries(sb, say) and result.returncode == EXIT_ALREADY_RUNNING
+        refused = _contention_entries(sb, say) and result.returncode == EXIT_ALREADY_RUNNING
+        if report is not None:
+            report.second_instance = "refused" if refused else "not refused"
+            report.second_instance_exit_code = result.returncode
+        return refused
     finally:
         if stand_in is not None:
             sb.run(["kill", "-KILL", str(stand_in)], check=False)
@@ -309,12 +347,18 @@ def _uninterrupted() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def try_service(spec: Spec, staging: Path, options: TryOptions, say: Print = print) -> int:
+def try_service(
+    spec: Spec, staging: Path, options: TryOptions, say: Print = print, report: TryReport | None = None
+) -> int:
+    """Returns the exit code; `report`, when given, receives what was seen (for --json)."""
     with _terminate_like_interrupt():
-        return _try_service(spec, staging, options, say)
+        code = _try_service(spec, staging, options, say, report or TryReport())
+    if report is not None:
+        report.ok = code == 0
+    return code
 
 
-def _try_service(spec: Spec, staging: Path, options: TryOptions, say: Print) -> int:
+def _try_service(spec: Spec, staging: Path, options: TryOptions, say: Print, report: TryReport) -> int:
     sb = Sandbox.boot(sandbox_name(spec), detach=options.keep)
     say(f"booted a sandboxed systemd ({sb.id}, PID {sb.pid}) in {sb.boot_seconds:.2f} s")
     try:
@@ -333,11 +377,11 @@ def _try_service(spec: Spec, staging: Path, options: TryOptions, say: Print) -> 
             install_staging(sb, staging, spec, options.payload)
         outcome = start(sb, spec, options.timeout)
         up = outcome is not Outcome.FAILED
-        show_status(sb, spec, say)
+        show_status(sb, spec, say, report)
         if outcome is Outcome.RUNNING:
             probe_http(sb, spec, say)
-        refused = demonstrate_contention(sb, spec, say, outcome) if up else False
-        show_journal(sb, spec, say)
+        refused = demonstrate_contention(sb, spec, say, outcome, report) if up else False
+        show_journal(sb, spec, say, report=report)
         if options.shell:
             say("a shell inside the sandbox; exit it to tear the sandbox down")
             subprocess.run(sb.enter_argv(["/bin/bash", "-l"]), check=False)

@@ -1,7 +1,11 @@
 """The command line: parses arguments, calls the library, turns `UnitgenError` into a message.
 
 Library code raises; only `main()` prints and picks the exit code (0 ok, 1 failure,
-2 usage). Tracebacks only with --debug.
+2 usage). Tracebacks only with --debug. With --json, `main()` writes exactly one JSON
+document on stdout (see `unitgen.cli.report` and schemas/unitgen-output.schema.json).
+
+The modules beside this one (`report`, `completion`, `diff`) are imported only by the
+commands that use them: `import unitgen.cli` stays light (tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any, NoReturn
 
 from unitgen import __version__
 from unitgen.errors import UnitgenError
@@ -21,6 +26,9 @@ from unitgen.errors import UnitgenError
 log = logging.getLogger("unitgen")
 
 RAISE_INTERNAL_ERRORS = "UNITGEN_RAISE_INTERNAL_ERRORS"
+
+# A command's result: its exit code and, for --json, the document it reports.
+Result = tuple[int, dict[str, Any] | None]
 
 
 def _spec_path(args: argparse.Namespace) -> Path:
@@ -48,12 +56,12 @@ def _writable_out_dir(args: argparse.Namespace) -> Path:
     return out
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def cmd_init(args: argparse.Namespace) -> Result:
     from unitgen.spec.starter import write_starter
 
     path = write_starter(args.name, _spec_path(args), force=args.force)
     print(f"wrote {path}")
-    return 0
+    return 0, None
 
 
 def _each(args: argparse.Namespace) -> list[argparse.Namespace]:
@@ -73,19 +81,45 @@ def _each(args: argparse.Namespace) -> list[argparse.Namespace]:
     return [argparse.Namespace(**{**vars(args), "name": name}) for name in names]
 
 
-def cmd_render(args: argparse.Namespace) -> int:
+def cmd_render(args: argparse.Namespace) -> Result:
     from unitgen.render.units import render
     from unitgen.spec import load_spec
     from unitgen.staging.tree import write_tree
 
+    if args.diff:
+        return _diff(args)
     # Every spec and every --out first: one bad input among many writes nothing at all.
     # The app's venv is built by `package` and `try`; render stays quick and offline.
     jobs = [(one, load_spec(_spec_path(one), one.name), _writable_out_dir(one)) for one in _each(args)]
+    services = []
     for one, spec, out in jobs:
         files = render(spec, template_dirs=[Path(t) for t in one.templates])
-        for path in write_tree(files, out, inputs=_inputs(one)):
-            print(path)
-    return 0
+        written = write_tree(files, out, inputs=_inputs(one))
+        if not args.json:
+            print("\n".join(str(path) for path in written))
+        services.append({"name": spec.name, "out": str(out), "files": _files_document(files, out)})
+    return 0, {"command": "render", "services": services}
+
+
+def _files_document(files: Sequence[Any], out: Path) -> list[dict[str, Any]]:
+    import hashlib
+
+    return [
+        {
+            "path": str(out / f.path),
+            "target": f"/{f.path}",
+            "mode": f"{f.mode:04o}",
+            "sha256": hashlib.sha256(f.content).hexdigest(),
+        }
+        for f in files
+    ]
+
+
+def _diff(args: argparse.Namespace) -> Result:
+    """render --diff, package --diff: what would change, written nowhere."""
+    from unitgen.cli.diff import diff_services
+
+    return diff_services(args, _each(args), _spec_path, _out_dir)
 
 
 def _threshold(args: argparse.Namespace) -> float:
@@ -97,13 +131,30 @@ def _threshold(args: argparse.Namespace) -> float:
     return 1.5 if spec.network else 0.5
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace) -> Result:
     from unitgen.staging.check import check_many
 
     each = _each(args)
     reports = check_many([(_out_dir(one), one.name, _threshold(one)) for one in each])
     failed = False
+    services = []
     for one, report in zip(each, reports, strict=True):
+        problems = report.problems(one.name)
+        services.append(
+            {
+                "name": one.name,
+                "units": list(report.units),
+                "verify": report.verify_output.splitlines(),
+                "score": report.score,
+                "verdict": report.verdict,
+                "threshold": report.threshold,
+                "ok": not problems,
+                "problems": problems,
+            }
+        )
+        failed = failed or bool(problems)
+        if args.json:
+            continue
         if len(each) > 1:
             print(f"== {one.name}")
         print(f"units: {', '.join(report.units)}")
@@ -113,7 +164,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"systemd-analyze security: {report.score:.1f} {report.verdict} (threshold {report.threshold:.1f})")
         else:
             print(f"systemd-analyze security: {report.score:.1f}, over the threshold {report.threshold:.1f}")
-        problems = report.problems(one.name)
         for problem in problems:
             print(f"ERROR {problem}", file=sys.stderr)
         if not report.score_ok:
@@ -122,11 +172,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 " re-enable what [hardening] turned off, or pass --threshold",
                 file=sys.stderr,
             )
-        failed = failed or bool(problems)
-    return 1 if failed else 0
+    return (1 if failed else 0), {"command": "check", "ok": not failed, "services": services}
 
 
-def cmd_package(args: argparse.Namespace) -> int:
+def cmd_package(args: argparse.Namespace) -> Result:
     from unitgen.package import Compression, Format, build, terminal_progress
     from unitgen.package.from_spec import package_info
     from unitgen.spec import load_spec
@@ -136,8 +185,12 @@ def cmd_package(args: argparse.Namespace) -> int:
     for one in _each(args):  # every input first: one bad spec among many builds nothing
         spec = load_spec(_spec_path(one), one.name)
         package_info(spec, None)  # fail before any work when the spec has no [package] table
-        jobs.append((one, spec, _writable_out_dir(one)))
+        jobs.append((one, spec, None if args.diff else _writable_out_dir(one)))
+    if args.diff:
+        return _diff(args)
+    packages = []
     for one, spec, staging in jobs:
+        assert staging is not None  # for mypy: set whenever not --diff
         _, payload = stage(spec, staging, template_dirs=[Path(t) for t in one.templates], inputs=_inputs(one))
         info = package_info(spec, payload)
         formats = [Format(one.format)] if one.format != "both" else [Format.DEB, Format.RPM]
@@ -145,25 +198,42 @@ def cmd_package(args: argparse.Namespace) -> int:
             # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
             progress = terminal_progress(f"{fmt.value} {spec.name}")
             compression = Compression(one.compression)
-            print(
-                build(
-                    fmt, staging, info, Path(one.dist),
-                    compression=compression, level=one.compression_level, progress=progress,
-                )
-            )  # fmt: skip
-    return 0
+            path = build(
+                fmt,
+                staging,
+                info,
+                Path(one.dist),
+                compression=compression,
+                level=one.compression_level,
+                progress=progress,
+            )
+            if not args.json:
+                print(path)
+            packages.append({"name": spec.name, "format": fmt.value, **_file_facts(path)})
+    return 0, {"command": "package", "packages": packages}
 
 
-def cmd_try(args: argparse.Namespace) -> int:
+def _file_facts(path: Path) -> dict[str, Any]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.absolute()), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def cmd_try(args: argparse.Namespace) -> Result:
     from unitgen.sandbox import require_root
     from unitgen.spec import load_spec
     from unitgen.staging.build import stage
-    from unitgen.trial import TryOptions, teardown, try_service
+    from unitgen.trial import TryOptions, TryReport, teardown, try_service
 
     require_root()  # before building anything: the sandbox is the point of this command
     spec = load_spec(_spec_path(args), args.name)
+    say = _say(args)
     if args.teardown:
-        return teardown(spec)
+        return teardown(spec, say), {"command": "try", "name": spec.name, "teardown": True}
     staging = _out_dir(args)
     payload = None
     if args.install is None:
@@ -176,7 +246,25 @@ def cmd_try(args: argparse.Namespace) -> int:
         shell=args.shell,
         timeout=args.timeout,
     )
-    return try_service(spec, staging, options)
+    report = TryReport()
+    code = try_service(spec, staging, options, say, report)
+    from unitgen.cli.report import try_document
+
+    return code, try_document(spec.name, report)
+
+
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines: stdout for a person, stderr with --json (stdout holds only the document)."""
+    if args.json:
+        return lambda line: print(line, file=sys.stderr)
+    return print
+
+
+def cmd_completion(args: argparse.Namespace) -> Result:
+    from unitgen.cli.completion import script
+
+    sys.stdout.write(script(args.shell, _parser()))
+    return 0, None
 
 
 def _existing_dir(value: str) -> str:
@@ -197,18 +285,57 @@ def _printable(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
+class UsageError(Exception):
+    """A bad command line (exit 2), raised instead of argparse's print-and-exit so that --json can
+    report it as a document too."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages."
-    )
+    parser = _Parser(prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages.")
     parser.add_argument("--version", action="version", version=f"unitgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="log commands and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, help: str, *, out: bool = True, templates: bool = False, batch: bool = False
+        name: str,
+        help: str,
+        *,
+        out: bool = True,
+        templates: bool = False,
+        batch: bool = False,
+        json: bool = False,
+        diff: bool = False,
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
+        if json:
+            p.add_argument(
+                "--json",
+                action="store_true",
+                help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
+            )
+        if diff:
+            p.add_argument(
+                "--diff",
+                action="store_true",
+                help="write nothing; show what would change against --out, or else the files installed under --root,"
+                " as a unified diff (exit 0: no change, 1: changes)",
+            )
+            p.add_argument(
+                "--root",
+                metavar="DIR",
+                default="/",
+                help="with --diff: where the installed files are looked for when --out does not exist (default: /)",
+            )
         if batch:
             # Many services in one process: one interpreter start and one template cache for all.
             p.add_argument(
@@ -242,16 +369,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
     p.set_defaults(func=cmd_init)
 
-    p = command("render", "render units, launcher and config into a staging tree", templates=True, batch=True)
+    p = command(
+        "render",
+        "render units, launcher and config into a staging tree",
+        templates=True,
+        batch=True,
+        json=True,
+        diff=True,
+    )
     p.set_defaults(func=cmd_render)
 
-    p = command("check", "systemd-analyze verify and security score of the rendered units", batch=True)
+    p = command("check", "systemd-analyze verify and security score of the rendered units", batch=True, json=True)
     p.add_argument(
         "--threshold", type=float, help="highest acceptable exposure score (default: 1.5, or 0.5 with network = false)"
     )
     p.set_defaults(func=cmd_check)
 
-    p = command("package", "render, then build .deb and .rpm packages", templates=True, batch=True)
+    p = command(
+        "package", "render, then build .deb and .rpm packages", templates=True, batch=True, json=True, diff=True
+    )
     p.add_argument("--dist", metavar="DIR", default="dist", help="where packages go (default: dist)")
     p.add_argument("--format", choices=["deb", "rpm", "both"], default="both", help="default: both")
     p.add_argument(
@@ -263,13 +399,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compression-level", type=_level, metavar="1-9", help="compression level (default: 6 for both)")
     p.set_defaults(func=cmd_package)
 
-    p = command("try", "(root) start the service in a throw-away real systemd and show how it behaves", templates=True)
+    p = command(
+        "try",
+        "(root) start the service in a throw-away real systemd and show how it behaves",
+        templates=True,
+        json=True,
+    )
     p.add_argument("--install", metavar="PACKAGE", help="install this .deb or .rpm instead of the staging tree")
     p.add_argument("--shell", action="store_true", help="open a shell inside the sandbox before tearing it down")
     p.add_argument("--keep", action="store_true", help="leave the sandbox running (see --teardown)")
     p.add_argument("--teardown", action="store_true", help="tear down a sandbox left by --keep")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service (default 60)")
     p.set_defaults(func=cmd_try)
+
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="print the completion script for SHELL; e.g. source <(unitgen completion bash)",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell")
+    p.set_defaults(func=cmd_completion)
     return parser
 
 
@@ -300,34 +449,66 @@ def _already_stopping(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _on_stop_signal)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Looked for before parsing: a bad command line is reported as a JSON document too.
+    if "--json" not in argv:
+        return _main(argv)[0]
+    from unitgen.cli.report import json_stdout
+
+    with json_stdout() as emit:
+        code, document = _main(argv)
+        emit(document)
+    return code
+
+
+def _main(argv: list[str]) -> Result:
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser().parse_args(argv)
+        except UsageError as exc:
+            sys.stderr.write(exc.usage)
+            print(f"unitgen: error: {exc.message}", file=sys.stderr)
+            return 2, error_document(exc.message, "'unitgen COMMAND --help' lists the options")
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
         return _run(args)
     except KeyboardInterrupt as exc:
         # The shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
         stopped = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
-        print(f"interrupted ({signal.Signals(stopped).name}); cleaned up", file=sys.stderr)
-        return 128 + stopped
+        message = f"interrupted ({signal.Signals(stopped).name}); cleaned up"
+        print(message, file=sys.stderr)
+        return 128 + stopped, error_document(message)
 
 
-def _run(args: argparse.Namespace) -> int:
+def error_document(
+    message: str, hint: str | None = None, *, file: str | None = None, key: str | None = None
+) -> dict[str, Any]:
+    """The --json form of an error: {"error": {"message", "hint", "file"?, "key"?}}."""
+    error: dict[str, Any] = {"message": message, "hint": hint}
+    if file is not None:
+        error["file"] = file
+    if key:
+        error["key"] = key
+    return {"error": error}
+
+
+def _run(args: argparse.Namespace) -> Result:
     try:
-        return int(args.func(args))
+        return args.func(args)  # type: ignore[no-any-return]
     except UnitgenError as exc:
         if args.debug:
             raise
         print(f"ERROR {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
-        return 1
+        # A spec error knows its file and key (unitgen.spec.fields.SpecError).
+        return 1, error_document(exc.message, exc.hint, file=getattr(exc, "where", None), key=getattr(exc, "key", None))
     except OSError as exc:
         # A file system problem the checks above did not foresee (disk full, permissions):
         # say it plainly; --debug shows where.
         if args.debug:
             raise
         print(f"ERROR {exc}", file=sys.stderr)
-        return 1
+        return 1, error_document(str(exc), file=None if exc.filename is None else str(exc.filename))
     except Exception as exc:
         # A bug in unitgen: one line, not a traceback, unless asked for (--debug, or the test
         # suite's UNITGEN_RAISE_INTERNAL_ERRORS=1, so that a bug never hides behind this line).
@@ -335,7 +516,7 @@ def _run(args: argparse.Namespace) -> int:
             raise
         what = _printable(f"{type(exc).__name__}: {exc}")
         print(f"ERROR internal error: {what} (a bug in unitgen; run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return 1, error_document(f"internal error: {what}", "a bug in unitgen; run with --debug for the traceback")
 
 
 if __name__ == "__main__":
