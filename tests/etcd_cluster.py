@@ -94,6 +94,7 @@ class EtcdCluster:
     token: str = ""
     tls: TLSMaterial | None = None
     extra_address: str | None = None  # clients may also connect here (a veth towards a network namespace)
+    more_addresses: tuple[str, ...] = ()  # and here (one veth per sandbox: tests/test_fleet_systemd.py)
 
     @property
     def endpoints(self) -> list[str]:
@@ -103,7 +104,8 @@ class EtcdCluster:
         cluster = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
         return [
             ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
-            "--listen-client-urls", ",".join([m.endpoint, *self.endpoints_at(m)]),
+            "--listen-client-urls", ",".join([m.endpoint, *self.endpoints_at(m),
+                                              *(url for a in self.more_addresses for url in self.endpoints_via(a, m))]),
             "--advertise-client-urls", m.endpoint,
             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
             "--initial-cluster", cluster, "--initial-cluster-state", state,
@@ -120,6 +122,10 @@ class EtcdCluster:
             return []
         return [f"{m.scheme}://{self.extra_address}:{m.client_port}" for m in self.members
                 if member is None or m is member]
+
+    def endpoints_via(self, address: str, member: Member | None = None) -> list[str]:
+        """The client URLs on one of more_addresses (of one member, or all)."""
+        return [f"{m.scheme}://{address}:{m.client_port}" for m in self.members if member is None or m is member]
 
     def _tls_args(self) -> list[str]:
         if self.tls is None:
@@ -216,12 +222,12 @@ class EtcdCluster:
 
 
 def start_cluster(root: Path, size: int = 3, tls: TLSMaterial | None = None,
-                  extra_address: str | None = None) -> EtcdCluster:
+                  extra_address: str | None = None, more_addresses: tuple[str, ...] = ()) -> EtcdCluster:
     """size members on 127.0.0.1; with tls, clients must speak https with a certificate of tls's CA;
     with extra_address, members also listen for clients there."""
     root.mkdir(parents=True, exist_ok=True)
     cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}", tls=tls,
-                          extra_address=extra_address)
+                          extra_address=extra_address, more_addresses=more_addresses)
     for i in range(size):
         cluster.members.append(Member(name=f"m{i}", client_port=free_port(), peer_port=free_port(),
                                       data_dir=root / f"m{i}.data", log=root / f"m{i}.log",
@@ -271,6 +277,44 @@ class Netns:
 
     def delete(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
+
+
+class SandboxLink:
+    """A veth pair from this network namespace into a sandbox's (found by its systemd's PID), on
+    10.232.N.0/24: the sandbox reaches etcd members listening on `host_address`; partition() takes the
+    link down. The sandbox's end is deleted with the sandbox, ours by delete()."""
+
+    def __init__(self, pid: int, index: int) -> None:
+        self.index = index
+        self.host_if, self.ns_if = f"ugsh{index}", "ugfleet0"
+        self.host_address, self.ns_address = f"10.232.{index}.1", f"10.232.{index}.2"
+        self._pid = pid
+        Netns._ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", str(pid))
+        try:
+            Netns._ip("addr", "add", f"{self.host_address}/24", "dev", self.host_if)
+            Netns._ip("link", "set", self.host_if, "up")
+            inside = ["nsenter", f"--target={pid}", "--net", "ip"]
+            address = ["addr", "add", f"{self.ns_address}/24", "dev", self.ns_if]
+            for args in (address, ["link", "set", self.ns_if, "up"]):
+                subprocess.run([*inside, *args], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        except BaseException:
+            self.delete()
+            raise
+
+    @staticmethod
+    def indexes(count: int) -> list[int]:
+        """count distinct subnet numbers, unlikely to collide with another test run's."""
+        base = (os.getpid() * 7 + time.monotonic_ns() // 1000) % (250 - count) + 1
+        return [base + i for i in range(count)]
+
+    def partition(self) -> None:
+        Netns._ip("link", "set", self.host_if, "down")
+
+    def heal(self) -> None:
+        Netns._ip("link", "set", self.host_if, "up")
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "link", "del", self.host_if], check=False, capture_output=True)
 
 
 def running_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:

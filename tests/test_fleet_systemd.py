@@ -1,0 +1,245 @@
+"""The fleet lock in real systemd (issue 13): three sandboxes, each its own host (PID, mount, UTS and
+network namespaces, its own /run and journald), reach a real 3-member etcd on the host through a veth
+pair each, and run the same service. An independent observer (the test) merges what each host's app
+logged with CLOCK_MONOTONIC, which every namespace shares: exactly one holder at any instant, tokens
+strictly increasing; kill -9 of the holder and a partition of the holder's host hand over within
+ttl + 1 s; the journal entries are there (`journalctl MESSAGE_ID=...` inside each host)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.etcd_cluster import EtcdCluster, SandboxLink, start_cluster
+from unitgen.launcher import fleet_guard
+from unitgen.sandbox import Sandbox
+
+pytestmark = pytest.mark.root
+
+ROOT = Path(__file__).parent.parent
+NAME = "fleetdemo"
+TTL = 5  # the spec's minimum
+KEY = f"/unitgen/locks/{NAME}"
+
+# The app: logs `start HOST TOKEN T`, then `beat T` every 20 ms for HOLD seconds (for ever if < 0), then
+# `end T`, to its state directory, T = CLOCK_MONOTONIC.
+APP = """\
+import os, socket, sys, time
+hold = float(sys.argv[1])
+log = open("/var/lib/fleetdemo/holds", "a", buffering=1)
+start = time.monotonic()
+log.write(f"start {socket.gethostname()} {os.environ['UNITGEN_FENCING_TOKEN']} {start:.6f}\\n")
+while hold < 0 or time.monotonic() < start + hold:
+    log.write(f"beat {time.monotonic():.6f}\\n")
+    time.sleep(0.02)
+log.write(f"end {time.monotonic():.6f}\\n")
+"""
+
+# Until the launcher wires the guard in: the guard's own driver, run with the launcher's log/notify.
+DRIVER = """\
+import os, sys
+sys.path.insert(0, "/usr/lib/fleetdemo")
+import fleet_guard, runtime
+endpoints, key, ttl, on_contention = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+guard = fleet_guard.Guard("fleetdemo", endpoints, key, ttl, log=runtime.log, notify=runtime.notify)
+guard.prepare_exec()
+code = guard.acquire(on_contention)
+if code >= 0:
+    raise SystemExit(code)
+runtime.notify("READY=1")
+raise SystemExit(guard.run_exec(sys.argv[6:], os.environ))
+"""
+
+
+@dataclass
+class Host:
+    sandbox: Sandbox
+    link: SandboxLink
+
+    @property
+    def name(self) -> str:
+        return self.sandbox.run(["hostname"]).stdout.strip()
+
+    def holds(self) -> str:
+        return self.sandbox.run(["cat", "/var/lib/fleetdemo/holds"], check=False).stdout
+
+
+@dataclass(frozen=True)
+class Hold:
+    host: str
+    token: int
+    start: float
+    last: float  # `end`, or the last beat of an app that was stopped
+
+
+def parse_holds(text: str) -> list[Hold]:
+    holds: list[Hold] = []
+    current: list[str] = []
+    for line in [*text.splitlines(), "start"]:
+        word = line.split()[0] if line.split() else ""
+        if word == "start":
+            if current:
+                host, token, start = current[0].split()[1:]
+                times = [float(x.split()[1]) for x in current[1:]]
+                holds.append(Hold(host, int(token), float(start), max(times, default=float(start))))
+            current = [line]
+        elif word in ("beat", "end"):
+            current.append(line)
+    return holds
+
+
+def assert_one_holder_at_a_time(holds: list[Hold]) -> None:
+    ordered = sorted(holds, key=lambda h: h.token)
+    for a, b in itertools.pairwise(ordered):
+        assert b.token > a.token
+        assert b.start > a.last, f"{b.host} (token {b.token}) started {a.last - b.start:.3f} s before " \
+                                 f"{a.host} (token {a.token}) stopped"
+
+
+def install(host: Host, cluster: EtcdCluster, hold: float, unit: str) -> None:
+    sb = host.sandbox
+    for module in ("runtime.py", "fleet.py", "fleet_guard.py"):
+        sb.write_file(f"/usr/lib/fleetdemo/{module}", (ROOT / "unitgen/launcher" / module).read_text())
+    sb.write_file("/usr/lib/fleetdemo/driver.py", DRIVER)
+    sb.write_file("/usr/lib/fleetdemo/app.py", APP)
+    sb.run(["python3", "-m", "compileall", "-q", "/usr/lib/fleetdemo"])
+    endpoints = ",".join(cluster.endpoints_via(host.link.host_address))
+    sb.write_file(f"/etc/systemd/system/{NAME}.service", unit.format(endpoints=endpoints, hold=hold))
+    sb.systemctl("daemon-reload")
+
+
+HAND_UNIT = """\
+[Unit]
+Description=fleet lock demo
+StartLimitIntervalSec=0
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart=/usr/bin/python3 -I /usr/lib/fleetdemo/driver.py {endpoints} /unitgen/locks/fleetdemo 5 wait \
+-- /usr/bin/python3 -I /usr/lib/fleetdemo/app.py {hold}
+Restart=always
+RestartSec=0.1
+StateDirectory=fleetdemo
+"""
+
+
+@pytest.fixture
+def fleet(sandbox_factory: Callable[[str], Sandbox], tmp_path: Path) -> Iterator[tuple[list[Host], EtcdCluster]]:
+    sandboxes = [sandbox_factory(f"h{i}") for i in range(3)]
+    links: list[SandboxLink] = []
+    try:
+        for sb, index in zip(sandboxes, SandboxLink.indexes(3), strict=True):
+            links.append(SandboxLink(sb.pid, index))
+        cluster = start_cluster(tmp_path / "etcd", more_addresses=tuple(link.host_address for link in links))
+        try:
+            yield [Host(sb, link) for sb, link in zip(sandboxes, links, strict=True)], cluster
+        finally:
+            for sb in sandboxes:  # before etcd goes: nobody is left renewing a lease
+                sb.systemctl("stop", f"{NAME}.service", check=False)
+            cluster.stop_all()
+    finally:
+        for link in links:
+            link.delete()
+
+
+def holder_now(cluster: EtcdCluster) -> tuple[str, int] | None:
+    """(key, create revision) of the lock's owner, read with etcdctl."""
+    out = cluster.etcdctl("get", "--prefix", KEY + "/", "--sort-by=CREATE", "--order=ASCEND", "-w", "fields")
+    key = revision = None
+    for line in out.stdout.splitlines():
+        if line.startswith('"Key"') and key is None:
+            key = line.split(" : ", 1)[1].strip('"')
+        elif line.startswith('"CreateRevision"') and revision is None:
+            revision = int(line.split(" : ", 1)[1])
+    return (key, revision) if key is not None and revision is not None else None
+
+
+def test_three_hosts_contend_for_one_fleet_lock_one_holder_at_a_time(
+        fleet: tuple[list[Host], EtcdCluster]) -> None:
+    hosts, cluster = fleet
+    for host in hosts:
+        install(host, cluster, 0.05, HAND_UNIT)
+    for host in hosts:
+        host.sandbox.systemctl("start", "--no-block", f"{NAME}.service")
+    time.sleep(20)
+    for host in hosts:
+        host.sandbox.systemctl("stop", f"{NAME}.service")
+    holds = [h for host in hosts for h in parse_holds(host.holds())]
+    per_host = {name: sum(h.host == name for h in holds) for name in (host.name for host in hosts)}
+    assert all(per_host.values()), per_host  # every host held it at some point
+    assert len(holds) >= 60, per_host
+    assert_one_holder_at_a_time(holds)
+    match = f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_ACQUIRED}"
+    acquired = [e for host in hosts for e in host.sandbox.journal(match)]
+    assert {int(e["FENCING_TOKEN"]) for e in acquired} >= {h.token for h in holds}
+    print(f"{len(holds)} holds across {per_host}")
+
+
+def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster) -> tuple[Host, list[Host]]:
+    for host in hosts:
+        install(host, cluster, -1, HAND_UNIT)  # hold for ever
+    for host in hosts:
+        host.sandbox.systemctl("start", "--no-block", f"{NAME}.service")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        holding = [host for host in hosts if "start " in host.holds()]
+        if holding:
+            assert len(holding) == 1, [h.name for h in holding]
+            time.sleep(0.5)  # the others are queued behind it by now
+            return holding[0], [host for host in hosts if host is not holding[0]]
+        time.sleep(0.1)
+    raise AssertionError("nobody took the lock")
+
+
+def wait_for_new_holder(others: list[Host], timeout: float) -> tuple[Host, Hold]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for host in others:
+            holds = parse_holds(host.holds())
+            if holds:
+                return host, holds[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no other host took over within {timeout} s")
+
+
+def test_kill_9_of_the_holders_launcher_hands_over_within_ttl_plus_1s(
+        fleet: tuple[list[Host], EtcdCluster]) -> None:
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster)
+    main_pid = holder.sandbox.show(f"{NAME}.service", "MainPID")["MainPID"]
+    killed = time.monotonic()
+    holder.sandbox.run(["kill", "-9", main_pid])
+    new_host, new = wait_for_new_holder(others, TTL + 5)
+    assert new.start - killed <= TTL + 1, f"takeover after {new.start - killed:.2f} s"
+    old = parse_holds(holder.holds())
+    assert old[0].last < killed + 0.5  # the app went with its launcher
+    time.sleep(1)
+    assert_one_holder_at_a_time([h for host in hosts for h in parse_holds(host.holds())])
+    print(f"kill -9 -> {new_host.name} running: {new.start - killed:.2f} s")
+
+
+def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_takes_over(
+        fleet: tuple[list[Host], EtcdCluster]) -> None:
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster)
+    holder.link.partition()
+    cut = time.monotonic()
+    new_host, new = wait_for_new_holder(others, TTL + 5)
+    assert new.start - cut <= TTL + 1, f"takeover after {new.start - cut:.2f} s"
+    [lost] = holder.sandbox.journal(f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_LOST}")
+    expiry = int(lost["LAST_RENEWAL_MONOTONIC_USEC"]) / 1e6 + TTL
+    old = parse_holds(holder.holds())[0]
+    assert old.last < expiry and old.last < new.start
+    assert lost["LOCK_SCOPE"] == "fleet" and lost["LOCK_KEY"] == KEY and lost["FENCING_TOKEN"] == str(old.token)
+    holder.link.heal()
+    time.sleep(TTL)  # the healed host's service restarted (exit 76) and queues again: nothing runs twice
+    holds = [h for host in hosts for h in parse_holds(host.holds())]
+    assert_one_holder_at_a_time(holds)
+    assert len(holds) == 2, holds
+    print(f"partition -> holder stopped {expiry - old.last:.2f} s before its lease could expire; "
+          f"{new_host.name} running after {new.start - cut:.2f} s")
