@@ -25,6 +25,7 @@ class TestKey:
     fingerprint: str
     public: Path  # armored
     keyring: Path  # binary, as gpgv --keyring and apt's Signed-By take it
+    algo: str  # as gpg --quick-gen-key names it
 
     __test__ = False  # not a test class for pytest
 
@@ -43,7 +44,7 @@ def make_key(home: Path, algo: str = "ed25519", uid: str = "unitgen test <test@e
     public.write_text(run([*gpg, "--armor", "--export", fingerprint]).stdout)
     keyring = home / "public.gpg"
     run([*gpg, "--output", str(keyring), "--export", fingerprint])
-    return TestKey(home, fingerprint, public, keyring)
+    return TestKey(home, fingerprint, public, keyring, algo)
 
 
 def key_fixture(factory: pytest.TempPathFactory, uid: str = "unitgen test <test@example.org>") -> Iterator[TestKey]:

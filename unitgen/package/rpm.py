@@ -5,18 +5,21 @@ bytes, then the main header, then the payload. Both headers are an "immutable re
 (docs/manual/hregions.md): the region tag first in the index and a 16-byte trailer ending the data
 that points back over the whole index, which rpm checks before it trusts a header. The signature
 header carries the digests `rpm -K` verifies: SHA1 and SHA256 of the main header, MD5 of header
-plus payload, and the sizes.
+plus payload, and the sizes. `add_signature` adds OpenPGP signatures to a built package, as
+`rpmsign --addsign --rpmv3` does: one over the header (which names the payload's digest) and one
+over header plus payload.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import struct
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from unitgen.errors import UnitgenError
 from unitgen.package.files import Entry, Kind, collect
@@ -32,6 +35,11 @@ HEADER_SIGNATURES, HEADER_IMMUTABLE = 62, 63
 
 # Signature tags (rpmtag.h RPMSIGTAG_*).
 SIG_SHA1, SIG_SHA256, SIG_SIZE, SIG_MD5, SIG_PAYLOADSIZE = 269, 273, 1000, 1004, 1007
+# OpenPGP signatures: over the header only, and over header + payload; RSA keys use the first of
+# each pair, DSA, ECDSA and EdDSA keys the second (sign/rpmgensig.c, makeSigTag).
+SIG_DSAHEADER, SIG_RSAHEADER, SIG_PGP, SIG_GPG = 267, 268, 1002, 1005
+_OPENPGP_TAGS = {SIG_DSAHEADER, SIG_RSAHEADER, SIG_PGP, SIG_GPG}
+PGP_RSA, PGP_DSA, PGP_ECDSA, PGP_EDDSA = 1, 17, 19, 22
 
 
 class Tag:
@@ -410,3 +418,88 @@ def build(
             data.seek(0)
             copy(data, out, size)
     return target
+
+
+# --- signing ---------------------------------------------------------------------------------
+
+
+class DetachedSigner(Protocol):
+    """What `add_signature` needs: one binary OpenPGP v4 signature packet over a file's bytes
+    (`unitgen.publish.signing.Signer` is one, through gpg)."""
+
+    def detach_binary(self, data: Path) -> bytes: ...
+
+
+def _header_size(intro: bytes, where: Path) -> int:
+    if len(intro) != 16 or intro[:8] != b"\x8e\xad\xe8\x01\0\0\0\0":
+        raise UnitgenError(f"{where}: not an rpm package (bad header)", hint="sign .rpm files")
+    count, size = struct.unpack(">II", intro[8:])
+    return 16 + 16 * int(count) + int(size)
+
+
+def _entries(blob: bytes) -> dict[int, tuple[int, int, bytes]]:
+    """The (type, count, data) of each tag of a header blob, its region tag left out."""
+    count = struct.unpack(">I", blob[8:12])[0]
+    data = blob[16 + 16 * count :]
+    out = {}
+    for i in range(count):
+        tag, type_, offset, n = struct.unpack(">IIiI", blob[16 + 16 * i : 32 + 16 * i])
+        if tag in (HEADER_SIGNATURES, HEADER_IMMUTABLE):
+            continue
+        if type_ in (STRING, STRING_ARRAY, I18NSTRING):
+            end = offset
+            for _ in range(1 if type_ == STRING else n):
+                end = data.index(b"\0", end) + 1
+            out[tag] = (type_, n, data[offset:end])
+        else:
+            width = {INT16: 2, INT32: 4, INT64: 8}.get(type_, 1)
+            out[tag] = (type_, n, data[offset : offset + width * n])
+    return out
+
+
+def _public_key_algorithm(signature: bytes) -> int:
+    """The public-key algorithm of one OpenPGP v4 signature packet (RFC 4880 4.2, 5.2.3)."""
+    first = signature[0]
+    # New packet format: the tag octet, then a 1, 2 or 5 octet length; the old format has the
+    # length's size in the tag octet's low two bits.
+    new_length = 1 if signature[1] < 192 else 2 if signature[1] < 224 else 5
+    body = 1 + (new_length if first & 0x40 else (1, 2, 4)[first & 3])
+    if signature[body] != 4:
+        raise UnitgenError(f"gpg made a version {signature[body]} signature; rpm needs version 4")
+    return signature[body + 2]
+
+
+def add_signature(path: Path, signer: DetachedSigner) -> None:
+    """Sign the rpm at `path` in place, replacing any OpenPGP signatures it had: one signature of
+    the header, one of header + payload (what `rpm -K` shows as "Header V4 ... Signature" and
+    "V4 ... Signature"). The file is replaced atomically; on failure it is left as it was."""
+    with path.open("rb") as f:
+        lead = f.read(96)
+        if len(lead) != 96 or lead[:4] != b"\xed\xab\xee\xdb":
+            raise UnitgenError(f"{path}: not an rpm package (bad lead)", hint="sign .rpm files")
+        intro = f.read(16)
+        size = _header_size(intro, path)
+        sig_blob = intro + f.read(size - 16)
+        f.seek(-size % 8, 1)
+        start = f.tell()  # the main header, then the payload, to the end
+        header_blob = f.read(16)
+        header_blob += f.read(_header_size(header_blob, path) - 16)
+        with tempfile.TemporaryDirectory(prefix="unitgen-rpmsign-") as tmp:
+            signed_header = Path(tmp) / "header"
+            signed_header.write_bytes(header_blob)
+            signed_all = Path(tmp) / "header+payload"
+            with signed_all.open("wb") as out:
+                f.seek(start)
+                shutil.copyfileobj(f, out, CHUNK)
+            over_header = signer.detach_binary(signed_header)
+            over_all = signer.detach_binary(signed_all)
+        rsa = _public_key_algorithm(over_header) == PGP_RSA
+        sig = Header(HEADER_SIGNATURES)
+        sig.entries = {t: e for t, e in _entries(sig_blob).items() if t not in _OPENPGP_TAGS}
+        sig.add(SIG_RSAHEADER if rsa else SIG_DSAHEADER, BIN, over_header)
+        sig.add(SIG_PGP if rsa else SIG_GPG, BIN, over_all)
+        blob = sig.to_bytes()
+        with package_file(path) as out:
+            out.write(lead + blob + b"\0" * (-len(blob) % 8))
+            f.seek(start)
+            shutil.copyfileobj(f, out, CHUNK)
