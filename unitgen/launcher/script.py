@@ -146,5 +146,22 @@ def compile_argv(python: str, directory: str) -> tuple[str, ...]:
 
 def cleanup_argv(directory: str) -> tuple[str, ...]:
     """Remove the compiled bytecode (before removal, an upgrade, and recompiling): the package
-    does not own `__pycache__`, which would otherwise keep `directory` from being removed."""
-    return ("rm", "-rf", f"{directory.rstrip('/')}/__pycache__")
+    does not own `__pycache__`, which would otherwise keep `directory` from being removed.
+    `find -exec rm`, like the app venv's clean-up: rpmlint takes a bare `rm` in a scriptlet for a
+    dangerous command."""
+    return ("find", directory, "-maxdepth", "1", "-type", "d", "-name", "__pycache__", "-exec", "rm", "-rf", "{}", "+")
+
+
+# Where lintian expects maintainer scripts to name commands without their path (Debian policy 6.1).
+_PATH_DIRECTORIES = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+
+
+def lintian_overrides(python: str) -> tuple[str, ...]:
+    """The deb's lintian overrides for `compile_argv`, each `TAG CONTEXT # why`."""
+    if python.rpartition("/")[0] not in _PATH_DIRECTORIES:
+        return ()
+    return (
+        f"command-with-path-in-maintainer-script {python} (plain script) [postinst:*]"
+        " # the launcher's bytecode must be compiled by the interpreter that runs it (its cache tag"
+        " names the version), not by whichever python comes first in PATH (/usr/local/bin)",
+    )

@@ -7,7 +7,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from unitgen.errors import UnitgenError
-from unitgen.launcher.script import cleanup_argv, compile_argv, install_dir
+from unitgen.launcher.script import cleanup_argv, compile_argv, install_dir, lintian_overrides
 from unitgen.package import PackageInfo, Relations
 from unitgen.package.model import Format, to_rpm
 from unitgen.spec import FormatOverrides, Spec
@@ -166,9 +166,14 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         ),
         unconfigure=(*((payload.cleanup_argv,) if payload else ()), cleanup_argv(install_dir(spec.name))),
         lintian_overrides=(
-            f"unusual-interpreter {payload.venv}/bin/python [*]"
-            " # the app's scripts and its launcher run the interpreter of the app's own venv",
-        )
-        if payload
-        else (),
+            *(
+                (
+                    f"unusual-interpreter {payload.venv}/bin/python [*]"
+                    " # the app's scripts and its launcher run the interpreter of the app's own venv",
+                )
+                if payload
+                else ()
+            ),
+            *lintian_overrides(spec.python),
+        ),
     )
