@@ -21,6 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "packaging"
 PRIVATE = "usr/share/unitgen"  # the modules and templates, private to the application
+# Where each shell looks for completions shipped by packages. zsh's differs: Debian's zsh reads
+# vendor-completions, Fedora's the upstream default site-functions.
+BASH_COMPLETION = "usr/share/bash-completion/completions/unitgen"
+FISH_COMPLETION = "usr/share/fish/vendor_completions.d/unitgen.fish"
+ZSH_COMPLETION = {"deb": "usr/share/zsh/vendor-completions/_unitgen", "rpm": "usr/share/zsh/site-functions/_unitgen"}
 
 
 def source_date_epoch() -> int:
@@ -61,14 +66,25 @@ def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)  # mtime 0: the same bytes every build
 
 
-def stage_common(wheel: Path, root: Path) -> None:
-    """The files both formats ship: the package from the wheel, the command and its manual page."""
+def stage_common(wheel: Path, root: Path, fmt: str) -> None:
+    """The files both formats ship: the package from the wheel, the command, its manual page and
+    the shell completions."""
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
             if info.filename.startswith("unitgen/") and not info.is_dir():
                 write(root / PRIVATE / info.filename, zf.read(info))
     write(root / "usr/bin/unitgen", (HERE / "unitgen.in").read_bytes(), 0o755)
     write(root / "usr/share/man/man1/unitgen.1.gz", gzipped((HERE / "unitgen.1").read_bytes()))
+    for shell, path in (("bash", BASH_COMPLETION), ("zsh", ZSH_COMPLETION[fmt]), ("fish", FISH_COMPLETION)):
+        write(root / path, completion(root, shell))
+
+
+def completion(root: Path, shell: str) -> bytes:
+    """`unitgen completion SHELL` of the staged modules themselves: the script matches the command
+    line it completes. -B: no bytecode written into the staged tree."""
+    env = {**os.environ, "PYTHONPATH": str(root / PRIVATE)}
+    argv = [sys.executable, "-B", "-m", "unitgen", "completion", shell]
+    return subprocess.run(argv, check=True, capture_output=True, env=env, stdin=subprocess.DEVNULL).stdout
 
 
 def normalize(root: Path, epoch: int) -> None:
@@ -82,7 +98,7 @@ def normalize(root: Path, epoch: int) -> None:
 
 def build_deb(wheel: Path, version: str, out: Path, scratch: Path, epoch: int) -> Path:
     root = scratch / "deb"
-    stage_common(wheel, root)
+    stage_common(wheel, root, "deb")
     doc = root / "usr/share/doc/unitgen"
     write(doc / "copyright", (HERE / "debian/copyright").read_bytes())
     write(doc / "changelog.gz", gzipped((HERE / "debian/changelog").read_bytes()))
@@ -107,7 +123,7 @@ def build_deb(wheel: Path, version: str, out: Path, scratch: Path, epoch: int) -
 
 def build_rpm(wheel: Path, version: str, out: Path, scratch: Path, epoch: int) -> Path:
     root = scratch / "rpm-stage"
-    stage_common(wheel, root)
+    stage_common(wheel, root, "rpm")
     write(root / "usr/share/licenses/unitgen/LICENSE", license_text().encode())
     normalize(root, epoch)
     top = scratch / "rpmbuild"
