@@ -33,7 +33,7 @@ import os, socket, sys, time
 hold = float(sys.argv[1])
 log = open("/var/lib/fleetdemo/holds", "a", buffering=1)
 start = time.monotonic()
-log.write(f"start {socket.gethostname()} {os.environ['UNITGEN_FENCING_TOKEN']} {start:.6f}\\n")
+log.write(f"start {socket.gethostname()} {os.environ.get('UNITGEN_FENCING_TOKEN', '0')} {start:.6f}\\n")
 while hold < 0 or time.monotonic() < start + hold:
     log.write(f"beat {time.monotonic():.6f}\\n")
     time.sleep(0.02)
@@ -180,9 +180,10 @@ def test_three_hosts_contend_for_one_fleet_lock_one_holder_at_a_time(
     print(f"{len(holds)} holds across {per_host}")
 
 
-def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster) -> tuple[Host, list[Host]]:
+def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster, unit: str = HAND_UNIT
+                              ) -> tuple[Host, list[Host]]:
     for host in hosts:
-        install(host, cluster, -1, HAND_UNIT)  # hold for ever
+        install(host, cluster, -1, unit)  # hold for ever
     for host in hosts:
         host.sandbox.systemctl("start", "--no-block", f"{NAME}.service")
     deadline = time.monotonic() + 30
@@ -243,3 +244,33 @@ def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_take
     assert len(holds) == 2, holds
     print(f"partition -> holder stopped {expiry - old.last:.2f} s before its lease could expire; "
           f"{new_host.name} running after {new.start - cut:.2f} s")
+
+
+ETCDCTL_UNIT = """\
+[Unit]
+Description=the same app under etcdctl lock
+StartLimitIntervalSec=0
+[Service]
+ExecStart=/usr/bin/etcdctl --endpoints {endpoints} lock --ttl=5 /unitgen/locks/fleetdemo -- \
+/usr/bin/python3 -I /usr/lib/fleetdemo/app.py {hold}
+Restart=always
+RestartSec=0.1
+StateDirectory=fleetdemo
+"""
+
+
+def test_the_same_partition_with_etcdctl_lock_as_the_wrapper_runs_two_holders_at_once(
+        fleet: tuple[list[Host], EtcdCluster]) -> None:
+    """Why unitgen does not wrap with `etcdctl lock KEY cmd` (issue 13): cut off from etcd, the wrapper
+    keeps its command running after its lease expired, next to the host that took the lock over."""
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster, ETCDCTL_UNIT)
+    holder.link.partition()
+    cut = time.monotonic()
+    new_host, new = wait_for_new_holder(others, TTL + 10)
+    time.sleep(3)
+    old = parse_holds(holder.holds())[0]
+    overlap = old.last - new.start
+    assert overlap > 2.5, f"old holder stopped {-overlap:.2f} s before the new one started"
+    print(f"etcdctl lock: {new_host.name} took over {new.start - cut:.2f} s after the cut; the cut-off "
+          f"holder's command was still running {overlap:.2f} s later (and keeps running)")
