@@ -88,6 +88,7 @@ def cmd_render(args: argparse.Namespace) -> Result:
 
     if args.diff:
         return _diff(args)
+    _root_needs_diff(args)
     # Every spec and every --out first: one bad input among many writes nothing at all.
     # The app's venv is built by `package` and `try`; render stays quick and offline.
     jobs = [(one, load_spec(_spec_path(one), one.name), _writable_out_dir(one)) for one in _each(args)]
@@ -99,6 +100,11 @@ def cmd_render(args: argparse.Namespace) -> Result:
             print("\n".join(str(path) for path in written))
         services.append({"name": spec.name, "out": str(out), "files": _files_document(files, out)})
     return 0, {"command": "render", "services": services}
+
+
+def _root_needs_diff(args: argparse.Namespace) -> None:
+    if args.root is not None and not args.diff:
+        raise UnitgenError("--root is read only with --diff", hint=f"unitgen {args.command} NAME --diff --root DIR")
 
 
 def _files_document(files: Sequence[Any], out: Path) -> list[dict[str, Any]]:
@@ -119,7 +125,9 @@ def _diff(args: argparse.Namespace) -> Result:
     """render --diff, package --diff: what would change, written nowhere."""
     from unitgen.cli.diff import diff_services
 
-    return diff_services(args, _each(args), _spec_path, _out_dir)
+    # --out is checked as render would check it before replacing it: what the command would
+    # refuse, --diff refuses too.
+    return diff_services(args, _each(args), _spec_path, _writable_out_dir)
 
 
 def _threshold(args: argparse.Namespace) -> float:
@@ -181,16 +189,16 @@ def cmd_package(args: argparse.Namespace) -> Result:
     from unitgen.spec import load_spec
     from unitgen.staging.build import stage
 
+    if args.diff:
+        return _diff(args)  # checks the specs and --out the same way
+    _root_needs_diff(args)
     jobs = []
     for one in _each(args):  # every input first: one bad spec among many builds nothing
         spec = load_spec(_spec_path(one), one.name)
         package_info(spec, None)  # fail before any work when the spec has no [package] table
-        jobs.append((one, spec, None if args.diff else _writable_out_dir(one)))
-    if args.diff:
-        return _diff(args)
+        jobs.append((one, spec, _writable_out_dir(one)))
     packages = []
     for one, spec, staging in jobs:
-        assert staging is not None  # for mypy: set whenever not --diff
         _, payload = stage(spec, staging, template_dirs=[Path(t) for t in one.templates], inputs=_inputs(one))
         info = package_info(spec, payload)
         formats = [Format(one.format)] if one.format != "both" else [Format.DEB, Format.RPM]
@@ -333,7 +341,6 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--root",
                 metavar="DIR",
-                default="/",
                 help="with --diff: where the installed files are looked for when --out does not exist (default: /)",
             )
         if batch:

@@ -169,8 +169,8 @@ def diff_services(
     for one, spec in jobs:
         files = render(spec, template_dirs=[Path(t) for t in one.templates])
         out = out_dir(one)
-        staging = out.is_dir() or out.is_symlink()
-        base = out if staging else Path(one.root)
+        staging = out.is_dir()
+        base = out if staging else Path(one.root or "/")
         # `package` rebuilds the venv; comparing it file by file says nothing useful.
         skip = PurePosixPath(spec.app.venv.lstrip("/")) if spec.app is not None and args.command == "package" else None
         changes = compare(spec, files, base, staging=staging, skip=skip)
