@@ -139,6 +139,46 @@ def test_zsh_script_parses_and_registers_with_compinit(tmp_path: Path) -> None:
     assert result.stdout.split("\n")[:3] == ["_unitgen", "_unitgen", "_unitgen_services: function"]
 
 
+# An interactive zsh on a pseudo-terminal (zsh's own zpty): a line is typed, then TAB, and the
+# screen is read until the completed text shows up (or 10 s pass).
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z "zsh -f -i"
+zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -U compinit; compinit -u -d $1/zcompdump; unitgen() { :; }"
+zpty -n -w z "$2"$'\t'
+local screen= chunk
+integer i
+for (( i = 0; i < 100; i++ )); do
+    while zpty -r -t z chunk; do screen+=$chunk; done
+    [[ ${screen//$'\e'\[[0-9;?]#[a-zA-Z]/} == *"$3"* ]] && break
+    sleep 0.1
+done
+zpty -d z
+print -r -- "${screen//$'\e'\[[0-9;?]#[a-zA-Z]/}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("typed", "completed"),
+    [
+        pytest.param("unitgen ren", "unitgen render ", id="command"),
+        pytest.param("unitgen render wo", "unitgen render worker ", id="service-name"),
+        pytest.param("unitgen package --format r", "unitgen package --format rpm ", id="format-choice"),
+        pytest.param("unitgen check --js", "unitgen check --json ", id="option"),
+    ],
+)
+def test_zsh_completes_on_a_terminal(project: Path, tmp_path_factory: pytest.TempPathFactory, typed: str,
+                                     completed: str) -> None:  # fmt: skip
+    functions = tmp_path_factory.mktemp("zsh")
+    (functions / "_unitgen").write_text(script("zsh"))
+    driver = functions / "driver.zsh"
+    driver.write_text(ZSH_DRIVER)
+    env = {**ENV, "HOME": str(functions), "TERM": "dumb"}
+    result = subprocess.run(["zsh", "-f", str(driver), str(functions), typed, completed], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert completed in result.stdout.replace("\b", ""), result.stdout + result.stderr
+
+
 def test_the_shells_are_there() -> None:
     # The zsh and fish tests need the real shells (scripts/bootstrap installs them): never a silent skip.
     assert all(shutil.which(shell) for shell in ("bash", "zsh", "fish"))
