@@ -36,7 +36,7 @@ import lzma
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +47,6 @@ from unitgen.publish.signing import Signer
 # Debian's release architectures (and the ports still built); "all" packages go into each.
 ARCHITECTURES = ("amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x")
 KEEP = 3
-KEY_FILE = "key.asc"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")  # suites, components, package names (Debian policy 5.6.1)
 _VERSION = re.compile(r"^[A-Za-z0-9.+~:-]+$")  # deb-version(7) characters: nothing that makes a path
 _INDEX_FIELDS = ("Filename", "Size", "MD5sum", "SHA1", "SHA256")
@@ -195,12 +194,6 @@ def locked(repo: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def _copy_into_pool(repo: Path, src: Path, entry: Entry) -> Path | None:
     """Copy `src` to its pool path; return it when this publish created it."""
     dest = repo / entry.pool_path
@@ -266,49 +259,52 @@ def _write_generation(
     (target / "Release.gpg").write_text(signer.detach_armored(release))
 
 
-def publish_debs(
+def check_architectures(architectures: Sequence[str]) -> None:
+    unknown = [a for a in architectures if a not in ARCHITECTURES]
+    if unknown or not architectures:
+        raise UnitgenError(f"architecture {' '.join(unknown) or '(none)'} is not supported",
+                           hint=f"choose among {' '.join(ARCHITECTURES)}")  # fmt: skip
+
+
+def prepare_debs(
     debs: Sequence[Path],
     repo: Path,
-    signer: Signer,
     *,
     suite: str = "stable",
     component: str = "main",
     architectures: Sequence[str] = ("amd64", "arm64"),
     keep: int = KEEP,
-) -> AptResult:
-    """Add `debs` to the apt repository at `repo` (made if missing) and re-sign it; see the module doc.
+) -> Callable[[Signer], AptResult]:
+    """Read and check `debs` against the apt repository at `repo`; return what adds them and
+    re-signs it (see the module doc). The caller holds `locked(repo)` from here to the commit.
 
-    Raises `UnitgenError`, with the repository untouched, for a package that is not a .deb, one for
-    an architecture not in `architectures`, or one whose name, version and architecture are already
+    Raises `UnitgenError`, having changed nothing, for a package that is not a .deb, one for an
+    architecture not in `architectures`, or one whose name, version and architecture are already
     published with other contents.
     """
     check_name("suite", suite)
     check_name("component", component)
-    unknown = [a for a in architectures if a not in ARCHITECTURES]
-    if unknown or not architectures:
-        raise UnitgenError(f"architecture {' '.join(unknown) or '(none)'} is not supported",
-                           hint=f"choose among {' '.join(ARCHITECTURES)}")  # fmt: skip
-    if keep < 1:
-        raise UnitgenError(f"keep = {keep}: a repository keeps at least 1 version of each package")
-    repo.mkdir(parents=True, exist_ok=True)
-    with locked(repo):
-        number, generation = _current(repo, suite)
-        current, components, old_archs = _read_entries(generation) if generation else ([], [], [])
-        dropped = sorted({e.deb.architecture for e in current} - {"all", *architectures})
-        if dropped:
-            raise UnitgenError(f"{repo}: the repository has {' '.join(dropped)} packages",
-                               hint=f"keep {' '.join(dropped)} in its architectures")  # fmt: skip
-        plan = _plan(debs, current, component, architectures, keep)
+    check_architectures(architectures)
+    number, generation = _current(repo, suite)
+    current, components, old_archs = _read_entries(generation) if generation else ([], [], [])
+    dropped = sorted({e.deb.architecture for e in current} - {"all", *architectures})
+    if dropped:
+        raise UnitgenError(f"{repo}: the repository has {' '.join(dropped)} packages",
+                           hint=f"keep {' '.join(dropped)} in its architectures")  # fmt: skip
+    plan = _plan(debs, current, component, architectures, keep)
+
+    def commit(signer: Signer) -> AptResult:
         result = AptResult(unchanged=plan.unchanged, superseded=plan.superseded, generation=number)
         if not plan.copy and not plan.removed and generation and list(architectures) == old_archs:
             return result  # nothing new: the signed index stays as it is
-        components = sorted({*components, component})
         result.generation = number + 1
-        _swap_in(repo, suite, generation, result.generation, plan, components, architectures, signer)
+        everything = sorted({*components, component})
+        _swap_in(repo, suite, generation, result.generation, plan, everything, architectures, signer)
         result.added = [e.pool_path for _, e in plan.copy]
         result.removed = [e.pool_path for e in plan.removed]
-        _atomic_write(repo / KEY_FILE, signer.public_key().encode())
-    return result
+        return result
+
+    return commit
 
 
 def _swap_in(
