@@ -250,3 +250,19 @@ def test_launcher_works_without_bytecode(work: Path) -> None:
     finally:
         stop(proc)
     assert not (work / "__pycache__").exists()
+
+
+def test_launcher_runs_through_a_symbolic_link(work: Path) -> None:
+    """An admin's link to the stub (from a PATH directory, say) still finds the module next to the
+    stub itself, not next to the link."""
+    lock = work / "demo.pid"
+    script = rendered_launcher(work, make_settings(lock))
+    elsewhere = work / "bin"
+    elsewhere.mkdir()
+    (elsewhere / "demo").symlink_to(script)
+    proc = start([str(elsewhere / "demo")])
+    try:
+        wait_for_holder(lock, proc.pid)
+        assert run([str(elsewhere / "demo")]).returncode == EXIT_ALREADY_RUNNING
+    finally:
+        stop(proc)
