@@ -16,11 +16,12 @@ tree run by hand) the launcher works the same, only slower to start.
 The stub runs the interpreter with `-IS` (one shebang argument: Linux passes `-I -S` as one
 word). `-I` (isolated mode): no PYTHONPATH/PYTHONHOME/PYTHON* variables, no user site-packages,
 no script directory on sys.path, so a root-started process never imports whatever the
-environment points at. `-S`: no `site` at start-up (a millisecond and more
-that exec mode never needs); python mode runs `site.main()` itself before importing the app, so a
-virtual environment's interpreter (`python=/opt/app/venv/bin/python`) still sees what is
-installed in the venv: a python-mode app must be installed into the interpreter's environment, not
-found via PYTHONPATH or the current directory.
+environment points at. `-S`: no `site` at start-up (a millisecond and more that exec mode never
+needs); python mode runs `site.main()` itself before importing the app, so a virtual
+environment's interpreter (`python=/opt/app/venv/bin/python`) still sees what is installed in the
+venv: a python-mode app must be installed into the interpreter's environment, not found via
+PYTHONPATH or the current directory. The stub finds the module through the real path of its own
+file, so a symbolic link to the stub works too.
 """
 
 from __future__ import annotations
