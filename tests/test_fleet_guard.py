@@ -61,9 +61,12 @@ def launched() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def guard(launched: list[subprocess.Popen[str]], journal: Receiver, endpoints: list[str], mode: str,
-          *argv: str, on_contention: str = "exit", wait_timeout: str = "-") -> subprocess.Popen[str]:
+          *argv: str, on_contention: str = "exit", wait_timeout: str = "-",
+          notify: Receiver | None = None) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "INVOCATION_ID")}
     environ[runtime.JOURNAL_SOCKET_ENV] = journal.env_value
+    if notify is not None:
+        environ["NOTIFY_SOCKET"] = notify.env_value
     p = subprocess.Popen(
         [sys.executable, "-m", "tests.etcd_cluster", "guard", mode, ",".join(endpoints), PREFIX, str(TTL),
          on_contention, wait_timeout, "--", *argv],
@@ -131,6 +134,20 @@ def test_exec_app_gets_the_token_the_journal_logs_it_and_exit_releases_the_lock(
     assert key == f"{PREFIX}/{entry['LEASE_ID']}"
     assert entry["LOCK_ENDPOINTS"] == ",".join(etcd_cluster.endpoints)
     assert keys(etcd_cluster) == []  # revoked at exit: the next holder need not wait for the TTL
+
+
+def test_holding_arms_systemds_watchdog_and_pings_it_after_each_renewal(
+        etcd_cluster: EtcdCluster, launched: list[subprocess.Popen[str]], journal: Receiver) -> None:
+    notify = Receiver.abstract()
+    try:
+        p = guard(launched, journal, etcd_cluster.endpoints, "exec", "/bin/sleep", "2.5", notify=notify)
+        assert p.wait(timeout=20) == 0
+        states = [d.data.decode() for d in notify.drain()]
+    finally:
+        notify.close()
+    margin = TTL / 4  # FleetLock's default
+    assert states[0] == f"WATCHDOG_USEC={int((TTL - margin / 2) * 1e6)}\nWATCHDOG=1", states
+    assert states[1:].count("WATCHDOG=1") >= 3  # renewals every ttl/3 while the app ran 2.5 s
 
 
 def test_exec_contender_exits_17_naming_the_holder(

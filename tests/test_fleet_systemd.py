@@ -125,6 +125,7 @@ ExecStart=/usr/bin/python3 -I /usr/lib/fleetdemo/driver.py {endpoints} /unitgen/
 Restart=always
 RestartSec=0.1
 StateDirectory=fleetdemo
+WatchdogSignal=SIGKILL
 """
 
 
@@ -244,6 +245,25 @@ def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_take
     assert len(holds) == 2, holds
     print(f"partition -> holder stopped {expiry - old.last:.2f} s before its lease could expire; "
           f"{new_host.name} running after {new.start - cut:.2f} s")
+
+
+def test_sigstop_of_the_holders_launcher_systemds_watchdog_kills_it_before_the_lease_can_expire(
+        fleet: tuple[list[Host], EtcdCluster]) -> None:
+    """A frozen launcher can neither renew nor stop its app: the guard arms systemd's watchdog
+    (WATCHDOG_USEC=, pinged after each renewal), so systemd SIGKILLs it and the app goes with it."""
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster)
+    main_pid = holder.sandbox.show(f"{NAME}.service", "MainPID")["MainPID"]
+    holder.sandbox.run(["kill", "-STOP", main_pid])
+    stopped = time.monotonic()
+    new_host, new = wait_for_new_holder(others, TTL + 5)
+    assert new.start - stopped <= TTL + 1, f"takeover after {new.start - stopped:.2f} s"
+    old = parse_holds(holder.holds())[0]
+    assert old.last < new.start, f"the frozen holder's app ran {old.last - new.start:.2f} s into the next hold"
+    messages = " ".join(e.get("MESSAGE", "") for e in holder.sandbox.journal(unit=f"{NAME}.service"))
+    assert "Watchdog timeout" in messages, messages[-2000:]
+    print(f"SIGSTOP -> app killed {new.start - old.last:.2f} s before {new_host.name} ran "
+          f"({new.start - stopped:.2f} s after the stop)")
 
 
 ETCDCTL_UNIT = """\

@@ -406,7 +406,8 @@ class FleetLock:
     called once, from that thread, at most `ttl - margin` seconds after the send time of the last
     successful renewal, that is before the server could let the lease expire. After on_lost the
     caller must stop acting as holder (stop the app) and then call release(). A loss while
-    acquire() still waits is its Lost exception instead.
+    acquire() still waits is its Lost exception instead. `on_renewed(round_trip_seconds)` is called
+    after each successful renewal of a held lock, from the same thread: it must not block.
     """
 
     def __init__(
@@ -418,6 +419,7 @@ class FleetLock:
         tls: TLSFiles | None = None,
         identity: Mapping[str, object] | None = None,
         on_lost: Callable[[str], None] | None = None,
+        on_renewed: Callable[[float], None] | None = None,
         margin: float | None = None,
         connect_timeout: float = 1.0,
         request_timeout: float = 5.0,
@@ -434,6 +436,7 @@ class FleetLock:
             raise ValueError(f"margin must be at least 0 and below 2/3 of the ttl ({ttl * 2 / 3:.1f}s)")
         self.identity = dict(default_identity() if identity is None else identity)
         self.on_lost = on_lost
+        self.on_renewed = on_renewed  # called with the round-trip time of each successful renewal
         self.request_timeout = request_timeout
         self._gateway = _Gateway(self.endpoints, tls, connect_timeout)
         self._tls = tls
@@ -659,6 +662,8 @@ class FleetLock:
                         self._granted_ttl = float(ttl)
                         self._last_ok_send = sent
                         failures.clear()
+                        if self.on_renewed is not None and self.token:
+                            self.on_renewed(time.monotonic() - sent)
                         next_renewal = sent + interval
                 stop.wait(max(0.0, min(next_renewal, self._lost_at()) - time.monotonic()))
         finally:

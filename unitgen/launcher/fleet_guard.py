@@ -30,6 +30,13 @@ While the app runs
     (MESSAGE_ID_FLEET_LOST, LAST_RENEWAL_MONOTONIC_USEC, ERROR) and exit 76, which is not in
     RestartPreventExitStatus=: systemd's restart policy brings the service back as a contender.
 
+systemd's watchdog
+    A launcher that cannot run (SIGSTOPped, or its threads starved by an app holding the GIL) can
+    neither renew nor stop the app. So once the lock is held the guard sends WATCHDOG_USEC= (ttl -
+    margin/2) and WATCHDOG=1 after every renewal that came back within margin/4; the unit has
+    WatchdogSignal=SIGKILL. systemd then kills a frozen launcher before its lease can expire (and
+    never before the guard's own SIGKILL time), and the app dies with it (PR_SET_PDEATHSIG).
+
 exec mode
     The launcher cannot exec the app (the lease needs a process that keeps renewing it): it forks the
     app as its child and stays as its supervisor (the unit's main PID), like `consul lock`. The child
@@ -204,12 +211,15 @@ class Guard:
         self.name = name
         self.log = log
         self.notify = notify
-        self.lock = fleet.FleetLock(endpoints, key, ttl, tls=tls, on_lost=self._on_lost,
+        self.lock = fleet.FleetLock(endpoints, key, ttl, tls=tls, on_lost=self._on_lost, on_renewed=self._renewed,
                                     request_timeout=request_timeout)
         self.child = 0  # exec mode: the app's PID
         self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
         self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
         self._prctl_done: fleet._Event | None = None
+        self._pings: list[int] = []  # renewals not yet reported to systemd's watchdog
+        self._ping_ready = _thread.allocate_lock()
+        self._ping_ready.acquire()
         self._prctl_function: list[Callable[[int, int], int] | None] = []
 
     # ---- taking the lock -------------------------------------------------------------------------
@@ -243,6 +253,7 @@ class Guard:
         os.environ[TOKEN_ENV] = str(token)
         os.environ[KEY_ENV] = self.lock.key
         _current[:] = [self]
+        self._arm_watchdog()
         self.log(self.name, 6, f"{self.name} holds the fleet lock {self.lock.prefix.rstrip('/')} "
                  f"(fencing token {token}, lease {self.lock.lease_id:x})",
                  MESSAGE_ID=MESSAGE_ID_FLEET_ACQUIRED, **self.fields())
@@ -305,6 +316,38 @@ class Guard:
         self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_LOST, ERROR=str(error), **self.fields())
         self.notify(f"STATUS={message}")
         return EXIT_FLEET_LOST
+
+    # ---- systemd's watchdog: the deadline enforced from outside the launcher ---------------------
+
+    def watchdog_usec(self) -> int:
+        """WATCHDOG_USEC= while the lock is held: ttl - margin/2, the guard's own SIGKILL time."""
+        return int((self.lock.ttl - self.lock.margin / 2) * 1_000_000)
+
+    def _arm_watchdog(self) -> None:
+        # A launcher that cannot act (SIGSTOPped, its threads starved by an app holding the GIL) cannot
+        # stop the app either: then systemd must. From here on WATCHDOG=1 is sent after each renewal that
+        # came back within margin/4, so the watchdog fires (WatchdogSignal=SIGKILL in the unit; the app
+        # dies with the launcher, PR_SET_PDEATHSIG) at most `renewal sent + margin/4 + ttl - margin/2`,
+        # before the lease can expire, and never before the guard's own SIGKILL time.
+        if not os.environ.get("NOTIFY_SOCKET"):
+            return
+        self.notify(f"WATCHDOG_USEC={self.watchdog_usec()}\nWATCHDOG=1")
+        _thread.start_new_thread(self._pinger, ())
+
+    def _renewed(self, round_trip: float) -> None:
+        # From the keep-alive thread, which must never wait on a notification socket: hand it over.
+        if round_trip < self.lock.margin / 4 and self.lock.held():
+            self._pings.append(1)
+            if self._ping_ready.locked():
+                self._ping_ready.release()
+
+    def _pinger(self) -> None:
+        while True:
+            self._ping_ready.acquire()
+            while self._pings:
+                self._pings.pop()
+                if self.lock.held():
+                    self.notify("WATCHDOG=1")
 
     # ---- losing it ---------------------------------------------------------------------------------
 
