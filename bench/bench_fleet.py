@@ -62,7 +62,7 @@ _bench_main()
 GUARD_MAIN = '''
 import os, sys
 sys.path.insert(0, sys.argv[4])
-import fleet_guard, runtime
+import unitgen_fleet_guard as fleet_guard, unitgen_launcher as runtime
 guard = fleet_guard.Guard("bench", sys.argv[1].split(","), sys.argv[2], 10, log=runtime.log, notify=runtime.notify)
 guard.prepare_exec()
 if guard.acquire("wait") >= 0:
@@ -106,8 +106,9 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
     stub = work / "fleet_stub.py"
     header = f"import os, sys\nsys.path.insert(0, {str(module_dir)!r})\nfrom fleet import FleetLock\n"
     stub.write_text(header + MAIN)
-    for name in ("runtime.py", "fleet_guard.py"):
-        (module_dir / name).write_text((ROOT / "unitgen" / "launcher" / name).read_text())
+    for module, name in {"runtime": "unitgen_launcher", "fleet": "unitgen_fleet_lock",
+                         "fleet_guard": "unitgen_fleet_guard"}.items():
+        (module_dir / f"{name}.py").write_text((ROOT / "unitgen" / "launcher" / f"{module}.py").read_text())
     guard_stub = work / "guard_stub.py"
     guard_stub.write_text(GUARD_MAIN)
     os.environ["UNITGEN_JOURNAL_SOCKET"] = str(journal_sink(work))

@@ -44,7 +44,7 @@ log.write(f"end {time.monotonic():.6f}\\n")
 DRIVER = """\
 import os, sys
 sys.path.insert(0, "/usr/lib/fleetdemo")
-import fleet_guard, runtime
+import unitgen_fleet_guard as fleet_guard, unitgen_launcher as runtime
 endpoints, key, ttl, on_contention = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 guard = fleet_guard.Guard("fleetdemo", endpoints, key, ttl, log=runtime.log, notify=runtime.notify)
 guard.prepare_exec()
@@ -103,8 +103,9 @@ def assert_one_holder_at_a_time(holds: list[Hold]) -> None:
 
 def install(host: Host, cluster: EtcdCluster, hold: float, unit: str) -> None:
     sb = host.sandbox
-    for module in ("runtime.py", "fleet.py", "fleet_guard.py"):
-        sb.write_file(f"/usr/lib/fleetdemo/{module}", (ROOT / "unitgen/launcher" / module).read_text())
+    deployed = {"runtime": "unitgen_launcher", **fleet_guard.DEPLOYED_NAMES}
+    for module, name in deployed.items():
+        sb.write_file(f"/usr/lib/fleetdemo/{name}.py", (ROOT / "unitgen/launcher" / f"{module}.py").read_text())
     sb.write_file("/usr/lib/fleetdemo/driver.py", DRIVER)
     sb.write_file("/usr/lib/fleetdemo/app.py", APP)
     sb.run(["python3", "-m", "compileall", "-q", "/usr/lib/fleetdemo"])

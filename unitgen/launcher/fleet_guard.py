@@ -64,10 +64,13 @@ import os
 import sys
 import time
 
-try:  # inside the unitgen package (tests, rendering) ...
+# Deployed as /usr/libexec/NAME/unitgen_fleet_guard.py next to unitgen_fleet_lock.py (this package's
+# fleet.py) and the launcher module: prefixed names, so an app's own `fleet` module is never shadowed.
+DEPLOYED_NAMES = {"fleet": "unitgen_fleet_lock", "fleet_guard": "unitgen_fleet_guard"}
+if __package__:  # inside the unitgen package (tests, rendering)
     from . import fleet
-except ImportError:  # ... or deployed: next to the launcher module, on sys.path
-    import fleet  # type: ignore[no-redef,import-not-found]
+else:
+    import unitgen_fleet_lock as fleet  # type: ignore[import-not-found,no-redef]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
