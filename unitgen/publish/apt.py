@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import fcntl
+import functools
 import gzip
 import hashlib
 import lzma
@@ -131,6 +132,7 @@ def _read_entries(generation: Path) -> tuple[list[Entry], list[str], list[str]]:
 
 @dataclass
 class _Plan:
+    current: list[Entry]  # what the published index lists now
     keep: list[Entry]
     copy: list[tuple[Path, Entry]]  # new files for the pool
     removed: list[Entry]
@@ -176,7 +178,7 @@ def _plan(debs: Sequence[Path], current: list[Entry], component: str, architectu
         removed += group[keep:]
     copy = [(incoming[k][0], e) for k, e in new.items() if e in kept]
     superseded = [e.pool_path for e in removed if e.deb.key() in new]
-    return _Plan(kept, copy, [e for e in removed if e.deb.key() in by_key], unchanged, superseded)
+    return _Plan(current, kept, copy, [e for e in removed if e.deb.key() in by_key], unchanged, superseded)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -209,7 +211,12 @@ def _copy_into_pool(repo: Path, src: Path, entry: Entry) -> Path | None:
 
 def _index_files(entries: Iterable[Entry]) -> dict[str, bytes]:
     ordered = sorted(entries, key=lambda e: (e.deb.name, version_key(e.deb.version), e.deb.architecture))
-    text = "\n".join(e.stanza() for e in ordered).encode()
+    return _compressed("\n".join(e.stanza() for e in ordered).encode())
+
+
+@functools.lru_cache(maxsize=4)
+def _compressed(text: bytes) -> dict[str, bytes]:
+    """Cached: with only "all" packages every architecture's index is the same text."""
     # mtime=0: the same index gives the same Packages.gz (and so the same Release) every time.
     return {"Packages": text, "Packages.gz": gzip.compress(text, mtime=0), "Packages.xz": lzma.compress(text)}
 
@@ -335,9 +342,7 @@ def _swap_in(
     # After the swap, generations older than the previous one go, and with them the pool files that
     # neither the new nor the previous generation names: a client that read the previous index just
     # before the swap still finds every file it names.
-    named = {e.pool_path for e in plan.keep} | (
-        {e.pool_path for e in _read_entries(previous)[0]} if previous else set()
-    )
+    named = {e.pool_path for e in [*plan.keep, *plan.current]}
     for old in dists.glob(f".{suite}.g*"):
         if old.name in (name, previous.name if previous else ""):
             continue

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,15 +83,30 @@ def _metadata(generation: Path) -> dict[str, str]:
     return out
 
 
-def _hrefs(base: Path, generation: Path) -> list[str]:
-    """The package paths (relative to `base`) the generation's primary.xml lists."""
+def _listed(generation: Path) -> dict[str, Rpm]:
+    """href (relative to the repository base) -> package, as the generation's primary.xml lists
+    them; `header_sha256` is left empty (read from the pool file only when needed)."""
     primary = generation / Path(_metadata(generation)["primary"]).name
     root = ET.fromstring(gzip.decompress(primary.read_bytes()))  # noqa: S314 (as above)
-    return [loc.get("href", "") for loc in root.iter(f"{_COMMON}location")]
+    out = {}
+    for package in root.iter(f"{_COMMON}package"):
+        version, location = package.find(f"{_COMMON}version"), package.find(f"{_COMMON}location")
+        if version is None or location is None:
+            raise UnitgenError(f"{primary}: a package without version or location")
+        out[location.get("href", "")] = Rpm(
+            package.findtext(f"{_COMMON}name", ""), int(version.get("epoch", "0")), version.get("ver", ""),
+            version.get("rel", ""), package.findtext(f"{_COMMON}arch", ""), "",
+        )  # fmt: skip
+    return out
+
+
+def _hrefs(base: Path, generation: Path) -> list[str]:
+    """The package paths (relative to `base`) the generation's primary.xml lists."""
+    return list(_listed(generation))
 
 
 def _plan(
-    rpms: Sequence[Path], current: dict[str, Rpm], arches: set[str], keep: int
+    base: Path, rpms: Sequence[Path], current: dict[str, Rpm], arches: set[str], keep: int
 ) -> tuple[list[str], dict[str, Path], list[str], list[str], list[str]]:
     """(kept hrefs, new href -> source, unchanged, removed, superseded)."""
     by_key = {r.key(): (href, r) for href, r in current.items()}
@@ -106,7 +122,7 @@ def _plan(
         if "/" in rpm.filename or rpm.filename.startswith("."):
             raise UnitgenError(f"{path}: its name, version or release makes no file name: {rpm.filename!r}")
         key = rpm.key()
-        seen = incoming[key][1] if key in incoming else by_key[key][1] if key in by_key else None
+        seen = incoming[key][1] if key in incoming else read_rpm(base / by_key[key][0]) if key in by_key else None
         if seen is not None and seen.header_sha256 != rpm.header_sha256:
             raise UnitgenError(
                 f"{path}: {rpm.name} {rpm.version}-{rpm.release} ({rpm.arch}) is already published with other contents",
@@ -139,16 +155,16 @@ def prepare_rpms(
     re-signs it (see the module doc). The caller holds the repository's lock to the commit."""
     base = repo / YUM_DIR
     number, generation = _current(base)
-    current = {href: read_rpm(base / href) for href in _hrefs(base, generation)} if generation else {}
+    current = _listed(generation) if generation else {}
     arches = {"noarch", *(RPM_ARCH[a] for a in architectures if a in RPM_ARCH)}
-    kept, new, unchanged, removed, superseded = _plan(rpms, current, arches, keep)
+    kept, new, unchanged, removed, superseded = _plan(base, rpms, current, arches, keep)
 
     def commit(signer: Signer) -> YumResult:
         result = YumResult(unchanged=unchanged, superseded=superseded, generation=number)
         if not new and not removed and generation:
             return result
         result.generation = number + 1
-        _swap_in(base, generation, result.generation, kept, new, signer)
+        _swap_in(base, generation, result.generation, kept, new, signer, set(current))
         result.added, result.removed = sorted(new), removed
         return result
 
@@ -179,7 +195,13 @@ def _createrepo(base: Path, out: Path, kept: Sequence[str], previous: Path | Non
 
 
 def _swap_in(
-    base: Path, previous: Path | None, number: int, kept: Sequence[str], new: dict[str, Path], signer: Signer
+    base: Path,
+    previous: Path | None,
+    number: int,
+    kept: Sequence[str],
+    new: dict[str, Path],
+    signer: Signer,
+    listed_now: set[str],
 ) -> None:
     base.mkdir(parents=True, exist_ok=True)
     name = f".repodata.g{number}"
@@ -188,8 +210,16 @@ def _swap_in(
     created: list[Path] = []
     scratch = Path(tempfile.mkdtemp(prefix=".publish-", dir=base))
     try:
-        for href, src in new.items():
-            created.append(_into_pool(base, href, src, signer))
+        # Signing is two gpg runs per package, most of a first publish's time: run them on every
+        # core (gpg-agent serves concurrent signers). Each result is recorded as it completes, so
+        # a failure removes exactly what was made.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            futures = [pool.submit(_into_pool, base, href, src, signer) for href, src in new.items()]
+            for future in as_completed(futures):
+                with contextlib.suppress(Exception):
+                    created.append(future.result())
+        for future in futures:
+            future.result()  # the first error, if any, after every copy has finished
         _createrepo(base, scratch, kept, previous)
         (scratch / "repodata").rename(target)
         repomd = (target / "repomd.xml").read_text()
@@ -210,7 +240,7 @@ def _swap_in(
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    named = set(kept) | (set(_hrefs(base, previous)) if previous else set())
+    named = set(kept) | listed_now
     for old in base.glob(".repodata.g*"):
         if old.name in (name, previous.name if previous else ""):
             continue
