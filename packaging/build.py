@@ -75,6 +75,7 @@ def stage_common(wheel: Path, root: Path, fmt: str) -> None:
                 write(root / PRIVATE / info.filename, zf.read(info))
     write(root / "usr/bin/unitgen", (HERE / "unitgen.in").read_bytes(), 0o755)
     write(root / "usr/share/man/man1/unitgen.1.gz", gzipped((HERE / "unitgen.1").read_bytes()))
+    write(root / PRIVATE / "unitgen-output.schema.json", (ROOT / "schemas/unitgen-output.schema.json").read_bytes())
     for shell, path in (("bash", BASH_COMPLETION), ("zsh", ZSH_COMPLETION[fmt]), ("fish", FISH_COMPLETION)):
         write(root / path, completion(root, shell))
 

@@ -53,7 +53,8 @@ def test_deb_carries_the_command_modules_templates_and_manual(built: tuple[Path,
     for path in ("./usr/bin/unitgen", "./usr/share/unitgen/unitgen/cli/__init__.py",
                  "./usr/share/man/man1/unitgen.1.gz", "./usr/share/doc/unitgen/copyright",
                  "./usr/share/bash-completion/completions/unitgen", "./usr/share/zsh/vendor-completions/_unitgen",
-                 "./usr/share/fish/vendor_completions.d/unitgen.fish"):  # fmt: skip
+                 "./usr/share/fish/vendor_completions.d/unitgen.fish",
+                 "./usr/share/unitgen/unitgen-output.schema.json"):  # fmt: skip
         assert path in listing
     assert re.search(r"usr/share/unitgen/unitgen/templates/.*service\.j2", listing)
     assert "__pycache__" not in listing and ".pyc" not in listing  # compiled on the target, for its python3
