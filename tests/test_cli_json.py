@@ -72,6 +72,17 @@ def test_render_lists_every_file_with_its_mode_and_hash(tmp_path: Path) -> None:
     assert launcher and launcher[0]["mode"] == "0755"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [pytest.param(["init", "demo", "--json"], id="after"), pytest.param(["--json", "init", "demo"], id="before")],
+)
+def test_init_names_the_spec_written_with_json_before_or_after_the_command(tmp_path: Path, args: list[str]) -> None:
+    result = unitgen(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert document(result) == {"command": "init", "name": "demo", "path": str(tmp_path / "demo.toml")}
+    assert (tmp_path / "demo.toml").is_file()
+
+
 def test_a_batch_is_one_document_with_a_list(tmp_path: Path) -> None:
     for name in ("one", "two"):
         (tmp_path / f"{name}.toml").write_text(SPEC)
@@ -136,6 +147,7 @@ def test_package_reports_path_format_size_and_hash(tmp_path: Path) -> None:
         pytest.param(["package", "demo", "--out", "."], SPEC, 1, {}, id="out-refused"),
         pytest.param(["render"], None, 2, {}, id="usage-missing-name"),
         pytest.param(["package", "demo", "--format", "zip"], SPEC, 2, {}, id="usage-bad-choice"),
+        pytest.param(["completion", "bash"], None, 2, {}, id="completion-is-no-document"),
     ],
 )  # fmt: skip
 def test_errors_are_documents_with_the_usual_exit_code(

@@ -57,7 +57,7 @@ COMMANDS = ["check", "completion", "init", "package", "render", "try"]
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        pytest.param("unitgen ", [*COMMANDS, "--debug", "-h", "--help", "--version"], id="commands"),
+        pytest.param("unitgen ", [*COMMANDS, "--debug", "-h", "--help", "--json", "--version"], id="commands"),
         pytest.param("unitgen re", ["render"], id="command-prefix"),
         pytest.param("unitgen render ", ["web", "worker"], id="service-names"),
         pytest.param("unitgen render web w", ["web", "worker"], id="more-names"),

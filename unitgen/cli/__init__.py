@@ -60,8 +60,9 @@ def cmd_init(args: argparse.Namespace) -> Result:
     from unitgen.spec.starter import write_starter
 
     path = write_starter(args.name, _spec_path(args), force=args.force)
-    print(f"wrote {path}")
-    return 0, None
+    if not args.json:
+        print(f"wrote {path}")
+    return 0, {"command": "init", "name": args.name, "path": str(path.absolute())}
 
 
 def _each(args: argparse.Namespace) -> list[argparse.Namespace]:
@@ -312,6 +313,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unitgen", description="Hardened systemd units, a single-instance launcher and packages.")
     parser.add_argument("--version", action="version", version=f"unitgen {__version__}")
     parser.add_argument("--debug", action="store_true", help="log commands and show tracebacks")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout (see the command's --json)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -329,6 +333,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--json",
                 action="store_true",
+                default=argparse.SUPPRESS,  # keeps a --json given before the command
                 help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
             )
         if diff:
@@ -372,7 +377,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         return p
 
-    p = command("init", "write a commented starter spec NAME.toml", out=False)
+    p = command("init", "write a commented starter spec NAME.toml", out=False, json=True)
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
     p.set_defaults(func=cmd_init)
 
@@ -472,6 +477,8 @@ def _main(argv: list[str]) -> Result:
     try:
         try:
             args = _parser().parse_args(argv)
+            if args.json and args.command == "completion":  # --json before the command
+                raise UsageError("completion prints a shell script; --json does not apply to it", "")
         except UsageError as exc:
             sys.stderr.write(exc.usage)
             print(f"unitgen: error: {exc.message}", file=sys.stderr)
