@@ -204,3 +204,16 @@ def test_try_reports_state_lock_holder_journal_second_instance_and_score(tmp_pat
     assert any("hello is already running as PID" in line for line in doc["journal"])
     assert 0 < doc["security"]["score"] < 1.5 and doc["security"]["verdict"] in ("OK", "SAFE")
     assert "booted a sandboxed systemd" in result.stderr  # progress goes to stderr
+
+
+@pytest.mark.root
+def test_try_that_fails_is_a_document_with_ok_false_and_the_journal(tmp_path: Path) -> None:
+    (tmp_path / "broken.toml").write_text(
+        'description = "exits at once"\nexec = ["/bin/sh", "-c", "echo cannot start >&2; exit 3"]\n'
+    )
+    result = unitgen("try", "broken", "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    doc = document(result)
+    assert doc["ok"] is False and doc["state"] in ("failed", "activating")
+    assert doc["second_instance"] == {"result": "not run", "exit_code": None}
+    assert any("cannot start" in line for line in doc["journal"])
