@@ -11,13 +11,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.e2e_helpers import example_toml
 from tests.test_publish_helpers import TestKey, key_fixture
+from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
 from unitgen.package import build_deb
 from unitgen.package.from_spec import package_info
 from unitgen.publish import publish
@@ -159,3 +162,54 @@ def test_apt_refuses_a_repository_it_cannot_trust(
     # Nothing from the repository reached apt: hello is not installable.
     policy = apt_get(shared_sandbox, "policy", "hello", lists=lists, check=False)
     assert "Candidate: 1.0.0-1" not in policy and "9.9.9" not in policy, policy
+
+
+def test_three_hosts_pulling_from_one_repository_roll_out_1_1_0_restarting_each_service_once(
+    sandbox_factory: Callable[[str], Sandbox], tmp_path: Path, signing_key: TestKey, hello: dict[str, Path]
+) -> None:
+    """Every host upgrades at the same time; while they do, each host is sampled: never more than
+    one hello server process (the single-instance lock held by one), and no instance refused."""
+    repo = tmp_path / "repo"
+    publish([hello["1.0.0"]], repo, key=signing_key.key)
+    hosts = [sandbox_factory(f"h{i}") for i in range(3)]
+    for sb in hosts:
+        sb.run(["rm", "-f", "/usr/sbin/policy-rc.d"])
+        serve(sb, repo, signing_key)
+        apt_get(sb, "update")
+        apt_get(sb, "install", "-y", "hello")
+    before = {sb.id: service(sb)["MainPID"] for sb in hosts}
+
+    publish([hello["1.1.0"]], repo, key=signing_key.key)
+    for sb in hosts:
+        serve(sb, repo, signing_key)
+    most: dict[str, int] = {sb.id: 0 for sb in hosts}
+    samples = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for sb in hosts:
+                # The app itself, once the launcher exec'd it (not the launcher's readiness watcher,
+                # nor this pgrep's own wrappers, whose command lines only contain the pattern).
+                count = sb.run(["pgrep", "-c", "-f", "^/usr/bin/python3 -m [h]ttp.server"], check=False).stdout.strip()
+                most[sb.id] = max(most[sb.id], int(count or 0))
+            samples[0] += 1
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(lambda sb: (apt_get(sb, "update"), apt_get(sb, "upgrade", "-y")), hosts))
+    finally:
+        done.set()
+        sampler.join()
+
+    for sb in hosts:
+        assert installed(sb) == "1.1.0-1", sb.id
+        state = service(sb)
+        assert state["ActiveState"] == "active" and state["MainPID"] != before[sb.id], (sb.id, state)
+        messages = [e.get("MESSAGE", "") for e in sb.journal(unit="hello.service")]
+        assert len([m for m in messages if m.startswith("Started hello.service")]) == 2, (sb.id, messages)
+        assert not sb.journal(f"MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}"), sb.id
+    assert most == {sb.id: 1 for sb in hosts}, most
+    assert samples[0] >= 5, samples  # the hosts were watched through the upgrade, not once
