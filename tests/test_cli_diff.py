@@ -116,6 +116,8 @@ def test_without_a_staging_tree_the_installed_files_are_the_baseline(project: Pa
     unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=always"))
     (root / "usr/lib/systemd/system/demo.timer").write_text("[Timer]\nOnCalendar=daily\n")  # an older version's
     (root / "usr/libexec/demo/old-helper").write_text("#!/bin/sh\n")
+    (root / "usr/libexec/demo/__pycache__").mkdir()  # compiled on the target by the package: not a change
+    (root / "usr/libexec/demo/__pycache__/unitgen_launcher.cpython-311.pyc").write_bytes(b"\0")
     (root / "usr/lib/systemd/system/other.service").write_text("[Service]\n")  # someone else's: not ours to list
     before = snapshot(root)
     result = unitgen("render", "demo", "--diff", "--root", str(root), "--json", cwd=project)

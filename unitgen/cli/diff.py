@@ -116,12 +116,15 @@ def _file_diff(rel: PurePosixPath, old: Old | None, new: RenderedFile | None) ->
 
 def _installed_extras(spec: Spec, root: Path) -> Iterable[PurePosixPath]:
     """Files an earlier version may have installed that this rendering lacks: a timer since
-    dropped, a sysusers file of a user since removed, an older launcher's other files."""
+    dropped, a sysusers file of a user since removed, an older launcher's other files. Not
+    directories: the launcher's __pycache__ is compiled on the target by the package's scripts."""
     yield UNIT_DIR / f"{spec.name}.timer"
     yield PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf")
     libexec = root / "usr/libexec" / spec.name
     if libexec.is_dir() and not libexec.is_symlink():
-        yield from (PurePosixPath("usr/libexec", spec.name, p.name) for p in sorted(libexec.iterdir()))
+        for entry in sorted(libexec.iterdir()):
+            if entry.is_symlink() or not entry.is_dir():
+                yield PurePosixPath("usr/libexec", spec.name, entry.name)
 
 
 def _staged(base: Path, skip: PurePosixPath | None) -> Iterable[PurePosixPath]:
