@@ -35,18 +35,29 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def bash_words(line: str) -> list[str]:
+    """COMP_WORDS as bash makes them: split at blanks, and at '=' (it is in COMP_WORDBREAKS)."""
+    words: list[str] = []
+    for word in line.split(" "):
+        if word.startswith("--") and "=" in word:
+            option, value = word.split("=", 1)
+            words += [option, "=", value] if value else [option, "="]
+        else:
+            words.append(word)
+    return words
+
+
 def bash_complete(line: str, cwd: Path) -> list[str]:
     """What bash offers for `line` (completing its last word), as the shell calls the function."""
     code = f"""
 source <({sys.executable} -m unitgen completion bash)
-read -ra COMP_WORDS <<< "$1"
-[[ $1 == *' ' ]] && COMP_WORDS+=('')
+COMP_WORDS=("$@")
 COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
-COMP_LINE=$1 COMP_POINT=${{#1}}
 _unitgen unitgen "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
-    result = subprocess.run(["bash", "-c", code, "bash", line], cwd=cwd, env=ENV, capture_output=True, text=True)
+    argv = ["bash", "-c", code, "bash", *bash_words(line)]
+    result = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr, result.stderr
     return sorted(filter(None, result.stdout.splitlines()))
 
@@ -71,6 +82,8 @@ COMMANDS = ["check", "completion", "init", "package", "render", "try"]
         pytest.param("unitgen render --spec n", ["notes.txt"], id="spec-files"),
         pytest.param("unitgen check --threshold ", [], id="a-number-has-no-completion"),
         pytest.param("unitgen completion ", ["bash", "fish", "zsh"], id="shells"),
+        pytest.param("unitgen package --format=", ["both", "deb", "rpm"], id="option=value"),
+        pytest.param("unitgen render --out=b", ["build"], id="option=directory"),
     ],
 )
 def test_bash_completes(project: Path, line: str, expected: list[str]) -> None:

@@ -101,6 +101,12 @@ _unitgen_services() {
 _unitgen() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd='' i
     COMPREPLY=()
+    # --opt=value: bash splits the word at '=' (COMP_WORDBREAKS), so '=' is cur or prev.
+    if [[ $cur == = ]]; then
+        cur=''
+    elif [[ $prev == = ]]; then
+        prev=${COMP_WORDS[COMP_CWORD-2]}
+    fi
     # The first word that is not an option is the command (top-level options take no value).
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
