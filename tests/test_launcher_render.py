@@ -25,7 +25,7 @@ from tests.launcher_helpers import (
 )
 from unitgen.errors import UnitgenError
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, SETTINGS_KEYS, LauncherSettings
-from unitgen.launcher.script import MODULE, launcher_source, notify_access, render_launcher
+from unitgen.launcher.script import MODULE, compile_argv, launcher_source, notify_access, render_launcher
 
 NASTY = "x'\"\\\n)); import os; os.system('touch /tmp/pwned') #{{ }}{% %}\u2028\0"
 
@@ -266,3 +266,15 @@ def test_launcher_runs_through_a_symbolic_link(work: Path) -> None:
         assert run([str(elsewhere / "demo")]).returncode == EXIT_ALREADY_RUNNING
     finally:
         stop(proc)
+
+
+def test_compile_covers_every_module_next_to_the_stub_and_nothing_below(work: Path) -> None:
+    """Modules deployed next to the launcher module get their bytecode too; nothing below is touched."""
+    install_module(work, compiled=False)
+    (work / "unitgen_extra.py").write_text("X = 1\n")
+    (work / "sub").mkdir()
+    (work / "sub" / "deeper.py").write_text("Y = 2\n")
+    subprocess.run(compile_argv(DEBIAN_PYTHON, str(work)), check=True)
+    compiled = sorted(p.name.split(".")[0] for p in (work / "__pycache__").glob("*.pyc"))
+    assert compiled == ["unitgen_extra", MODULE]
+    assert not (work / "sub" / "__pycache__").exists()

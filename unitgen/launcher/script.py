@@ -128,21 +128,13 @@ def module_file(directory: str) -> str:
 
 
 def compile_argv(python: str, directory: str) -> tuple[str, ...]:
-    """Compile the launcher module's bytecode into `directory`/__pycache__ with the interpreter
-    that runs it (the cache tag names its version). Checked-hash pycs (PEP 552), like the app's:
-    packages built with one SOURCE_DATE_EPOCH give every file the same mtime, so a timestamp pyc
-    could pass for a changed file of the same size; an admin's edit of the module is noticed."""
-    return (
-        python,
-        "-I",
-        "-m",
-        "compileall",
-        "-q",
-        "-f",
-        "--invalidation-mode",
-        "checked-hash",
-        module_file(directory),
-    )
+    """Compile the bytecode of the launcher's modules (every *.py in `directory`, not below it:
+    modules deployed next to unitgen_launcher.py are covered too) into `directory`/__pycache__,
+    with the interpreter that runs them (the cache tag names its version). Checked-hash pycs
+    (PEP 552), like the app's: packages built with one SOURCE_DATE_EPOCH give every file the same
+    mtime, so a timestamp pyc could pass for a changed file of the same size; an admin's edit of
+    a module is noticed."""
+    return (python, "-I", "-m", "compileall", "-q", "-f", "-l", "--invalidation-mode", "checked-hash", directory)
 
 
 def cleanup_argv(directory: str) -> tuple[str, ...]:
