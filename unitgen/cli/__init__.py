@@ -18,10 +18,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from unitgen import __version__
 from unitgen.errors import UnitgenError
+
+if TYPE_CHECKING:
+    from unitgen.render.units import RenderedFile
 
 log = logging.getLogger("unitgen")
 
@@ -108,7 +111,7 @@ def _root_needs_diff(args: argparse.Namespace) -> None:
         raise UnitgenError("--root is read only with --diff", hint=f"unitgen {args.command} NAME --diff --root DIR")
 
 
-def _files_document(files: Sequence[Any], out: Path) -> list[dict[str, Any]]:
+def _files_document(files: Sequence[RenderedFile], out: Path) -> list[dict[str, Any]]:
     import hashlib
 
     return [
@@ -233,6 +236,7 @@ def _file_facts(path: Path) -> dict[str, Any]:
 
 
 def cmd_try(args: argparse.Namespace) -> Result:
+    from unitgen.cli.report import try_document
     from unitgen.sandbox import require_root
     from unitgen.spec import load_spec
     from unitgen.staging.build import stage
@@ -257,8 +261,6 @@ def cmd_try(args: argparse.Namespace) -> Result:
     )
     report = TryReport()
     code = try_service(spec, staging, options, say, report)
-    from unitgen.cli.report import try_document
-
     return code, try_document(spec.name, report)
 
 
