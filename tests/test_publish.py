@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import lzma
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_package_helpers import make_info, make_staging
 from tests.test_publish_helpers import TestKey, deb, key_fixture
 from unitgen.errors import UnitgenError
+from unitgen.package import build_deb
 from unitgen.publish import GpgKey, publish
 from unitgen.publish.debfile import compare_versions, parse_stanza, parse_stanzas
+from unitgen.publish.signing import stop_agent
 from unitgen.run import run
 
 INDEX = "dists/stable/main/binary-amd64"
@@ -285,3 +289,62 @@ def test_versions_compare_as_dpkg_compares_them(a: str, b: str, expected: int) -
     assert compare_versions(a, b) == expected
     words = {-1: "lt", 0: "eq", 1: "gt"}
     assert run(["dpkg", "--compare-versions", a, words[expected], b], check=False).returncode == 0
+
+
+def test_a_key_that_cannot_sign_is_refused_before_anything_is_written(tmp_path: Path, signing_key: TestKey) -> None:
+    home = tmp_path / "cert-only"
+    home.mkdir(mode=0o700)
+    run(["gpg", "--batch", "--homedir", home, "--passphrase", "", "--quick-gen-key", "c <c@example.org>",
+         "ed25519", "cert", "never"])  # fmt: skip
+    try:
+        repo = tmp_path / "repo"
+        publish([deb(tmp_path, "1.0")], repo, key=signing_key.key)
+        before = snapshot(repo)
+        with pytest.raises(UnitgenError, match="cannot sign"):
+            publish([deb(tmp_path, "2.0")], repo, key=GpgKey("c@example.org", home))
+        assert snapshot(repo) == before
+    finally:
+        stop_agent(home)
+
+
+FULL_DISK = """
+import sys
+from pathlib import Path
+from tests.test_publish import snapshot
+from unitgen.errors import UnitgenError
+from unitgen.publish import GpgKey, publish
+repo, key, home, small, big = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
+publish([small], repo, key=GpgKey(key, home))
+before = snapshot(repo)
+try:
+    publish([big], repo, key=GpgKey(key, home))
+except UnitgenError as exc:
+    print(exc.message)
+print("untouched" if snapshot(repo) == before else "CHANGED")
+"""
+
+
+@pytest.mark.root
+def test_a_full_disk_midway_is_one_line_and_leaves_the_repository_as_it_was(
+    tmp_path: Path, signing_key: TestKey
+) -> None:
+    """The repository on a 512 KiB tmpfs, mounted in a private mount namespace (unshare -m) so the
+    host never sees it: the second package does not fit, its copy fails with ENOSPC midway."""
+    small = deb(tmp_path, "1.0")
+    staging = make_staging(tmp_path / "big-staging", "2.0")
+    (staging / "usr/share/ugdemo").mkdir(parents=True)
+    (staging / "usr/share/ugdemo/blob").write_bytes(os.urandom(1024 * 1024))  # incompressible
+    big = build_deb(staging, make_info("2.0"), tmp_path / "big-dist")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK)
+    inner = [sys.executable, str(script), str(mount / "repo"), signing_key.fingerprint, str(signing_key.home),
+             str(small), str(big)]  # fmt: skip
+    result = run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                  'mount -t tmpfs -o size=512k tmpfs "$1" && shift && exec "$@"', "sh", mount, *inner],
+                 env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})  # fmt: skip
+    message, verdict = result.stdout.strip().splitlines()
+    assert message.startswith(f"cannot write the repository {mount / 'repo'}: No space left on device"), message
+    assert verdict == "untouched"
+    assert not any(mount.iterdir())  # the tmpfs was private to that namespace

@@ -111,10 +111,14 @@ def publish(
                 done = Publication(repo_dir, url or f"file:{repo_dir.resolve()}", suite, component,
                                    apt(signer) if apt else None, yum(signer) if yum else None)  # fmt: skip
                 _write_key(repo_dir / KEY_FILE, signer.public_key())
-        except BaseException:
+        except BaseException as exc:
             if made:
                 with contextlib.suppress(OSError):
                     repo_dir.rmdir()  # only if still empty: a first publish refused leaves nothing
+            if isinstance(exc, OSError):  # a full disk, a read-only or foreign-owned tree: the user's to fix
+                where = f": {exc.filename}" if exc.filename else ""
+                raise UnitgenError(f"cannot write the repository {repo_dir}: {exc.strerror or exc}{where}",
+                                   hint="an index is replaced only once complete: hosts still get the previous one") from exc  # fmt: skip
             raise
     return done
 

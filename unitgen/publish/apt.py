@@ -203,9 +203,13 @@ def _copy_into_pool(repo: Path, src: Path, entry: Entry) -> Path | None:
         return None  # left by a publish that was interrupted before its swap: the same bytes
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.chmod(0o644)
-    tmp.replace(dest)
+    try:
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o644)
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial copy behind
+        raise
     return dest
 
 

@@ -100,9 +100,14 @@ class Signer:
         if len(keys) != 1:
             raise UnitgenError(f"signing key {self.key!r}: matches {len(keys)} secret keys in {self._where()}",
                                hint="name one key by its fingerprint")  # fmt: skip
+        fields = keys[0].split(":")
         # Field 2 is the validity: revoked or expired keys make signatures clients refuse.
-        if keys[0].split(":")[1] in ("r", "e"):
+        if fields[1] in ("r", "e"):
             raise UnitgenError(f"signing key {self.key!r} is revoked or expired", hint="sign with a valid key")
+        # Field 12, the whole key's capabilities: an upper-case S when it (or a subkey) can sign.
+        if "S" not in fields[11]:
+            raise UnitgenError(f"signing key {self.key!r} cannot sign (capabilities {fields[11]!r})",
+                               hint="add a signing subkey: gpg --quick-add-key FINGERPRINT ed25519 sign")  # fmt: skip
 
     def clearsign(self, text: str) -> str:
         """`text` clearsigned (apt's InRelease)."""

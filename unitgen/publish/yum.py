@@ -175,10 +175,14 @@ def _into_pool(base: Path, href: str, src: Path, signer: Signer) -> Path:
     dest = base / href
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.chmod(0o644)
-    add_signature(tmp, signer)  # gpgcheck=1: dnf checks every package against the repository key
-    tmp.replace(dest)
+    try:
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o644)
+        add_signature(tmp, signer)  # gpgcheck=1: dnf checks every package against the repository key
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial copy behind
+        raise
     return dest
 
 
