@@ -117,8 +117,10 @@ def publish(
                     repo_dir.rmdir()  # only if still empty: a first publish refused leaves nothing
             if isinstance(exc, OSError):  # a full disk, a read-only or foreign-owned tree: the user's to fix
                 where = f": {exc.filename}" if exc.filename else ""
-                raise UnitgenError(f"cannot write the repository {repo_dir}: {exc.strerror or exc}{where}",
-                                   hint="an index is replaced only once complete: hosts still get the previous one") from exc  # fmt: skip
+                raise UnitgenError(
+                    f"cannot write the repository {repo_dir}: {exc.strerror or exc}{where}",
+                    hint="an index is replaced only once complete: hosts still get the previous one",
+                ) from exc
             raise
     return done
 
