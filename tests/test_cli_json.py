@@ -217,3 +217,20 @@ def test_try_that_fails_is_a_document_with_ok_false_and_the_journal(tmp_path: Pa
     assert doc["ok"] is False and doc["state"] in ("failed", "activating")
     assert doc["second_instance"] == {"result": "not run", "exit_code": None}
     assert any("cannot start" in line for line in doc["journal"])
+
+
+def test_a_pipeline_driven_by_json_alone(tmp_path: Path) -> None:
+    # What a CI job does: each step reads what it needs from the previous step's document.
+    def step(*args: str) -> dict[str, Any]:
+        result = unitgen("--json", *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return document(result)
+
+    assert Path(step("init", "svc")["path"]).is_file()  # the starter spec has a [package] table
+    out = Path(step("render", "svc")["services"][0]["out"])
+    assert step("render", "svc", "--diff")["changed"] is False
+    checked = step("check", "svc", "--out", str(out))["services"][0]
+    assert checked["ok"] and checked["score"] <= checked["threshold"]
+    deb = [p for p in step("package", "svc", "--format", "deb")["packages"] if p["format"] == "deb"]
+    listing = subprocess.run(["dpkg-deb", "-c", deb[0]["path"]], capture_output=True, text=True, check=True).stdout
+    assert "./usr/lib/systemd/system/svc.service" in listing
