@@ -348,3 +348,38 @@ def test_a_full_disk_midway_is_one_line_and_leaves_the_repository_as_it_was(
     assert message.startswith(f"cannot write the repository {mount / 'repo'}: No space left on device"), message
     assert verdict == "untouched"
     assert not any(mount.iterdir())  # the tmpfs was private to that namespace
+
+
+def test_an_architecture_specific_package_is_only_in_its_architectures_index(
+    tmp_path: Path, signing_key: TestKey
+) -> None:
+    repo = tmp_path / "repo"
+    publish([deb(tmp_path, "1.0", architecture="arm64"), deb(tmp_path, "1.0", tag="-amd64", name="other")],
+            repo, key=signing_key.key)  # fmt: skip
+    assert [e["Package"] for e in packages(repo, "dists/stable/main/binary-arm64")] == ["other", "ugdemo"]
+    assert [e["Package"] for e in packages(repo)] == ["other"]  # amd64: the "all" one only
+
+
+def test_a_second_component_keeps_the_first(tmp_path: Path, signing_key: TestKey) -> None:
+    repo = tmp_path / "repo"
+    publish([deb(tmp_path, "1.0")], repo, key=signing_key.key)
+    publish([deb(tmp_path, "1.0", tag="-b", name="other")], repo, key=signing_key.key, component="contrib")
+    release = (repo / "dists/stable/Release").read_text()
+    assert parse_stanza(release)["Components"] == "contrib main"
+    assert [e["Package"] for e in packages(repo)] == ["ugdemo"]
+    assert [e["Filename"] for e in packages(repo, "dists/stable/contrib/binary-amd64")] == [
+        "pool/contrib/o/other/other_1.0-1_all.deb"
+    ]
+    assert {"main/binary-amd64/Packages", "contrib/binary-amd64/Packages"} <= set(release_hashes(release))
+
+
+def test_what_a_killed_publish_left_is_replaced_by_the_next(tmp_path: Path, signing_key: TestKey) -> None:
+    repo = tmp_path / "repo"
+    publish([deb(tmp_path, "1.0")], repo, key=signing_key.key)
+    # As if killed mid-way: a half-written next generation, never linked; clients never saw it.
+    (repo / "dists/.stable.g2/main").mkdir(parents=True)
+    (repo / "dists/.stable.g2/Release").write_text("half")
+    publish([deb(tmp_path, "1.1")], repo, key=signing_key.key)
+    assert (repo / "dists/stable").readlink() == Path(".stable.g2")
+    run(["gpgv", "--keyring", signing_key.keyring, repo / "dists/stable/InRelease"])
+    assert sorted(e["Version"] for e in packages(repo)) == ["1.0-1", "1.1-1"]
