@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -383,3 +384,14 @@ def test_what_a_killed_publish_left_is_replaced_by_the_next(tmp_path: Path, sign
     assert (repo / "dists/stable").readlink() == Path(".stable.g2")
     run(["gpgv", "--keyring", signing_key.keyring, repo / "dists/stable/InRelease"])
     assert sorted(e["Version"] for e in packages(repo)) == ["1.0-1", "1.1-1"]
+
+
+def test_concurrent_publishes_to_one_repository_lose_nothing(tmp_path: Path, signing_key: TestKey) -> None:
+    """Four publishers at once (the directory lock serialises them): every package is listed."""
+    repo = tmp_path / "repo"
+    debs = [deb(tmp_path, f"1.{i}") for i in range(4)]
+    publish(debs[:1], repo, key=signing_key.key)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda d: publish([d], repo, key=signing_key.key, keep=5), debs[1:] + debs[:1]))
+    assert sorted(e["Version"] for e in packages(repo)) == ["1.0-1", "1.1-1", "1.2-1", "1.3-1"]
+    run(["gpgv", "--keyring", signing_key.keyring, repo / "dists/stable/InRelease"])
