@@ -231,6 +231,12 @@ def _not_a_deb(tmp: Path) -> list[Path]:
     return [tmp / "notes.deb"]
 
 
+def _truncated(tmp: Path) -> list[Path]:
+    whole = deb(tmp, "2.0").read_bytes()
+    (tmp / "cut.deb").write_bytes(whole[:300])  # the ar headers, half the control archive
+    return [tmp / "cut.deb"]
+
+
 def _one_new_one_clashing(tmp: Path) -> list[Path]:
     return [deb(tmp, "2.0"), deb(tmp, "1.0", tag="-rebuilt")]
 
@@ -242,6 +248,7 @@ def _one_new_one_clashing(tmp: Path) -> list[Path]:
         pytest.param(_clashing, None, "ugdemo 1.0-1 (all) is already published with other contents", id="same-version"),
         pytest.param(_one_new_one_clashing, None, "is already published with other contents", id="one-bad-of-two"),
         pytest.param(_not_a_deb, None, "not a .deb (no ar archive)", id="not-a-deb"),
+        pytest.param(_truncated, None, "cut.deb: its control archive is damaged", id="truncated-deb"),
         pytest.param(lambda t: [deb(t, "2.0")], "0000000000000000DEADBEEF", "no secret key in", id="missing-key"),
         pytest.param(lambda t: [deb(t, "2.0")], "/nonexistent/key.asc", "key file /nonexistent/key.asc: not found",
                      id="missing-key-file"),

@@ -176,7 +176,8 @@ def _plan(debs: Sequence[Path], current: list[Entry], component: str, architectu
         group.sort(key=lambda e: version_key(e.deb.version), reverse=True)
         kept += group[:keep]
         removed += group[keep:]
-    copy = [(incoming[k][0], e) for k, e in new.items() if e in kept]
+    kept_paths = {e.pool_path for e in kept}
+    copy = [(incoming[k][0], e) for k, e in new.items() if e.pool_path in kept_paths]
     superseded = [e.pool_path for e in removed if e.deb.key() in new]
     return _Plan(current, kept, copy, [e for e in removed if e.deb.key() in by_key], unchanged, superseded)
 

@@ -48,43 +48,49 @@ class Deb:
 
 def read_deb(path: Path) -> Deb:
     """Parse `path`; raise `UnitgenError` when it is not a binary package apt can index."""
-    data = path.read_bytes()
-    control = _control(path, data)
+    control = _control(path)
     fields = parse_stanza(control)
     missing = [f for f in ("Package", "Version", "Architecture") if f not in fields]
     if missing:
         raise UnitgenError(f"{path}: its control file lacks {', '.join(missing)}", hint="build it with unitgen package")
+    md5, sha1, sha256 = (hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False), hashlib.sha256())
+    size = 0
+    with path.open("rb") as f:  # in chunks: a package may be large
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            for digest in (md5, sha1, sha256):
+                digest.update(chunk)
     return Deb(
         name=fields["Package"], version=fields["Version"], architecture=fields["Architecture"],
-        control=control.strip("\n"), size=len(data),
-        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        sha1=hashlib.sha1(data, usedforsecurity=False).hexdigest(),
-        sha256=hashlib.sha256(data).hexdigest(),
+        control=control.strip("\n"), size=size, md5=md5.hexdigest(), sha1=sha1.hexdigest(), sha256=sha256.hexdigest(),
     )  # fmt: skip
 
 
-def _control(path: Path, data: bytes) -> str:
-    if not data.startswith(_AR_MAGIC):
-        raise UnitgenError(f"{path}: not a .deb (no ar archive)", hint="publish .deb and .rpm files only")
-    offset = len(_AR_MAGIC)
-    while offset + 60 <= len(data):
-        head = data[offset : offset + 60]
-        name, size = head[:16].rstrip(b" ").rstrip(b"/"), int(head[48:58])
-        body = data[offset + 60 : offset + 60 + size]
-        if name.startswith(b"control.tar"):
-            if name not in _DECOMPRESS:
-                raise UnitgenError(f"{path}: {name.decode(errors='replace')} is not supported",
-                                   hint="control archives compressed with gzip, xz or nothing are")  # fmt: skip
-            try:
-                with tarfile.open(fileobj=io.BytesIO(_DECOMPRESS[name](body))) as tar:
-                    member = next(m for m in tar.getmembers() if m.name in ("./control", "control"))
-                    extracted = tar.extractfile(member)
-                    assert extracted is not None
-                    return extracted.read().decode()
-            except (OSError, EOFError, lzma.LZMAError, tarfile.TarError, StopIteration, UnicodeDecodeError) as exc:
-                raise UnitgenError(f"{path}: its control archive is damaged ({exc or 'no control file'})") from exc
-        offset += 60 + size + size % 2
+def _control(path: Path) -> str:
+    """The control file, reading only the ar headers up to the control member (deb(5) puts it second)."""
+    with path.open("rb") as f:
+        if f.read(len(_AR_MAGIC)) != _AR_MAGIC:
+            raise UnitgenError(f"{path}: not a .deb (no ar archive)", hint="publish .deb and .rpm files only")
+        while len(head := f.read(60)) == 60:
+            name, size = head[:16].rstrip(b" ").rstrip(b"/"), int(head[48:58])
+            if name.startswith(b"control.tar"):
+                return _control_file(path, name, f.read(size))
+            f.seek(size + size % 2, 1)
     raise UnitgenError(f"{path}: not a .deb (no control archive)", hint="publish .deb and .rpm files only")
+
+
+def _control_file(path: Path, name: bytes, body: bytes) -> str:
+    if name not in _DECOMPRESS:
+        raise UnitgenError(f"{path}: {name.decode(errors='replace')} is not supported",
+                           hint="control archives compressed with gzip, xz or nothing are")  # fmt: skip
+    try:
+        with tarfile.open(fileobj=io.BytesIO(_DECOMPRESS[name](body))) as tar:
+            member = next(m for m in tar.getmembers() if m.name in ("./control", "control"))
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            return extracted.read().decode()
+    except (OSError, EOFError, lzma.LZMAError, tarfile.TarError, StopIteration, UnicodeDecodeError) as exc:
+        raise UnitgenError(f"{path}: its control archive is damaged ({exc or 'no control file'})") from exc
 
 
 def parse_stanza(text: str) -> dict[str, str]:

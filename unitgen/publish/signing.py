@@ -61,6 +61,7 @@ class GpgKey:
                 raise UnitgenError(f"signing key file {path}: holds no secret key",
                                    hint="export it with gpg --export-secret-keys --armor KEYID")  # fmt: skip
             signer = Signer(fingerprints[0], home)
+            signer.check()  # expired, revoked or certify-only keys are refused here too
             yield signer
         finally:
             stop_agent(home)
