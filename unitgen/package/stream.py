@@ -7,6 +7,7 @@ import io
 import lzma
 import os
 import queue
+import signal
 import tempfile
 import threading
 import zlib
@@ -146,9 +147,16 @@ def package_file(target: Path) -> Iterator[BinaryIO]:
     else put in a shared --dist (say /tmp) is never opened, followed or removed; it is renamed
     over `target` only once complete, and removed on failure only because we created it.
     """
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        # SIGINT/TERM/HUP become KeyboardInterrupt (the CLI): held back while the file is created
+        # and named, so an interrupt never falls between the two and leaves a file nobody removes.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            tmp = Path(name)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # a package is a plain file for everyone to read, as dpkg-deb makes it
@@ -156,5 +164,9 @@ def package_file(target: Path) -> Iterator[BinaryIO]:
             yield out
         tmp.replace(target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
