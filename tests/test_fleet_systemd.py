@@ -29,9 +29,13 @@ KEY = f"/unitgen/locks/{NAME}"
 # The app: logs `start HOST TOKEN T`, then `beat T` every 20 ms for HOLD seconds (for ever if < 0), then
 # `end T`, to its state directory, T = CLOCK_MONOTONIC.
 APP = """\
-import os, socket, sys, time
+import os, signal, socket, sys, time
 hold = float(sys.argv[1])
 log = open("/var/lib/fleetdemo/holds", "a", buffering=1)
+def stop(signum, frame):
+    log.write(f"stopped {time.monotonic():.6f}\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
 start = time.monotonic()
 log.write(f"start {socket.gethostname()} {os.environ.get('UNITGEN_FENCING_TOKEN', '0')} {start:.6f}\\n")
 while hold < 0 or time.monotonic() < start + hold:
@@ -88,7 +92,7 @@ def parse_holds(text: str) -> list[Hold]:
                 times = [float(x.split()[1]) for x in current[1:]]
                 holds.append(Hold(host, int(token), float(start), max(times, default=float(start))))
             current = [line]
-        elif word in ("beat", "end"):
+        elif word in ("beat", "end", "stopped"):
             current.append(line)
     return holds
 
@@ -224,6 +228,21 @@ def test_kill_9_of_the_holders_launcher_hands_over_within_ttl_plus_1s(
     time.sleep(1)
     assert_one_holder_at_a_time([h for host in hosts for h in parse_holds(host.holds())])
     print(f"kill -9 -> {new_host.name} running: {new.start - killed:.2f} s")
+
+
+def test_systemctl_stop_of_the_holder_stops_its_app_cleanly_and_hands_over_at_once(
+        fleet: tuple[list[Host], EtcdCluster]) -> None:
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster)
+    began = time.monotonic()
+    holder.sandbox.systemctl("stop", f"{NAME}.service")
+    stopped = time.monotonic()
+    assert "stopped " in holder.holds()  # the app's own SIGTERM handler ran: a graceful stop
+    assert holder.sandbox.show(f"{NAME}.service", "Result")["Result"] == "success"
+    new_host, new = wait_for_new_holder(others, 5)
+    assert new.start - stopped < 1, f"takeover {new.start - stopped:.2f} s after the stop (lease revoked?)"
+    assert_one_holder_at_a_time([h for host in hosts for h in parse_holds(host.holds())])
+    print(f"systemctl stop took {stopped - began:.2f} s; {new_host.name} ran {new.start - stopped:.2f} s later")
 
 
 def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_takes_over(

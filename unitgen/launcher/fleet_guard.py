@@ -454,6 +454,7 @@ class Guard:
             prctl(_PR_SET_CHILD_SUBREAPER, 1)  # the app's orphans stay ours to stop
         parent = os.getpid()
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        self._forward_signals()
         pid = os.fork()
         if pid == 0:  # the app-to-be
             try:
@@ -462,7 +463,8 @@ class Guard:
                     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
                 if os.getppid() != parent:  # the launcher died before PDEATHSIG was armed
                     os._exit(EXIT_FLEET_LOST)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for name in ("SIGINT", "SIGTERM", *_FORWARDED):  # the app starts with the defaults
+                    signal.signal(getattr(signal, name), signal.SIG_DFL)
                 if "/" in argv[0]:
                     os.execve(argv[0], argv, dict(environ))  # noqa: S606 - running the service is the point
                 os.execvpe(argv[0], argv, dict(environ))  # noqa: S606
@@ -472,7 +474,6 @@ class Guard:
                 os._exit(127)
         os.close(write_end)
         self.child = pid
-        self._forward_signals(pid)
         # The pipe is closed by a successful exec (O_CLOEXEC): an empty read means the app runs.
         failure = _read_all(read_end)
         if not self.lock.held():  # lost between acquire() and the fork: the stop may have missed the app
@@ -486,33 +487,53 @@ class Guard:
             self.log(self.name, 3, f"{self.name} cannot start: cannot run {argv[0]}: {failure}",
                      EXEC_PATH=argv[0], **self.fields())
             return 70  # runtime.EXIT_APP_ERROR
-        return EXIT_FLEET_LOST if lost else status
+        return EXIT_FLEET_LOST if lost else _exit_like(status)
 
-    def _forward_signals(self, pid: int) -> None:
+    def _forward_signals(self) -> None:
+        """Pass signals meant for the service on to the app. Installed before the fork (the child's
+        exec resets handlers to their defaults), so a SIGTERM never finds the launcher unprepared: its
+        default action would end the launcher and, through PDEATHSIG, SIGKILL the app mid-stop."""
         import signal
 
-        def forward(signum: int, frame: object) -> None:
-            try:
-                os.kill(pid, signum)
-            except OSError:
-                pass
+        under_systemd = bool(os.environ.get("INVOCATION_ID"))
 
-        names = list(_FORWARDED) if os.environ.get("INVOCATION_ID") else [*_FORWARDED, "SIGTERM"]
-        for name in names:
+        def forward(signum: int, frame: object) -> None:
+            if self.child and not (signum == signal.SIGTERM and under_systemd):
+                # systemd sends SIGTERM to every process of the unit itself (KillMode=control-group):
+                # passing it on would deliver it twice. The launcher waits for the app either way.
+                try:
+                    os.kill(self.child, signum)
+                except OSError:
+                    pass
+
+        for name in (*_FORWARDED, "SIGTERM"):
             signal.signal(getattr(signal, name), forward)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the app itself
 
     @staticmethod
     def _wait_child(pid: int) -> int:
-        """Reap everything (we are a subreaper) until the app itself exits; its exit status."""
+        """Reap everything (we are a subreaper) until the app itself exits; its wait status."""
         while True:
             try:
                 reaped, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 return 0
             if reaped == pid:
-                code = os.waitstatus_to_exitcode(status)
-                return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, like a shell
+                return status
+
+
+def _exit_like(status: int) -> int:
+    """End as the app did: killed by signal N, the launcher kills itself with N (so systemd sees the
+    same result: a SIGTERM'd service stopped cleanly); otherwise its exit code to return."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return code
+    import signal
+
+    signal.signal(-code, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [-code])
+    os.kill(os.getpid(), -code)
+    return 128 - code  # not reached unless the signal is one that does not terminate
 
 
 def _alive(pid: int) -> bool:
