@@ -83,6 +83,13 @@ def keys(cluster: EtcdCluster) -> list[str]:
     return cluster.etcdctl("get", "--prefix", "--keys-only", PREFIX + "/").stdout.split()
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:  # noqa: PTH123
@@ -106,18 +113,24 @@ def test_exit_codes_and_message_ids_are_the_launchers_or_new() -> None:
                                   pytest.param(fleet_guard._descendants_by_scan, id="proc-scan-fallback")])
 def test_descendants_finds_children_and_grandchildren_but_not_zombies(walk: Callable[[int], list[int]]) -> None:
     tree = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60 & /bin/true & wait"], stdin=subprocess.DEVNULL)
+
+    def sleeping() -> list[int]:
+        return [pid for pid in walk(os.getpid()) if cmdline(pid).startswith(b"sleep\0")]
+
+    sleeps: list[int] = []
     try:
-        wait_until(lambda: len(walk(os.getpid())) == 3, what="sh and its two sleeps")
-        found = walk(os.getpid())
-        assert tree.pid in found
-        sleeps = [pid for pid in found if pid != tree.pid]
-        assert all(Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep") for pid in sleeps)
+        # Settled: both sleeps exec'd, /bin/true gone (a zombie until sh reaps it: never listed).
+        wait_until(lambda: len(sleeping()) == 2 and len(walk(os.getpid())) == 3, what="sh and its two sleeps")
+        assert tree.pid in walk(os.getpid())
     finally:
+        sleeps = fleet_guard._descendants_by_scan(tree.pid)  # ours to stop, found independently
         tree.kill()
-    wait_until(lambda: tree.pid not in walk(os.getpid()), what="the killed shell to count as gone (a zombie)")
-    tree.wait()
-    for pid in sleeps:
-        os.kill(pid, signal.SIGKILL)
+    try:
+        wait_until(lambda: tree.pid not in walk(os.getpid()), what="the killed shell to count as gone (a zombie)")
+    finally:
+        tree.wait()
+        for pid in sleeps:
+            os.kill(pid, signal.SIGKILL)
 
 
 # ---- exec mode ------------------------------------------------------------------------------------

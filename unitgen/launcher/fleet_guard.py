@@ -75,6 +75,7 @@ else:
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from types import ModuleType
     from typing import Protocol
 
     class _Log(Protocol):
@@ -183,6 +184,15 @@ def _signal_all(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
         except OSError:
             pass  # gone already
+
+
+def _signal_module() -> ModuleType:
+    """The C module behind `signal`: same functions and numbers, without the IntEnum classes whose
+    import (enum, functools) costs ~4 ms of every start (the launcher does the same)."""
+    import _signal  # type: ignore[import-not-found]  # typeshed describes only `signal`
+
+    module: ModuleType = _signal
+    return module
 
 
 def _prctl() -> Callable[[int, int], int] | None:
@@ -363,7 +373,7 @@ class Guard:
     def _enforce(self, reason: str, enforced: fleet._Event) -> None:
         expiry = self.lock.last_renewal + self.lock.ttl  # the earliest the server can expire the lease
         kill_at = expiry - self.lock.margin / 2
-        import signal
+        signal = _signal_module()
 
         if self._request_stop is not None:
             self._request_stop(EXIT_FLEET_LOST)
@@ -398,7 +408,7 @@ class Guard:
 
     def release(self) -> None:
         """Stop what is left of the app's processes, then revoke the lease (the next holder goes at once)."""
-        import signal
+        signal = _signal_module()
 
         if self._request_stop is not None:
             self._request_stop = None
@@ -447,7 +457,7 @@ class Guard:
 
     def run_exec(self, argv: list[str], environ: Mapping[str, str]) -> int:
         """Run argv as a supervised child while the lock is held; its exit status, or EXIT_FLEET_LOST."""
-        import signal
+        signal = _signal_module()
 
         prctl = self._prctl_ready()
         if prctl is not None:
@@ -493,7 +503,7 @@ class Guard:
         """Pass signals meant for the service on to the app. Installed before the fork (the child's
         exec resets handlers to their defaults), so a SIGTERM never finds the launcher unprepared: its
         default action would end the launcher and, through PDEATHSIG, SIGKILL the app mid-stop."""
-        import signal
+        signal = _signal_module()
 
         under_systemd = bool(os.environ.get("INVOCATION_ID"))
 
@@ -528,7 +538,7 @@ def _exit_like(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         return code
-    import signal
+    signal = _signal_module()
 
     signal.signal(-code, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [-code])
