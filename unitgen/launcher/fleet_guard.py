@@ -229,6 +229,7 @@ class Guard:
         self.child = 0  # exec mode: the app's PID
         self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
         self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
+        self._logged = fleet._Event()  # set once the lost lock's journal entry is out
         self._prctl_done: fleet._Event | None = None
         self._pings: list[int] = []  # renewals not yet reported to systemd's watchdog
         self._ping_ready = _thread.allocate_lock()
@@ -384,7 +385,7 @@ class Guard:
                    f"before the lease can expire (last renewal {time.monotonic() - last:.1f} s ago)")
         fields = {**self.fields(), "ERROR": reason, "LAST_RENEWAL_MONOTONIC_USEC": str(int(last * 1e6))}
         # Logging may wait for journald (up to ~2 s): never in the way of the SIGKILL deadline.
-        _thread.start_new_thread(self._log_lost, (message, fields))
+        _thread.start_new_thread(self._log_lost, (message, fields, self._logged))
         while time.monotonic() < kill_at and (self._tree() or self._python_app_running()):
             time.sleep(_POLL_SEC)
         _signal_all(self._tree(), signal.SIGKILL)
@@ -393,9 +394,12 @@ class Guard:
             os._exit(EXIT_FLEET_LOST)  # the app ignored the stop request: end the process now
         enforced.set()
 
-    def _log_lost(self, message: str, fields: dict[str, str]) -> None:
-        self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_LOST, **fields)
-        self.notify(f"STATUS={message}")
+    def _log_lost(self, message: str, fields: dict[str, str], logged: fleet._Event) -> None:
+        try:
+            self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_LOST, **fields)
+            self.notify(f"STATUS={message}")
+        finally:
+            logged.set()
 
     @staticmethod
     def _tree() -> list[int]:
@@ -422,6 +426,10 @@ class Guard:
             _signal_all([p for p in left if _alive(p)], signal.SIGKILL)
         if self._enforced is not None:
             self._enforced.wait(self.lock.ttl)
+            self._logged.wait(3)  # the entry saying why, before the process ends (log waits <= 2 s)
+            # Renewals failed for most of a ttl: etcd is likely out of reach, and the lease expires
+            # anyway; try to revoke it (the next holder goes sooner) without holding up the restart.
+            self.lock.request_timeout = min(self.lock.request_timeout, 1.0)
         self.lock.release()
         _current.clear()
 
