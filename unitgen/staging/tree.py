@@ -66,11 +66,15 @@ def _homes() -> tuple[Path, ...]:
     return tuple(dict.fromkeys(Path(p.pw_dir).resolve() for p in pwd.getpwall() if p.pw_dir))
 
 
-def _contains(outer: Path, inner: Path) -> bool:
+@functools.cache
+def _resolved_homes() -> frozenset[str]:
+    return frozenset(map(str, _homes()))
+
+
+def _contains(outer: str, inner: str) -> bool:
     """`outer` is `inner` or one of its parents (both resolved); by string, as this runs for every
     protected path of every service in a batch."""
-    o, i = str(outer), str(inner)
-    return o == i or i.startswith(o if o.endswith("/") else o + "/")
+    return outer == inner or inner.startswith(outer if outer.endswith("/") else outer + "/")
 
 
 def _has_marker(directory: Path) -> bool:
@@ -99,9 +103,11 @@ def check_out_dir(out_dir: Path, protected: Iterable[Path]) -> None:
     hint = "name a new directory (or one unitgen wrote before) with --out DIR"
     if out_dir.is_symlink():
         raise UnitgenError(f"--out {out_dir}: refusing a symbolic link as the output directory", hint=hint)
-    real = out_dir.resolve()
+    real = str(out_dir.resolve())
     for path in protected:
-        resolved = path if path in _homes() else path.resolve()  # homes are resolved already
+        resolved = str(path)
+        if resolved not in _resolved_homes():  # those are resolved already
+            resolved = str(path.resolve())
         if _contains(real, resolved):
             what = "is" if real == resolved else "contains"
             raise UnitgenError(f"--out {out_dir}: refusing to replace a directory that {what} {path}", hint=hint)
@@ -142,7 +148,10 @@ def clean_leftovers(out_dir: Path) -> list[Path]:
     parent = out_dir.parent
     if not parent.is_dir():
         return removed
-    for candidate in sorted(parent.glob(_tmp_prefix(out_dir) + "*")):
+    prefix = _tmp_prefix(out_dir)
+    with os.scandir(parent) as entries:  # a plain prefix test: glob() compiles a pattern per call
+        names = sorted(entry.name for entry in entries if entry.name.startswith(prefix))
+    for candidate in (parent / name for name in names):
         if candidate.is_symlink() or not _replaceable(candidate):
             continue
         with contextlib.suppress(OSError), _locked(candidate, blocking=False):
