@@ -34,7 +34,7 @@ import jinja2
 
 from unitgen.errors import UnitgenError
 from unitgen.launcher.runtime import OPTIONAL_SETTINGS, SETTINGS_KEYS, LauncherSettings, check_settings, parse_ready
-from unitgen.resources import template_root
+from unitgen.resources import bytecode_cache, template_root
 
 TEMPLATE = "launcher/launcher.py.j2"
 MODULE = "unitgen_launcher"
@@ -63,6 +63,7 @@ def launcher_source() -> str:
 def _template() -> jinja2.Template:
     # Compiled once per process: a batch render of many services shares it.
     env = jinja2.Environment(
+        bytecode_cache=bytecode_cache(),
         loader=jinja2.FileSystemLoader(str(template_root())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -14,7 +14,7 @@ import jinja2
 
 from unitgen.errors import UnitgenError
 from unitgen.package.model import PackageInfo
-from unitgen.resources import template_root
+from unitgen.resources import bytecode_cache, template_root
 
 DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 RPM_SCRIPTLETS = ("pre", "post", "preun", "postun", "posttrans")
@@ -29,6 +29,7 @@ def purge_record(name: str) -> str:
 @functools.cache
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
+        bytecode_cache=bytecode_cache(),
         loader=jinja2.FileSystemLoader(str(template_root() / "maintainer-scripts")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

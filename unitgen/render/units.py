@@ -37,7 +37,7 @@ from unitgen.launcher.script import (
     render_launcher,
 )
 from unitgen.render.hardening import hardening_directives, limit_directives
-from unitgen.resources import template_root
+from unitgen.resources import bytecode_cache, template_root
 from unitgen.spec import Spec
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ def _cached_environment(template_dirs: tuple[str, ...]) -> jinja2.Environment:
     # environment (95% of a render's time), so a batch of services shares the compiled units.
     # The loader still notices a template file changed on disk (auto_reload, by mtime).
     env = jinja2.Environment(
+        bytecode_cache=bytecode_cache(),
         loader=jinja2.FileSystemLoader([*template_dirs, str(template_root())]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

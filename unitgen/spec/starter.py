@@ -7,13 +7,14 @@ from pathlib import Path
 import jinja2
 
 from unitgen.errors import UnitgenError
-from unitgen.resources import template_root
+from unitgen.resources import bytecode_cache, template_root
 from unitgen.spec import validate_name
 
 
 def starter_spec(name: str) -> str:
     validate_name(name)
     env = jinja2.Environment(
+        bytecode_cache=bytecode_cache(),
         loader=jinja2.FileSystemLoader(str(template_root())),
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
