@@ -9,6 +9,10 @@ CI always means every test, the integration tests included, really ran.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +51,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.skipped and not hasattr(report, "wasxfail") and item.config.getoption("--require-root-tests"):
         report.outcome = "failed"
         report.longrepr = f"test was skipped but --require-root-tests is set: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def unitgen_for_anyone() -> Iterator[Path]:
+    """A world-readable copy of the unitgen package (put it on PYTHONPATH), for tests that run
+    unitgen as another user: a checkout in a 0700 home (root's, or Debian's adduser default)
+    is closed to them. pytest's own base directory is 0700 too, hence a directory of its own."""
+    lib = Path(tempfile.mkdtemp(prefix="unitgen-test-lib-"))
+    shutil.copytree(
+        Path(__file__).parent.parent / "unitgen", lib / "unitgen", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for path in (lib, *lib.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield lib
+    shutil.rmtree(lib)

@@ -463,14 +463,14 @@ def test_rpm_installs_inside_only(shared_sandbox: Sandbox, tmp_path: Path) -> No
 
 
 @pytest.mark.root
-def test_a_non_root_user_is_told_root_is_needed() -> None:
+def test_a_non_root_user_is_told_root_is_needed(unitgen_for_anyone: Path) -> None:
     # Debian's python3 (the venv's interpreter lives under /root, which nobody may enter).
     code = "from unitgen.sandbox import Sandbox\ntry:\n    Sandbox.boot()\nexcept Exception as e:\n    print(e)\n"
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/python3", "-c", code],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(unitgen_for_anyone), "PATH": "/usr/bin:/bin"},
         cwd="/",
         check=False,
     )

@@ -71,18 +71,13 @@ def test_try_keep_then_teardown(tmp_path: Path) -> None:
     assert "try-quiet" not in sandboxes_left()
 
 
-def test_try_as_a_normal_user_says_root_is_needed_and_builds_nothing(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_try_as_a_normal_user_says_root_is_needed_and_builds_nothing(tmp_path: Path, unitgen_for_anyone: Path) -> None:
     # The user reads a copy of the package and the spec: a checkout in a 0700 home is closed to them.
-    lib = Path(tempfile.mkdtemp(prefix="unitgen-test-lib-"))  # pytest's own base directory is 0700
-    request.addfinalizer(lambda: shutil.rmtree(lib))
-    shutil.copytree(ROOT / "unitgen", lib / "unitgen", ignore=shutil.ignore_patterns("__pycache__"))
-    spec = lib / "hello.toml"
-    shutil.copyfile(ROOT / "examples/hello/hello.toml", spec)
-    for path in (lib, *lib.rglob("*")):
-        path.chmod(path.stat().st_mode | 0o755 if path.is_dir() else 0o644)
+    lib = unitgen_for_anyone
     tmp_path.chmod(0o777)
+    spec = lib / "hello.toml"  # not in tmp_path: pytest's base directory is 0700
+    shutil.copyfile(ROOT / "examples/hello/hello.toml", spec)
+    spec.chmod(0o644)
     # Debian's interpreter (it has jinja2), so the user needs no access to root's home.
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
