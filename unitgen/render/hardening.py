@@ -8,6 +8,9 @@ when it has a network.
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 from unitgen import escape
 from unitgen.spec import Spec
 
@@ -56,7 +59,10 @@ def hardening_directives(spec: Spec) -> list[Directive]:
     if not spec.network:
         out.append(("IPAddressDeny", "any"))
     elif h.ip_address_allow is not None:
-        out += [("IPAddressDeny", "any"), ("IPAddressAllow", " ".join(h.ip_address_allow))]
+        # An allow list must let the launcher reach etcd: the members given as addresses are added
+        # (members given by name need their addresses listed, and DNS, by the spec itself).
+        allow = [*h.ip_address_allow, *(a for a in etcd_addresses(spec) if a not in h.ip_address_allow)]
+        out += [("IPAddressDeny", "any"), ("IPAddressAllow", " ".join(allow))]
     out += [
         ("RestrictNamespaces", _yes(h.restrict_namespaces)),
         ("LockPersonality", "yes"),
@@ -76,6 +82,19 @@ def hardening_directives(spec: Spec) -> list[Directive]:
     if h.read_write_paths:
         out.append(("ReadWritePaths", escape.word_list(h.read_write_paths)))
     return out
+
+
+def etcd_addresses(spec: Spec) -> list[str]:
+    """The fleet lock's etcd members that are IP addresses (in order, once each)."""
+    found: list[str] = []
+    for endpoint in spec.lock.etcd if spec.lock.is_fleet else ():
+        try:
+            address = str(ipaddress.ip_address(urlsplit(endpoint).hostname or ""))
+        except ValueError:
+            continue  # a host name
+        if address not in found:
+            found.append(address)
+    return found
 
 
 def limit_directives(spec: Spec) -> list[Directive]:

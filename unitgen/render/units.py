@@ -26,6 +26,7 @@ import jinja2
 
 from unitgen import __version__, escape
 from unitgen.errors import UnitgenError
+from unitgen.launcher import fleet_guard
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, LOCK_FD_ENV, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.launcher.script import (
     cleanup_argv,
@@ -78,6 +79,10 @@ def doc_path(spec: Spec) -> PurePosixPath:
 
 
 def launcher_settings(spec: Spec) -> LauncherSettings:
+    if spec.lock.is_fleet:
+        # Until the launcher takes the fleet lock itself (issue 13, next step), a fleet spec must not
+        # render a launcher that would run the app with the local lock alone.
+        raise UnitgenError(f"{spec.source}: lock.scope = 'fleet' is not supported by this launcher yet")
     return {
         "name": spec.name,
         "mode": "python" if spec.is_python_mode else "exec",
@@ -176,9 +181,24 @@ def _context(spec: Spec) -> dict[str, Any]:
     documentation = list(spec.documentation) or [f"file:{doc_path(spec)}"]
     if spec.package and spec.package.homepage and not spec.documentation:
         documentation.append(spec.package.homepage)
+    after, wants = list(spec.after), list(spec.wants)
+    if spec.lock.is_fleet:
+        # etcd is across the network: start once it is up (systemd.special(7), network-online.target).
+        after += [u for u in ("network-online.target",) if u not in after]
+        wants += [u for u in ("network-online.target",) if u not in wants]
     return {
         "spec": spec,
         "name": spec.name,
+        "after": after,
+        "wants": wants,
+        # TLS files reach the launcher through $CREDENTIALS_DIRECTORY (systemd.exec(5), LoadCredential=):
+        # readable by the service alone whatever their mode on disk, never in the environment.
+        "credentials": list(spec.lock.credentials()) if spec.lock.is_fleet else [],
+        "fleet_message_ids": {
+            "acquired": fleet_guard.MESSAGE_ID_FLEET_ACQUIRED,
+            "lost": fleet_guard.MESSAGE_ID_FLEET_LOST,
+            "unreachable": fleet_guard.MESSAGE_ID_FLEET_UNREACHABLE,
+        },
         "version": __version__,
         "source_name": Path(spec.source).name,
         "timer": spec.timer,

@@ -27,7 +27,7 @@ from unitgen.spec.fields import (
     string_table,
     text,
 )
-from unitgen.spec.model import OnContention, ProtectSystem, Ready, ReadyKind, ReloadSignal, Restart
+from unitgen.spec.model import LockScope, OnContention, ProtectSystem, Ready, ReadyKind, ReloadSignal, Restart
 
 USER_PATTERN = r"[a-z_][a-z0-9_-]{0,30}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -39,6 +39,13 @@ ENTRY_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-
 DIRECTIVE_PATTERN = r"[A-Z][A-Za-z0-9]*"
 CAPABILITY_PATTERN = r"CAP_[A-Z_]+"
 ADDRESS_FAMILY_PATTERN = r"AF_[A-Z0-9_]+"
+
+# etcd client URLs as etcdctl --endpoints takes them; the launcher's client speaks HTTP/1.1 to etcd's
+# JSON gateway on the same port (unitgen.launcher.fleet).
+ETCD_ENDPOINT_PATTERN = r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?/?"
+# The lock's key prefix, `etcdctl lock NAME`'s NAME: the holders' keys are NAME/LEASE_ID.
+ETCD_KEY_PATTERN = r"(/[A-Za-z0-9._@:-]+)+"
+LOCK_TTL_MIN = 5  # below this, one etcd leader election (~1 s of failed renewals) can cost the lock
 
 _READY_ALLOWED = "'immediate', 'notify', 'tcp:PORT', 'tcp:HOST:PORT' or 'path:/absolute/file'"
 
@@ -253,6 +260,42 @@ TIMER_KEYS: tuple[Key[Any], ...] = (
         seconds(1, 1e9),
         "A run that takes longer is killed (TimeoutStartSec= of the oneshot service; default: no limit).",
     ),
+)
+
+LOCK_KEYS: tuple[Key[Any], ...] = (
+    Key(
+        "scope",
+        choice(LockScope),
+        "'host': one instance per host (the fcntl lock). 'fleet': also one across every host sharing the etcd "
+        "cluster: the launcher then holds an etcd lock too, and stops the app before that lock can expire.",
+        default=LockScope.HOST,
+    ),
+    Key(
+        "etcd",
+        array(matching(ETCD_ENDPOINT_PATTERN, "etcd client URL like 'https://10.0.0.1:2379'"), min_items=1),
+        "scope = 'fleet': the etcd members' client URLs (http:// or https://HOST:PORT).",
+        default=(),
+        allowed="array of URLs",
+    ),
+    Key(
+        "ttl",
+        integer(LOCK_TTL_MIN, 3600),
+        "scope = 'fleet': the lease's time to live in seconds; the launcher renews it every ttl/3, stops the "
+        "app when it could expire, and another host takes over at most ttl + 1 s after a holder dies.",
+        default=10,
+    ),
+    Key(
+        "key",
+        matching(ETCD_KEY_PATTERN, "etcd key like '/unitgen/locks/NAME'"),
+        "scope = 'fleet': the lock's name in etcd, as `etcdctl lock` names it. Default: /unitgen/locks/NAME.",
+    ),
+    Key(
+        "ca_file",
+        absolute_path,
+        "https endpoints: the CA that signed the etcd servers' certificates (passed with LoadCredential=).",
+    ),
+    Key("cert_file", absolute_path, "https endpoints: the client certificate (LoadCredential=), with key_file."),
+    Key("key_file", absolute_path, "https endpoints: the client certificate's key (LoadCredential=), with cert_file."),
 )
 
 _KEPT = " What unitgen itself requires (the python3 the launcher and the venv run on) is always kept."

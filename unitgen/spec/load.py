@@ -36,12 +36,24 @@ from unitgen.spec.keys import (
     EXTRA_SECTIONS,
     HARDENING_KEYS,
     LIMITS_KEYS,
+    LOCK_KEYS,
     OVERRIDE_KEYS,
     PACKAGE_KEYS,
     TIMER_KEYS,
     TOP_KEYS,
 )
-from unitgen.spec.model import App, FormatOverrides, Hardening, Limits, OnContention, Package, ReadyKind, Spec, Timer
+from unitgen.spec.model import (
+    App,
+    FormatOverrides,
+    Hardening,
+    Limits,
+    Lock,
+    OnContention,
+    Package,
+    ReadyKind,
+    Spec,
+    Timer,
+)
 from unitgen.spec.ownership import own_directory, own_read_write_path, validate_name
 
 # A spec is a few hundred bytes; this bounds what is read (`--spec /dev/zero` must not hang),
@@ -182,7 +194,7 @@ def _check_app_inputs(app: App, where: str) -> None:
 
 def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_dir: Path | None = None) -> Spec:
     validate_name(name)
-    tables = {"limits", "hardening", "timer", "package", "extra", "app"}
+    tables = {"limits", "hardening", "timer", "package", "extra", "app", "lock"}
     top = parse_table({k: v for k, v in raw.items() if k not in tables}, TOP_KEYS + _table_placeholders(), where=where)
     for t in tables:
         top.pop(t, None)
@@ -290,9 +302,11 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
     for i, path in enumerate(hardening.read_write_paths):
         own_read_write_path(where, f"hardening.read_write_paths[{i}]", path, name)
 
+    lock = _parse_lock(_sub_table(raw, "lock", where) or {}, name, where, top)
     spec = Spec(
         name=name,
         source=where,
+        lock=lock,
         app=app,
         limits=Limits(
             **parse_table(_sub_table(raw, "limits", where) or {}, LIMITS_KEYS, where=where, prefix="limits.")
@@ -313,6 +327,42 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
                 "EnvironmentFile= or a file the service reads",
             )
     return spec
+
+
+def _parse_lock(raw: dict[str, Any], name: str, where: str, top: dict[str, Any]) -> Lock:
+    fields = parse_table(raw, LOCK_KEYS, where=where, prefix="lock.")
+    fields["key"] = fields["key"] or f"/unitgen/locks/{name}"
+    lock = Lock(**fields)
+    if not lock.is_fleet:
+        for key in ("etcd", "ttl", "key", "ca_file", "cert_file", "key_file"):
+            if key in raw:
+                raise SpecError(where, f"lock.{key}", "only applies with scope = 'fleet'",
+                                hint="set lock.scope = 'fleet' to share the lock across hosts through etcd")
+        return lock
+    if not lock.etcd:
+        raise SpecError(where, "lock.etcd", "is required with scope = 'fleet'",
+                        hint="the etcd members' client URLs, e.g. ['https://10.0.0.1:2379', 'https://10.0.0.2:2379']")
+    for i, endpoint in enumerate(lock.etcd):
+        port = endpoint.rstrip("/").rpartition("]")[2].rpartition(":")[2]
+        if port.isdigit() and not 1 <= int(port) <= 65535:
+            raise SpecError(where, f"lock.etcd[{i}]", f"port {port} is out of range: allowed 1 to 65535")
+    if not top["network"]:
+        raise SpecError(where, "lock.scope", "'fleet' needs the network to reach etcd, and network = false",
+                        hint="remove network = false, or use scope = 'host'")
+    if top["watchdog"] is not None:
+        raise SpecError(
+            where, "watchdog", "cannot be combined with lock.scope = 'fleet', which uses systemd's watchdog itself",
+            hint="the launcher sets WATCHDOG_USEC= while it holds the fleet lock, so that systemd kills a "
+            "launcher frozen past its lease; remove 'watchdog'")
+    tls = [key for key in ("ca_file", "cert_file", "key_file") if getattr(lock, key) is not None]
+    plain = [e for e in lock.etcd if not e.startswith("https://")]
+    if tls and plain:
+        raise SpecError(where, f"lock.{tls[0]}", f"needs https:// endpoints, and {shown(plain[0])} is http",
+                        hint="TLS material is only used over https")
+    if (lock.cert_file is None) != (lock.key_file is None):
+        missing = "key_file" if lock.key_file is None else "cert_file"
+        raise SpecError(where, f"lock.{missing}", "is required with the other half of the client certificate")
+    return lock
 
 
 def _unit_lines(spec: Spec) -> Iterator[tuple[str, str]]:
@@ -353,7 +403,7 @@ def _unit_lines(spec: Spec) -> Iterator[tuple[str, str]]:
 
 def _table_placeholders() -> tuple[Key[Any], ...]:
     # The sub-tables are parsed separately; listing them keeps "did you mean" aware of them.
-    return tuple(Key(t, lambda v: v, "") for t in ("limits", "hardening", "timer", "package", "extra", "app"))
+    return tuple(Key(t, lambda v: v, "") for t in ("limits", "hardening", "timer", "package", "extra", "app", "lock"))
 
 
 def _parse_extra(raw: dict[str, Any], where: str) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:

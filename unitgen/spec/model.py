@@ -40,6 +40,11 @@ class OnContention(enum.Enum):
     WAIT = "wait"
 
 
+class LockScope(enum.Enum):
+    HOST = "host"
+    FLEET = "fleet"
+
+
 class Restart(enum.Enum):
     NO = "no"
     ON_SUCCESS = "on-success"
@@ -87,6 +92,29 @@ class Hardening:
     address_families: tuple[str, ...]
     read_write_paths: tuple[str, ...]
     ip_address_allow: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Lock:
+    """[lock]: how far "one instance" reaches. host: the fcntl lock alone; fleet: also an etcd lock
+    shared by every host of the cluster (README: "The fleet lock")."""
+
+    scope: LockScope
+    etcd: tuple[str, ...]
+    ttl: int
+    key: str
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+
+    @property
+    def is_fleet(self) -> bool:
+        return self.scope is LockScope.FLEET
+
+    def credentials(self) -> tuple[tuple[str, str], ...]:
+        """LoadCredential= pairs (credential ID, path on the host) for the TLS files that are set."""
+        files = (("etcd-ca", self.ca_file), ("etcd-cert", self.cert_file), ("etcd-key", self.key_file))
+        return tuple((name, path) for name, path in files if path is not None)
 
 
 @dataclass(frozen=True)
@@ -182,6 +210,7 @@ class Spec:
     package: Package | None
     app: App | None
     extra: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
+    lock: Lock
 
     @property
     def runtime_directory(self) -> str:
