@@ -28,10 +28,17 @@ ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all held open until all are chosen, since a port bound and
+    released at once may be handed out again by the next bind (two members on one port)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 @dataclass(frozen=True)
@@ -225,17 +232,28 @@ def start_cluster(root: Path, size: int = 3, tls: TLSMaterial | None = None,
                   extra_address: str | None = None, more_addresses: tuple[str, ...] = ()) -> EtcdCluster:
     """size members on 127.0.0.1; with tls, clients must speak https with a certificate of tls's CA;
     with extra_address, members also listen for clients there."""
-    root.mkdir(parents=True, exist_ok=True)
-    cluster = EtcdCluster(root=root, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}", tls=tls,
-                          extra_address=extra_address, more_addresses=more_addresses)
-    for i in range(size):
-        cluster.members.append(Member(name=f"m{i}", client_port=free_port(), peer_port=free_port(),
-                                      data_dir=root / f"m{i}.data", log=root / f"m{i}.log",
-                                      scheme="https" if tls else "http"))
-    for i in range(size):
-        cluster.start(i, state="new")
-    cluster.wait_healthy()
-    return cluster
+    for attempt in range(3):
+        where = root / f"attempt{attempt}" if attempt else root
+        where.mkdir(parents=True, exist_ok=True)
+        cluster = EtcdCluster(root=where, token=f"unitgen-{os.getpid()}-{time.monotonic_ns()}", tls=tls,
+                              extra_address=extra_address, more_addresses=more_addresses)
+        ports = free_ports(2 * size)
+        for i in range(size):
+            cluster.members.append(Member(name=f"m{i}", client_port=ports[2 * i], peer_port=ports[2 * i + 1],
+                                          data_dir=where / f"m{i}.data", log=where / f"m{i}.log",
+                                          scheme="https" if tls else "http"))
+        try:
+            for i in range(size):
+                cluster.start(i, state="new")
+            cluster.wait_healthy()
+        except BaseException as exc:
+            cluster.stop_all()  # never leave a member of a failed start running
+            # A port chosen free can be taken by another program before etcd binds it: try others.
+            if "address already in use" in str(exc) and attempt < 2:
+                continue
+            raise
+        return cluster
+    raise AssertionError("unreachable")
 
 
 class Netns:
