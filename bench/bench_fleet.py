@@ -10,6 +10,9 @@ Started in one run on the same cluster, interleaved, so that load hits both alik
   fleet-pyc  the same main as a script that imports fleet as a module from its own directory, with
              its __pycache__ written by the warm-up run: what a launcher that ships the lock as a module
              (and its .pyc) would pay; the difference to `fleet` is compiling ~700 lines (~4 ms)
+  launcher   the real thing: a stub rendered by unitgen (lock.scope = "fleet") and its three modules, their
+             bytecode compiled as the package's postinst does, lock file in a scratch directory: the fcntl
+             lock, the fleet lock and its journal entry, fork and exec of touch MARK, wait, release
   guard      the launcher's own fleet path with .pyc files: runtime, fleet and fleet_guard imported from one
              directory, Guard(..., log=runtime.log).acquire() (journal entry included, to a socket this
              process drains), then run_exec(touch MARK): fork, PDEATHSIG, exec, wait, stop leftovers, release
@@ -71,6 +74,31 @@ raise SystemExit(guard.run_exec(["/usr/bin/touch", sys.argv[3]], os.environ))
 '''
 
 
+def deployed_launcher(work: Path, endpoints: list[str], python: str) -> Path:
+    """The launcher as a package installs it (stub + modules + bytecode), for a fleet-locked service."""
+    from unitgen.launcher.fleet_guard import DEPLOYED_NAMES
+    from unitgen.launcher.script import compile_argv, launcher_source, render_launcher
+
+    libexec, run = work / "libexec", work / "run"
+    libexec.mkdir(mode=0o755)
+    run.mkdir(mode=0o755)
+    (libexec / "unitgen_launcher.py").write_text(launcher_source())
+    for module, name in DEPLOYED_NAMES.items():
+        (libexec / f"{name}.py").write_text((ROOT / "unitgen" / "launcher" / f"{module}.py").read_text())
+    settings = {"name": "bench", "mode": "exec", "argv": ["/usr/bin/true"], "entry": None,
+                "lock_file": str(run / "bench.pid"), "ready": "immediate", "ready_timeout_sec": 5.0,
+                # "exit": "wait" takes the local lock from a thread (threading costs ~4 ms); runs here are
+                # sequential, so nothing contends
+                "on_contention": "exit", "wait_timeout_sec": None, "oneshot": False, "user": None,
+                "fleet_etcd": endpoints, "fleet_key": "/bench/launcher", "fleet_ttl": 10}
+    stub = libexec / "bench-launcher"
+    stub.write_text(render_launcher(settings, python=python))  # type: ignore[arg-type]
+    stub.chmod(0o755)
+    subprocess.run([*compile_argv(python, str(libexec)), *(str(p) for p in libexec.glob("unitgen_fleet_*.py"))],
+                   check=True)
+    return stub
+
+
 def journal_sink(work: Path) -> Path:
     """A datagram socket standing in for journald (the guard logs each acquisition), drained by a thread."""
     import socket
@@ -111,6 +139,7 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
         (module_dir / f"{name}.py").write_text((ROOT / "unitgen" / "launcher" / f"{module}.py").read_text())
     guard_stub = work / "guard_stub.py"
     guard_stub.write_text(GUARD_MAIN)
+    launcher = deployed_launcher(work, cluster.endpoints, python)
     os.environ["UNITGEN_JOURNAL_SOCKET"] = str(journal_sink(work))
     mark = work / "mark"
     eps = ",".join(cluster.endpoints)
@@ -119,6 +148,7 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
         "fleet": [python, "-I", "-S", str(prog), eps, "/bench/fleet", str(mark)],
         "fleet-pyc": [python, "-I", "-S", str(stub), eps, "/bench/fleet", str(mark)],
         "guard": [python, "-I", "-S", str(guard_stub), eps, "/bench/guard", str(mark), str(module_dir)],
+        "launcher": [str(launcher), "--", "/usr/bin/touch", str(mark)],
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for argv in variants.values():  # warm-up: page cache, etcd's first requests
@@ -135,7 +165,7 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
             medians[name, column] = med
             p10, p90 = values[len(values) // 10], values[(len(values) * 9) // 10]
             print(f"  {name:9} spawn -> {label:12} {med:7.1f}  [{p10:6.1f} .. {p90:6.1f}]")
-    for name in ("fleet", "fleet-pyc", "guard"):
+    for name in ("fleet", "fleet-pyc", "guard", "launcher"):
         for column, label in ((0, "app running"), (1, "exit")):
             ratio = medians[name, column] / medians["etcdctl", column]
             print(f"  ratio {name}/etcdctl ({label}): {ratio:.2f}x")

@@ -1,4 +1,4 @@
-"""The [lock] table (issue 13): parsing and its errors."""
+"""The [lock] table (issue 13): parsing, its errors, and what a fleet lock adds to the rendered unit."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from unitgen.errors import UnitgenError
+from unitgen.render.units import render
 from unitgen.spec import LockScope, Spec, parse_spec
 
 BASE = 'description = "demo"\nexec = ["/usr/bin/sleep", "60"]\n'
@@ -19,9 +20,20 @@ def spec(text: str) -> Spec:
     return parse_spec(raw, name="demo", where="demo.toml")
 
 
-def test_host_scope_is_the_default() -> None:
+def unit(s: Spec) -> str:
+    [service] = [f for f in render(s) if f.path.name == "demo.service"]
+    return service.content.decode()
+
+
+def lines(text: str, directive: str) -> list[str]:
+    return [line.partition("=")[2] for line in text.splitlines() if line.startswith(directive + "=")]
+
+
+def test_host_scope_is_the_default_and_renders_nothing_new() -> None:
     s = spec(BASE)
     assert s.lock.scope is LockScope.HOST and not s.lock.is_fleet
+    text = unit(s)
+    assert not lines(text, "After") and not lines(text, "LoadCredential") and not lines(text, "WatchdogSignal")
 
 
 def test_fleet_defaults() -> None:
@@ -65,3 +77,51 @@ def test_fleet_refuses_what_it_cannot_work_with(top: str, key: str) -> None:
 def test_typo_in_the_table_name_suggests_lock() -> None:
     with pytest.raises(UnitgenError, match="did you mean 'lock'"):
         spec(BASE + FLEET.replace("[lock]", "[lokc]"))
+
+
+def test_fleet_unit_waits_for_the_network_and_has_the_watchdog_signal() -> None:
+    text = unit(spec('after = ["remote-fs.target"]\n' + BASE + FLEET))
+    assert lines(text, "After") == ["remote-fs.target network-online.target"]
+    assert lines(text, "Wants") == ["network-online.target"]
+    assert lines(text, "WatchdogSignal") == ["SIGKILL"]
+    assert not lines(text, "WatchdogSec")  # the launcher sets WATCHDOG_USEC= once it holds the lock
+
+
+def test_tls_files_go_through_load_credential_never_the_environment() -> None:
+    tls = ('[lock]\nscope = "fleet"\netcd = ["https://10.0.0.1:2379"]\nca_file = "/etc/demo/ca.pem"\n'
+           'cert_file = "/etc/demo/client.pem"\nkey_file = "/etc/demo/client%.key"\n')
+    text = unit(spec(BASE + tls))
+    assert lines(text, "LoadCredential") == [
+        "etcd-ca:/etc/demo/ca.pem", "etcd-cert:/etc/demo/client.pem", "etcd-key:/etc/demo/client%%.key"]
+    assert "/etc/demo" not in "".join(lines(text, "Environment"))
+
+
+@pytest.mark.parametrize(("allow", "expected"), [
+    pytest.param(None, None, id="open-network-stays-open"),
+    pytest.param('["192.168.0.0/16"]', "192.168.0.0/16 10.0.0.1 10.0.0.2", id="allow-list-gains-etcd-addresses"),
+    pytest.param('["10.0.0.1", "localhost"]', "10.0.0.1 localhost 10.0.0.2", id="listed-once"),
+])
+def test_ip_address_allow_lets_the_launcher_reach_etcd_members_given_as_addresses(
+        allow: str | None, expected: str | None) -> None:
+    hardening = f"[hardening]\nip_address_allow = {allow}\n" if allow else ""
+    text = unit(spec(BASE + FLEET + hardening))
+    assert lines(text, "IPAddressAllow") == ([expected] if expected else [])
+    assert lines(text, "IPAddressDeny") == (["any"] if expected else [])
+
+
+def test_fleet_ships_its_modules_next_to_the_launcher_and_passes_its_settings() -> None:
+    files = {str(f.path): f.content for f in render(spec(BASE + FLEET + "ttl = 7\n"))}
+    assert {"usr/libexec/demo/unitgen_fleet_lock.py", "usr/libexec/demo/unitgen_fleet_guard.py"} <= set(files)
+    stub = files["usr/libexec/demo/demo-launcher"].decode()
+    assert "'fleet_etcd': ['http://10.0.0.1:2379', 'http://10.0.0.2:2379', 'http://etcd3:2379']," in stub
+    assert "'fleet_key': '/unitgen/locks/demo'," in stub and "'fleet_ttl': 7," in stub
+    host = {str(f.path): f.content for f in render(spec(BASE))}
+    assert not [p for p in host if "fleet" in p] and b"fleet_" not in host["usr/libexec/demo/demo-launcher"]
+
+
+@pytest.mark.parametrize(("top", "expected"), [
+    pytest.param('ready = "notify"\n', "all", id="exec-notify-the-app-is-a-child"),
+    pytest.param('ready = "immediate"\n', "main", id="exec-immediate-the-launcher-reports"),
+])
+def test_notify_access_follows_who_sends_ready(top: str, expected: str) -> None:
+    assert lines(unit(spec(BASE + top + FLEET)), "NotifyAccess") == [expected]

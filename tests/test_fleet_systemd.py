@@ -1,14 +1,18 @@
 """The fleet lock in real systemd (issue 13): three sandboxes, each its own host (PID, mount, UTS and
 network namespaces, its own /run and journald), reach a real 3-member etcd on the host through a veth
-pair each, and run the same service. An independent observer (the test) merges what each host's app
-logged with CLOCK_MONOTONIC, which every namespace shares: exactly one holder at any instant, tokens
-strictly increasing; kill -9 of the holder and a partition of the holder's host hand over within
-ttl + 1 s; the journal entries are there (`journalctl MESSAGE_ID=...` inside each host)."""
+pair each, and run the same service, rendered by unitgen from one spec (`[lock] scope = "fleet"`,
+hardened, DynamicUser) and installed as `unitgen try` installs it. An independent observer (the test)
+merges what each host's app logged with CLOCK_MONOTONIC, which every namespace shares: exactly one
+holder at any instant, tokens strictly increasing; kill -9, SIGSTOP and a partition of the holder
+hand over within ttl + 1 s; the journal entries are there (`journalctl MESSAGE_ID=...` inside each
+host). UNITGEN_FLEET_TRIALS=1000 runs the contention test until that many holds (about 2 minutes)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,9 @@ import pytest
 
 from tests.etcd_cluster import EtcdCluster, SandboxLink, start_cluster
 from unitgen.launcher import fleet_guard
+from unitgen.render.units import launcher_compile_argv, render
 from unitgen.sandbox import Sandbox
+from unitgen.spec import parse_spec
 
 pytestmark = pytest.mark.root
 
@@ -43,22 +49,6 @@ while hold < 0 or time.monotonic() < start + hold:
     time.sleep(0.02)
 log.write(f"end {time.monotonic():.6f}\\n")
 """
-
-# Until the launcher wires the guard in: the guard's own driver, run with the launcher's log/notify.
-DRIVER = """\
-import os, sys
-sys.path.insert(0, "/usr/lib/fleetdemo")
-import unitgen_fleet_guard as fleet_guard, unitgen_launcher as runtime
-endpoints, key, ttl, on_contention = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-guard = fleet_guard.Guard("fleetdemo", endpoints, key, ttl, log=runtime.log, notify=runtime.notify)
-guard.prepare_exec()
-code = guard.acquire(on_contention)
-if code >= 0:
-    raise SystemExit(code)
-runtime.notify("READY=1")
-raise SystemExit(guard.run_exec(sys.argv[6:], os.environ))
-"""
-
 
 @dataclass
 class Host:
@@ -105,33 +95,40 @@ def assert_one_holder_at_a_time(holds: list[Hold]) -> None:
                                  f"{a.host} (token {a.token}) stopped"
 
 
-def install(host: Host, cluster: EtcdCluster, hold: float, unit: str) -> None:
-    sb = host.sandbox
-    deployed = {"runtime": "unitgen_launcher", **fleet_guard.DEPLOYED_NAMES}
-    for module, name in deployed.items():
-        sb.write_file(f"/usr/lib/fleetdemo/{name}.py", (ROOT / "unitgen/launcher" / f"{module}.py").read_text())
-    sb.write_file("/usr/lib/fleetdemo/driver.py", DRIVER)
-    sb.write_file("/usr/lib/fleetdemo/app.py", APP)
-    sb.run(["python3", "-m", "compileall", "-q", "/usr/lib/fleetdemo"])
-    endpoints = ",".join(cluster.endpoints_via(host.link.host_address))
-    sb.write_file(f"/etc/systemd/system/{NAME}.service", unit.format(endpoints=endpoints, hold=hold))
-    sb.systemctl("daemon-reload")
+SPEC = """\
+description = "fleet lock demo"
+exec = ["/usr/bin/python3", "-I", "/usr/lib/fleetdemo/app.py", "{hold}"]
+on_contention = "wait"
+state_directory = true
+restart = "always"
+restart_sec = 0.1
+start_limit_burst = 1000
+start_limit_interval = 1
 
-
-HAND_UNIT = """\
-[Unit]
-Description=fleet lock demo
-StartLimitIntervalSec=0
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart=/usr/bin/python3 -I /usr/lib/fleetdemo/driver.py {endpoints} /unitgen/locks/fleetdemo 5 wait \
--- /usr/bin/python3 -I /usr/lib/fleetdemo/app.py {hold}
-Restart=always
-RestartSec=0.1
-StateDirectory=fleetdemo
-WatchdogSignal=SIGKILL
+[lock]
+scope = "fleet"
+etcd = [{endpoints}]
+ttl = 5
 """
+
+
+def install(host: Host, cluster: EtcdCluster, hold: float, work: Path) -> None:
+    """Render the service for this host (its endpoints are the host side of its own veth) with unitgen,
+    and install the staging tree as `unitgen try` does."""
+    endpoints = ", ".join(f'"{e}"' for e in cluster.endpoints_via(host.link.host_address))
+    spec = parse_spec(tomllib.loads(SPEC.format(hold=hold, endpoints=endpoints)), name=NAME, where="fleetdemo.toml")
+    root = work / f"staging-{host.link.index}"
+    for f in render(spec):
+        path = root / f.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f.content)
+        path.chmod(f.mode)
+    sb = host.sandbox
+    sb.copy_in(root, "/")
+    sb.write_file("/usr/lib/fleetdemo/app.py", APP)
+    sb.run(list(launcher_compile_argv(spec)))
+    sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{NAME}.conf"])
+    sb.systemctl("daemon-reload")
 
 
 @pytest.fixture
@@ -166,30 +163,45 @@ def holder_now(cluster: EtcdCluster) -> tuple[str, int] | None:
 
 
 def test_three_hosts_contend_for_one_fleet_lock_one_holder_at_a_time(
-        fleet: tuple[list[Host], EtcdCluster]) -> None:
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
+    """on_contention = "wait", Restart=always and an app that holds for 0 s: the three hosts hand the
+    lock round for 20 s (or until UNITGEN_FLEET_TRIALS holds)."""
     hosts, cluster = fleet
+    target = int(os.environ.get("UNITGEN_FLEET_TRIALS", "0"))
     for host in hosts:
-        install(host, cluster, 0.05, HAND_UNIT)
+        install(host, cluster, 0.0, tmp_path)
+    began = time.monotonic()
     for host in hosts:
         host.sandbox.systemctl("start", "--no-block", f"{NAME}.service")
-    time.sleep(20)
+    while time.monotonic() - began < (600 if target else 20):
+        time.sleep(2)
+        if target and sum(host.holds().count("start ") for host in hosts) >= target:
+            break
     for host in hosts:
         host.sandbox.systemctl("stop", f"{NAME}.service")
+    elapsed = time.monotonic() - began
     holds = [h for host in hosts for h in parse_holds(host.holds())]
     per_host = {name: sum(h.host == name for h in holds) for name in (host.name for host in hosts)}
     assert all(per_host.values()), per_host  # every host held it at some point
-    assert len(holds) >= 60, per_host
+    assert len(holds) >= max(target, 60), per_host
     assert_one_holder_at_a_time(holds)
     match = f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_ACQUIRED}"
     acquired = [e for host in hosts for e in host.sandbox.journal(match)]
     assert {int(e["FENCING_TOKEN"]) for e in acquired} >= {h.token for h in holds}
-    print(f"{len(holds)} holds across {per_host}")
+    assert {e["LOCK_SCOPE"] for e in acquired} == {"fleet"} and {e["SYSLOG_IDENTIFIER"] for e in acquired} == {NAME}
+    ordered = sorted(holds, key=lambda h: h.token)
+    gaps = sorted(b.start - a.last for a, b in itertools.pairwise(ordered))
+    print(f"{len(holds)} holds in {elapsed:.0f} s {per_host}; between holders min {gaps[0] * 1000:.1f} ms, "
+          f"median {gaps[len(gaps) // 2] * 1000:.1f} ms, max {gaps[-1] * 1000:.1f} ms")
 
 
-def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster, unit: str = HAND_UNIT
+def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster, work: Path, unit: str | None = None
                               ) -> tuple[Host, list[Host]]:
-    for host in hosts:
-        install(host, cluster, -1, unit)  # hold for ever
+    for host in hosts:  # the app holds for ever
+        if unit is None:
+            install(host, cluster, -1, work)
+        else:
+            install_unit(host, cluster, unit)
     for host in hosts:
         host.sandbox.systemctl("start", "--no-block", f"{NAME}.service")
     deadline = time.monotonic() + 30
@@ -215,9 +227,9 @@ def wait_for_new_holder(others: list[Host], timeout: float) -> tuple[Host, Hold]
 
 
 def test_kill_9_of_the_holders_launcher_hands_over_within_ttl_plus_1s(
-        fleet: tuple[list[Host], EtcdCluster]) -> None:
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
     hosts, cluster = fleet
-    holder, others = start_all_and_find_holder(hosts, cluster)
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path)
     main_pid = holder.sandbox.show(f"{NAME}.service", "MainPID")["MainPID"]
     killed = time.monotonic()
     holder.sandbox.run(["kill", "-9", main_pid])
@@ -231,9 +243,9 @@ def test_kill_9_of_the_holders_launcher_hands_over_within_ttl_plus_1s(
 
 
 def test_systemctl_stop_of_the_holder_stops_its_app_cleanly_and_hands_over_at_once(
-        fleet: tuple[list[Host], EtcdCluster]) -> None:
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
     hosts, cluster = fleet
-    holder, others = start_all_and_find_holder(hosts, cluster)
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path)
     began = time.monotonic()
     holder.sandbox.systemctl("stop", f"{NAME}.service")
     stopped = time.monotonic()
@@ -246,9 +258,9 @@ def test_systemctl_stop_of_the_holder_stops_its_app_cleanly_and_hands_over_at_on
 
 
 def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_takes_over(
-        fleet: tuple[list[Host], EtcdCluster]) -> None:
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
     hosts, cluster = fleet
-    holder, others = start_all_and_find_holder(hosts, cluster)
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path)
     holder.link.partition()
     cut = time.monotonic()
     new_host, new = wait_for_new_holder(others, TTL + 5)
@@ -268,11 +280,11 @@ def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_take
 
 
 def test_sigstop_of_the_holders_launcher_systemds_watchdog_kills_it_before_the_lease_can_expire(
-        fleet: tuple[list[Host], EtcdCluster]) -> None:
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
     """A frozen launcher can neither renew nor stop its app: the guard arms systemd's watchdog
     (WATCHDOG_USEC=, pinged after each renewal), so systemd SIGKILLs it and the app goes with it."""
     hosts, cluster = fleet
-    holder, others = start_all_and_find_holder(hosts, cluster)
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path)
     main_pid = holder.sandbox.show(f"{NAME}.service", "MainPID")["MainPID"]
     holder.sandbox.run(["kill", "-STOP", main_pid])
     stopped = time.monotonic()
@@ -284,6 +296,15 @@ def test_sigstop_of_the_holders_launcher_systemds_watchdog_kills_it_before_the_l
     assert "Watchdog timeout" in messages, messages[-2000:]
     print(f"SIGSTOP -> app killed {new.start - old.last:.2f} s before {new_host.name} ran "
           f"({new.start - stopped:.2f} s after the stop)")
+
+
+def install_unit(host: Host, cluster: EtcdCluster, unit: str) -> None:
+    """A hand-written unit running the same app (for the etcdctl comparison)."""
+    sb = host.sandbox
+    sb.write_file("/usr/lib/fleetdemo/app.py", APP)
+    endpoints = ",".join(cluster.endpoints_via(host.link.host_address))
+    sb.write_file(f"/etc/systemd/system/{NAME}.service", unit.format(endpoints=endpoints, hold=-1))
+    sb.systemctl("daemon-reload")
 
 
 ETCDCTL_UNIT = """\
@@ -300,11 +321,11 @@ StateDirectory=fleetdemo
 
 
 def test_the_same_partition_with_etcdctl_lock_as_the_wrapper_runs_two_holders_at_once(
-        fleet: tuple[list[Host], EtcdCluster]) -> None:
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
     """Why unitgen does not wrap with `etcdctl lock KEY cmd` (issue 13): cut off from etcd, the wrapper
     keeps its command running after its lease expired, next to the host that took the lock over."""
     hosts, cluster = fleet
-    holder, others = start_all_and_find_holder(hosts, cluster, ETCDCTL_UNIT)
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path, ETCDCTL_UNIT)
     holder.link.partition()
     cut = time.monotonic()
     new_host, new = wait_for_new_holder(others, TTL + 10)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         def settimeout(self, value: float | None, /) -> None: ...
         def close(self) -> None: ...
 
+
 __all__ = ["Contended", "FleetLock", "FleetLockError", "Lost", "TLSFiles", "Unreachable", "default_identity"]
 
 # gRPC status codes (carried in the gateway's error bodies) that mean "this member cannot serve now":
@@ -240,8 +241,10 @@ class _Connection:
 
     def send(self, path: str, body: bytes, timeout: float) -> None:
         self.sock.settimeout(timeout)
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         self.sock.sendall(head.encode("ascii") + body)
 
     def _fill(self) -> None:
@@ -537,16 +540,23 @@ class FleetLock:
     def _owner_range(self) -> dict[str, Any]:
         # WithFirstCreate: everything under PREFIX/, oldest create revision first, one key.
         prefix = self.prefix.encode()
-        return {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)),
-                "sort_order": "ASCEND", "sort_target": "CREATE", "limit": "1"}
+        return {
+            "key": _b64(prefix),
+            "range_end": _b64(_prefix_end(prefix)),
+            "sort_order": "ASCEND",
+            "sort_target": "CREATE",
+            "limit": "1",
+        }
 
     def _enqueue(self) -> int:
         key = _b64(self.key.encode())
         value = _b64(_dumps(self.identity).encode())
         txn = {
             "compare": [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            "success": [{"request_put": {"key": key, "value": value, "lease": str(self.lease_id)}},
-                        {"request_range": self._owner_range()}],
+            "success": [
+                {"request_put": {"key": key, "value": value, "lease": str(self.lease_id)}},
+                {"request_range": self._owner_range()},
+            ],
             "failure": [{"request_range": {"key": key}}, {"request_range": self._owner_range()}],
         }
         answer = self._gateway.call("/v3/kv/txn", txn, self.request_timeout)
@@ -582,8 +592,14 @@ class FleetLock:
             if not self._lease_valid():
                 raise Lost(self._lost_reason or "lease could have expired while waiting")
             # WithLastCreate + WithMaxCreateRev(token-1): the key just before ours in the queue.
-            query = {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "sort_order": "DESCEND",
-                     "sort_target": "CREATE", "limit": "1", "max_create_revision": str(token - 1)}
+            query = {
+                "key": _b64(prefix),
+                "range_end": _b64(_prefix_end(prefix)),
+                "sort_order": "DESCEND",
+                "sort_target": "CREATE",
+                "limit": "1",
+                "max_create_revision": str(token - 1),
+            }
             answer = self._gateway.call("/v3/kv/range", query, self.request_timeout)
             before = _kvs(answer)
             if not before:
@@ -600,7 +616,8 @@ class FleetLock:
         end = time.monotonic() + limit
         try:
             conn = self._gateway.open_stream(
-                "/v3/watch", {"create_request": {"key": key, "start_revision": str(start_revision)}}, limit)
+                "/v3/watch", {"create_request": {"key": key, "start_revision": str(start_revision)}}, limit
+            )
         except OSError:
             time.sleep(min(limit, 0.1))  # the outer loop's range call fails over to another endpoint
             return
@@ -649,8 +666,9 @@ class FleetLock:
                     sent = now
                     try:
                         # Never wait past the moment we would have to give up anyway.
-                        answer = gateway.call("/v3/lease/keepalive", {"ID": str(lease)},
-                                              max(0.05, min(interval, self._lost_at() - now)))
+                        answer = gateway.call(
+                            "/v3/lease/keepalive", {"ID": str(lease)}, max(0.05, min(interval, self._lost_at() - now))
+                        )
                     except FleetLockError as e:
                         failures.append(str(e))
                         next_renewal = time.monotonic() + min(0.5, interval)

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     class _Log(Protocol):
         def __call__(self, name: str, priority: int, message: str, **fields: str) -> None: ...
 
+
 EXIT_ALREADY_RUNNING = 17  # the launcher's own code for contention (runtime.EXIT_ALREADY_RUNNING)
 EXIT_WAIT_TIMEOUT = 75  # runtime.EXIT_WAIT_TIMEOUT
 EXIT_CONFIG_ERROR = 78  # runtime.EXIT_CONFIG_ERROR
@@ -124,8 +125,11 @@ def tls_from_credentials(environ: Mapping[str, str]) -> fleet.TLSFiles | None:
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return None
-    found = {key: os.path.join(directory, name) for key, name in CREDENTIALS.items()
-             if os.path.exists(os.path.join(directory, name))}
+    found = {
+        key: os.path.join(directory, name)
+        for key, name in CREDENTIALS.items()
+        if os.path.exists(os.path.join(directory, name))
+    }
     return fleet.TLSFiles(**found) if found else None
 
 
@@ -224,8 +228,15 @@ class Guard:
         self.name = name
         self.log = log
         self.notify = notify
-        self.lock = fleet.FleetLock(endpoints, key, ttl, tls=tls, on_lost=self._on_lost, on_renewed=self._renewed,
-                                    request_timeout=request_timeout)
+        self.lock = fleet.FleetLock(
+            endpoints,
+            key,
+            ttl,
+            tls=tls,
+            on_lost=self._on_lost,
+            on_renewed=self._renewed,
+            request_timeout=request_timeout,
+        )
         self.child = 0  # exec mode: the app's PID
         self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
         self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
@@ -239,8 +250,11 @@ class Guard:
     # ---- taking the lock -------------------------------------------------------------------------
 
     def fields(self) -> dict[str, str]:
-        fields = {"LOCK_SCOPE": "fleet", "LOCK_KEY": self.lock.prefix.rstrip("/"),
-                  "LOCK_ENDPOINTS": ",".join(self.lock.endpoints)}
+        fields = {
+            "LOCK_SCOPE": "fleet",
+            "LOCK_KEY": self.lock.prefix.rstrip("/"),
+            "LOCK_ENDPOINTS": ",".join(self.lock.endpoints),
+        }
         if self.lock.lease_id:
             fields["LEASE_ID"] = f"{self.lock.lease_id:x}"
         if self.lock.token:
@@ -268,22 +282,40 @@ class Guard:
         os.environ[KEY_ENV] = self.lock.key
         _current[:] = [self]
         self._arm_watchdog()
-        self.log(self.name, 6, f"{self.name} holds the fleet lock {self.lock.prefix.rstrip('/')} "
-                 f"(fencing token {token}, lease {self.lock.lease_id:x})",
-                 MESSAGE_ID=MESSAGE_ID_FLEET_ACQUIRED, **self.fields())
+        self.log(
+            self.name,
+            6,
+            f"{self.name} holds the fleet lock {self.lock.prefix.rstrip('/')} "
+            f"(fencing token {token}, lease {self.lock.lease_id:x})",
+            MESSAGE_ID=MESSAGE_ID_FLEET_ACQUIRED,
+            **self.fields(),
+        )
         return -1
 
     def _contended(self, holder: Mapping[str, object], action: str) -> None:
         where = f" on {holder['host']}" if holder.get("host") else ""
         pid = f" as PID {holder['pid']}" if holder.get("pid") else ""
         unit = f" ({holder['unit']})" if holder.get("unit") else ""
-        message = (f"{self.name} is already running{where}{pid}{unit} (fleet lock "
-                   f"{self.lock.prefix.rstrip('/')}, token {holder.get('create_revision', '?')})")
-        fields = {"LOCK_HOLDER_KEY": holder.get("key"), "LOCK_HOLDER_HOST": holder.get("host"),
-                  "LOCK_HOLDER_PID": holder.get("pid"), "LOCK_HOLDER_UNIT": holder.get("unit"),
-                  "LOCK_HOLDER_TOKEN": holder.get("create_revision")}
-        self.log(self.name, 4, message, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, LOCK_CONTENTION_ACTION=action,
-                 **self.fields(), **{k: str(v) for k, v in fields.items() if v is not None})
+        message = (
+            f"{self.name} is already running{where}{pid}{unit} (fleet lock "
+            f"{self.lock.prefix.rstrip('/')}, token {holder.get('create_revision', '?')})"
+        )
+        fields = {
+            "LOCK_HOLDER_KEY": holder.get("key"),
+            "LOCK_HOLDER_HOST": holder.get("host"),
+            "LOCK_HOLDER_PID": holder.get("pid"),
+            "LOCK_HOLDER_UNIT": holder.get("unit"),
+            "LOCK_HOLDER_TOKEN": holder.get("create_revision"),
+        }
+        self.log(
+            self.name,
+            4,
+            message,
+            MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING,
+            LOCK_CONTENTION_ACTION=action,
+            **self.fields(),
+            **{k: str(v) for k, v in fields.items() if v is not None},
+        )
         self.notify(f"STATUS={message}")
 
     def _wait(self, wait_timeout: float | None) -> int:
@@ -303,12 +335,16 @@ class Guard:
 
         _thread.start_new_thread(wait, ())
         while not done.wait(_WAIT_PING_SEC):
-            self.notify(f"STATUS=Waiting for the fleet lock {self.lock.prefix.rstrip('/')} "
-                        f"({time.monotonic() - start:.0f} s)\nEXTEND_TIMEOUT_USEC={_WAIT_EXTEND_USEC}")
+            self.notify(
+                f"STATUS=Waiting for the fleet lock {self.lock.prefix.rstrip('/')} "
+                f"({time.monotonic() - start:.0f} s)\nEXTEND_TIMEOUT_USEC={_WAIT_EXTEND_USEC}"
+            )
         error = outcome[0]
         if isinstance(error, fleet.Contended):
-            message = (f"{self.name}: gave up waiting for the fleet lock {self.lock.prefix.rstrip('/')} after "
-                       f"{wait_timeout:g} s (wait_timeout); held by {error.holder.get('host', '?')}")
+            message = (
+                f"{self.name}: gave up waiting for the fleet lock {self.lock.prefix.rstrip('/')} after "
+                f"{wait_timeout:g} s (wait_timeout); held by {error.holder.get('host', '?')}"
+            )
             self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_ALREADY_RUNNING, **self.fields())
             self.notify(f"STATUS={message}")
             return EXIT_WAIT_TIMEOUT
@@ -320,10 +356,11 @@ class Guard:
 
     def _failed(self, error: fleet.FleetLockError) -> int:
         if isinstance(error, fleet.Unreachable):
-            message = (f"{self.name} cannot start: etcd is unreachable at {', '.join(error.endpoints)} "
-                       f"({error.error}); the app was not started")
-            self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_UNREACHABLE, ERROR=error.error,
-                     **self.fields())
+            message = (
+                f"{self.name} cannot start: etcd is unreachable at {', '.join(error.endpoints)} "
+                f"({error.error}); the app was not started"
+            )
+            self.log(self.name, 3, message, MESSAGE_ID=MESSAGE_ID_FLEET_UNREACHABLE, ERROR=error.error, **self.fields())
             self.notify(f"STATUS={message}")
             return EXIT_FLEET_UNREACHABLE
         message = f"{self.name} cannot start: the fleet lock was lost while taking it ({error})"
@@ -381,8 +418,10 @@ class Guard:
         victims = self._tree()
         _signal_all(victims, signal.SIGTERM)
         last = self.lock.last_renewal
-        message = (f"{self.name} lost the fleet lock {self.lock.prefix.rstrip('/')} ({reason}); stopping it "
-                   f"before the lease can expire (last renewal {time.monotonic() - last:.1f} s ago)")
+        message = (
+            f"{self.name} lost the fleet lock {self.lock.prefix.rstrip('/')} ({reason}); stopping it "
+            f"before the lease can expire (last renewal {time.monotonic() - last:.1f} s ago)"
+        )
         fields = {**self.fields(), "ERROR": reason, "LAST_RENEWAL_MONOTONIC_USEC": str(int(last * 1e6))}
         # Logging may wait for journald (up to ~2 s): never in the way of the SIGKILL deadline.
         _thread.start_new_thread(self._log_lost, (message, fields, self._logged))
@@ -502,8 +541,13 @@ class Guard:
         lost = self._enforced is not None
         self.release()
         if failure:
-            self.log(self.name, 3, f"{self.name} cannot start: cannot run {argv[0]}: {failure}",
-                     EXEC_PATH=argv[0], **self.fields())
+            self.log(
+                self.name,
+                3,
+                f"{self.name} cannot start: cannot run {argv[0]}: {failure}",
+                EXEC_PATH=argv[0],
+                **self.fields(),
+            )
             return 70  # runtime.EXIT_APP_ERROR
         return EXIT_FLEET_LOST if lost else _exit_like(status)
 

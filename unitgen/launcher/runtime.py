@@ -97,9 +97,19 @@ Exit codes (besides the app's own)
                               regular file, a directory of another user or writable by others)
     75  EXIT_WAIT_TIMEOUT     on_contention=wait gave up after wait_timeout_sec
     78  EXIT_CONFIG_ERROR     invalid settings
+    68  (fleet lock)          etcd unreachable at start (unitgen_fleet_guard.EXIT_FLEET_UNREACHABLE)
+    76  (fleet lock)          the fleet lock was lost; the app was stopped (EXIT_FLEET_LOST)
     Failures other than contention are logged at PRIORITY=3, with MESSAGE_ID_LOCK_ERROR
     (f0716aacd5dc4a65addfc8685cfde170, fields LOCK_PATH and ERRNO) for lock problems, and say what
     to fix. A python-mode import failure carries PYTHON_ENTRY and TRACEBACK.
+
+Fleet lock (settings fleet_etcd, fleet_key, fleet_ttl; lock.scope = "fleet")
+    After the local lock, the launcher takes an etcd lock through unitgen_fleet_guard.py, installed
+    next to this module with unitgen_fleet_lock.py (imported only on this path). exec mode then no
+    longer execs: the launcher stays as the main process, runs the app as its child and stops it
+    before the lease can expire if renewals fail; python mode calls the entry as usual and stops it
+    through the SIGTERM path (SystemExit 76). The app gets $UNITGEN_FENCING_TOKEN. Details, exit codes
+    and journal entries: the unitgen_fleet_guard module docstring.
 
 Journal
     The native protocol on /run/systemd/journal/socket (multi-line values, field names sanitised,
@@ -142,9 +152,18 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from types import FrameType, ModuleType
-    from typing import Literal, NotRequired, TypedDict
+    from typing import Literal, NotRequired, Protocol, TypedDict
+
+    class FleetGuard(Protocol):
+        """What the launcher uses of unitgen_fleet_guard.Guard (a sibling module, loaded on demand)."""
+
+        def prepare_exec(self) -> None: ...
+        def acquire(self, on_contention: str = ..., wait_timeout: float | None = ...) -> int: ...
+        def run_exec(self, argv: list[str], environ: Mapping[str, str]) -> int: ...
+        def guard_python(self, request_stop: Callable[[int], None]) -> None: ...
+        def release(self) -> None: ...
 
     class LauncherSettings(TypedDict):
         name: str
@@ -158,6 +177,9 @@ if TYPE_CHECKING:
         wait_timeout_sec: float | None
         oneshot: bool
         user: NotRequired[str | None]
+        fleet_etcd: NotRequired[list[str]]
+        fleet_key: NotRequired[str | None]
+        fleet_ttl: NotRequired[int | None]
 
 else:
     # The TypedDict exists for type checkers only: importing typing costs ~18 ms at start-up.
@@ -178,6 +200,8 @@ SETTINGS_KEYS = (
 )
 # Settings a launcher rendered by an older unitgen may lack, with the value that means "absent".
 OPTIONAL_SETTINGS: dict[str, object] = {"user": None}
+# lock.scope = "fleet" (unitgen_fleet_guard): in a launcher's settings only when it has a fleet lock.
+FLEET_SETTINGS: dict[str, object] = {"fleet_etcd": [], "fleet_key": None, "fleet_ttl": None}
 
 EXIT_ALREADY_RUNNING = 17
 EXIT_USAGE = 64
@@ -1324,14 +1348,34 @@ def _resolve_entry(entry: str) -> tuple[ModuleType, Callable[[], object]]:
 
 
 def _run_python(settings: LauncherSettings, extra: list[str]) -> int:
-    name, entry = settings["name"], settings["entry"] or ""
     code, _keeper = _take_lock_waiting(settings, private_table=True)
     if code >= 0:
         return code
+    guard = None
+    if settings.get("fleet_etcd"):
+        guard, code = _take_fleet_lock(settings)
+        if guard is None:
+            return code
+    try:
+        return _run_python_app(settings, extra, guard)
+    finally:
+        if guard is not None:
+            guard.release()  # the next holder goes at once, not after the lease's TTL
+
+
+def _run_python_app(settings: LauncherSettings, extra: list[str], guard: FleetGuard | None) -> int:
+    name, entry = settings["name"], settings["entry"] or ""
     signal = _signal_module()
     import threading
 
     _install_stop_handler(settings)
+    if guard is not None:
+
+        def request_stop(code: int) -> None:  # the fleet lock is lost: stop the app as SIGTERM would
+            _stop_code[0] = code
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        guard.guard_python(request_stop)
     sys.argv = [name, *(extra[1:] if extra[:1] == ["--"] else extra)]
     try:
         _load_site()
@@ -1410,6 +1454,74 @@ def _exit_status(result: object) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# The fleet lock (settings fleet_etcd/fleet_key/fleet_ttl; unitgen_fleet_guard.py next to this module).
+
+
+def _fleet_guard_module() -> ModuleType:
+    """unitgen_fleet_guard, the sibling module installed next to this one with lock.scope = "fleet"
+    (in the unitgen package, where this module is unitgen.launcher.runtime: its fleet_guard)."""
+    import importlib
+
+    if __package__:
+        return importlib.import_module(".fleet_guard", __package__)
+    # Deployed as unitgen_launcher.py: the stub took its directory off sys.path again after importing
+    # this module, so put it back for this one import (root's directory, like the stub's).
+    directory = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100 - pathlib costs start-up time
+    sys.path.insert(0, directory)
+    try:
+        return importlib.import_module("unitgen_fleet_guard")
+    finally:
+        sys.path.remove(directory)
+
+
+def _take_fleet_lock(settings: LauncherSettings) -> tuple[FleetGuard | None, int]:
+    """After the local lock: the fleet lock. (guard, -1) when held, else (None, exit code), logged."""
+    name = settings["name"]
+    try:
+        module = _fleet_guard_module()
+    except ImportError as err:
+        log(name, 3, f"{name} cannot start: the fleet lock module is missing ({err}); reinstall the package")
+        return None, EXIT_CONFIG_ERROR
+    etcd, key, ttl = settings.get("fleet_etcd") or [], str(settings.get("fleet_key")), settings.get("fleet_ttl") or 0
+    guard: FleetGuard = module.Guard(name, list(etcd), key, int(ttl), log=log, notify=notify,
+                                     tls=module.tls_from_credentials(os.environ))
+    if settings["mode"] == "exec":
+        guard.prepare_exec()  # loads prctl while acquire() waits for etcd
+    if settings["on_contention"] == "wait":
+        _stop_while_waiting()
+    code: int = guard.acquire(settings["on_contention"], settings["wait_timeout_sec"])
+    return (guard, -1) if code < 0 else (None, code)
+
+
+def _run_fleet_exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
+    """exec mode with a fleet lock: the launcher stays, runs the app as its child and stops it when the
+    lock is lost (unitgen_fleet_guard); the local lock stays with the launcher, so $UNITGEN_LOCK_FD is
+    not set."""
+    guard, code = _take_fleet_lock(settings)
+    if guard is None:
+        return code
+    argv = command(settings, extra)
+    if "/" in argv[0] and not os.access(argv[0], os.X_OK):
+        guard.release()
+        code = errno.ENOENT if not os.path.exists(argv[0]) else errno.EACCES
+        return _cannot_exec(settings, argv[0], OSError(code, os.strerror(code)))
+    kind = parse_ready(settings["ready"])[0]
+    if not settings["oneshot"]:
+        if kind == "immediate":
+            notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
+        elif kind in ("tcp", "path"):
+            try:
+                _spawn_watcher(settings, fd)
+            except OSError as err:
+                guard.release()
+                message = f"{settings['name']} cannot start: cannot fork the readiness watcher: {err.strerror}"
+                log(settings["name"], 3, message, ERRNO=str(err.errno))
+                return EXIT_APP_ERROR
+    result: int = guard.run_exec(argv, os.environ)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # Entry point.
 
 
@@ -1417,9 +1529,9 @@ def check_settings(settings: LauncherSettings) -> str | None:
     """What is wrong with `settings`, or None."""
     problems = []
     keys = set(settings) | set(OPTIONAL_SETTINGS)
-    if keys != set(SETTINGS_KEYS):
-        missing = sorted(set(SETTINGS_KEYS) - keys)
-        unknown = sorted(keys - set(SETTINGS_KEYS))
+    missing = sorted(set(SETTINGS_KEYS) - keys)
+    unknown = sorted(keys - set(SETTINGS_KEYS) - set(FLEET_SETTINGS))
+    if missing or unknown:
         return f"settings keys: missing {missing}, unknown {unknown}"
     if not settings["name"] or not isinstance(settings["name"], str):
         problems.append("name must be a non-empty string")
@@ -1445,6 +1557,13 @@ def check_settings(settings: LauncherSettings) -> str | None:
         problems.append("user must be a user name or None (DynamicUser=)")
     if settings["on_contention"] not in ("exit", "wait"):
         problems.append("on_contention must be exit or wait")
+    etcd, fleet_key, ttl = settings.get("fleet_etcd") or [], settings.get("fleet_key"), settings.get("fleet_ttl")
+    if not isinstance(etcd, list) or not all(isinstance(e, str) and e for e in etcd):
+        problems.append("fleet_etcd must be a list of etcd URLs (empty: no fleet lock)")
+    elif etcd and (not isinstance(fleet_key, str) or not fleet_key.startswith("/")):
+        problems.append("fleet_key must be an absolute etcd key with fleet_etcd")
+    elif etcd and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1):
+        problems.append("fleet_ttl must be a whole number of seconds >= 1 with fleet_etcd")
     for key in ("ready_timeout_sec", "wait_timeout_sec"):
         value = settings[key]
         if value is not None and (not isinstance(value, int | float) or value < 0):
@@ -1483,6 +1602,8 @@ def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
         pid_error = take_ownership(fd, path, settings.get("user"))
         if pid_error is not None:
             _pid_not_written(name, path, pid_error)
+    if settings.get("fleet_etcd"):
+        return _run_fleet_exec(settings, fd, extra)
     return _exec(settings, fd, extra)
 
 

@@ -33,7 +33,14 @@ from importlib import resources
 import jinja2
 
 from unitgen.errors import UnitgenError
-from unitgen.launcher.runtime import OPTIONAL_SETTINGS, SETTINGS_KEYS, LauncherSettings, check_settings, parse_ready
+from unitgen.launcher.runtime import (
+    FLEET_SETTINGS,
+    OPTIONAL_SETTINGS,
+    SETTINGS_KEYS,
+    LauncherSettings,
+    check_settings,
+    parse_ready,
+)
 from unitgen.resources import bytecode_cache, template_root
 
 TEMPLATE = "launcher/launcher.py.j2"
@@ -87,11 +94,13 @@ def _literal(key: str, value: object) -> str:
 def settings_literal(settings: LauncherSettings) -> str:
     """The settings as a Python dict literal, one key per line, in SETTINGS_KEYS order."""
     values: dict[str, object] = {**OPTIONAL_SETTINGS, **settings}
-    unknown = sorted(set(values) - set(SETTINGS_KEYS))
+    unknown = sorted(set(values) - set(SETTINGS_KEYS) - set(FLEET_SETTINGS))
     missing = sorted(set(SETTINGS_KEYS) - set(values))
     if unknown or missing:
         raise UnitgenError(f"launcher settings: missing {missing}, unknown {unknown}")
-    lines = [f"    {key!r}: {_literal(key, values[key])},\n" for key in SETTINGS_KEYS]
+    # The fleet lock's settings only when there is one: a host-scope stub stays as it was.
+    fleet = [key for key, absent in FLEET_SETTINGS.items() if values.get(key, absent) != absent]
+    lines = [f"    {key!r}: {_literal(key, values[key])},\n" for key in (*SETTINGS_KEYS, *fleet)]
     return "{\n" + "".join(lines) + "}"
 
 

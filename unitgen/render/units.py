@@ -19,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from unitgen.launcher.script import (
 )
 from unitgen.render.hardening import hardening_directives, limit_directives
 from unitgen.resources import bytecode_cache, template_root
-from unitgen.spec import Spec
+from unitgen.spec import ReadyKind, Spec
 
 if TYPE_CHECKING:
     from unitgen.launcher.runtime import LauncherSettings
@@ -79,11 +80,7 @@ def doc_path(spec: Spec) -> PurePosixPath:
 
 
 def launcher_settings(spec: Spec) -> LauncherSettings:
-    if spec.lock.is_fleet:
-        # Until the launcher takes the fleet lock itself (issue 13, next step), a fleet spec must not
-        # render a launcher that would run the app with the local lock alone.
-        raise UnitgenError(f"{spec.source}: lock.scope = 'fleet' is not supported by this launcher yet")
-    return {
+    settings: LauncherSettings = {
         "name": spec.name,
         "mode": "python" if spec.is_python_mode else "exec",
         "argv": list(spec.exec or ()),
@@ -96,6 +93,31 @@ def launcher_settings(spec: Spec) -> LauncherSettings:
         "oneshot": spec.timer is not None,
         "user": spec.user,
     }
+    if spec.lock.is_fleet:  # only then: a host-scope launcher is rendered exactly as before
+        settings["fleet_etcd"] = list(spec.lock.etcd)
+        settings["fleet_key"] = spec.lock.key
+        settings["fleet_ttl"] = spec.lock.ttl
+    return settings
+
+
+def _notify_access(spec: Spec) -> str:
+    if spec.lock.is_fleet and not spec.is_python_mode and spec.ready.kind is ReadyKind.NOTIFY:
+        return "all"  # the launcher stays as the main process: READY=1 comes from its child, the app
+    return notify_access(launcher_settings(spec))
+
+
+def fleet_modules(spec: Spec) -> list[tuple[str, PurePosixPath]]:
+    """With lock.scope = "fleet": the etcd client and the launcher's guard (their names in
+    unitgen.launcher, their paths) next to the launcher module, whose compile step covers them."""
+    if not spec.lock.is_fleet:
+        return []
+    directory = launcher_path(spec).parent
+    return [(module, directory / f"{deployed}.py") for module, deployed in fleet_guard.DEPLOYED_NAMES.items()]
+
+
+@functools.cache
+def _fleet_source(module: str) -> bytes:
+    return resources.files("unitgen.launcher").joinpath(f"{module}.py").read_bytes()
 
 
 # Unicode's category Cc, exactly: C0 controls, DEL and C1 controls (one regex search, not a
@@ -203,7 +225,7 @@ def _context(spec: Spec) -> dict[str, Any]:
         "source_name": Path(spec.source).name,
         "timer": spec.timer,
         "exec_start": exec_start,
-        "notify_access": notify_access(launcher_settings(spec)),
+        "notify_access": _notify_access(spec),
         "exit_already_running": EXIT_ALREADY_RUNNING,
         "message_id": MESSAGE_ID_ALREADY_RUNNING,
         "lock_fd_env": LOCK_FD_ENV,
@@ -248,6 +270,8 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
         RenderedFile(launcher_module_path(spec).relative_to("/"), launcher_source().encode("utf-8")),
         RenderedFile(doc_path(spec).relative_to("/"), text("doc/README.unitgen.j2")),
     ]
+    for module, path in fleet_modules(spec):
+        files.append(RenderedFile(path.relative_to("/"), _fleet_source(module)))
     if spec.timer is not None:
         files.append(RenderedFile(UNIT_DIR / f"{spec.name}.timer", text("units/timer.j2")))
     if spec.user is not None:
