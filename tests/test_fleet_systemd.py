@@ -21,6 +21,7 @@ import pytest
 
 from tests.etcd_cluster import EtcdCluster, SandboxLink, start_cluster
 from unitgen.launcher import fleet_guard
+from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
 from unitgen.render.units import launcher_compile_argv, render
 from unitgen.sandbox import Sandbox
 from unitgen.spec import parse_spec
@@ -127,6 +128,9 @@ def install(host: Host, cluster: EtcdCluster, hold: float, work: Path) -> None:
     sb.copy_in(root, "/")
     sb.write_file("/usr/lib/fleetdemo/app.py", APP)
     sb.run(list(launcher_compile_argv(spec)))
+    # The fleet modules ship next to the launcher module and get their bytecode with it.
+    compiled = sb.run(["ls", f"/usr/libexec/{NAME}/__pycache__"]).stdout
+    assert all(f"{name}.cpython-" in compiled for name in ("unitgen_launcher", *fleet_guard.DEPLOYED_NAMES.values()))
     sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{NAME}.conf"])
     sb.systemctl("daemon-reload")
 
@@ -189,6 +193,10 @@ def test_three_hosts_contend_for_one_fleet_lock_one_holder_at_a_time(
     acquired = [e for host in hosts for e in host.sandbox.journal(match)]
     assert {int(e["FENCING_TOKEN"]) for e in acquired} >= {h.token for h in holds}
     assert {e["LOCK_SCOPE"] for e in acquired} == {"fleet"} and {e["SYSLOG_IDENTIFIER"] for e in acquired} == {NAME}
+    # Waiting hosts logged the usual contention entry, naming the fleet holder.
+    contention = [e for host in hosts for e in host.sandbox.journal(f"MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}")]
+    fleet_waits = [e for e in contention if e.get("LOCK_SCOPE") == "fleet"]
+    assert fleet_waits and all(e["LOCK_CONTENTION_ACTION"] == "wait" and e["LOCK_HOLDER_HOST"] for e in fleet_waits)
     ordered = sorted(holds, key=lambda h: h.token)
     gaps = sorted(b.start - a.last for a, b in itertools.pairwise(ordered))
     print(f"{len(holds)} holds in {elapsed:.0f} s {per_host}; between holders min {gaps[0] * 1000:.1f} ms, "
