@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.etcd_cluster import EtcdCluster, running_cluster
+from tests.etcd_cluster import EtcdCluster, TLSMaterial, running_cluster, start_cluster
 from tests.launcher_helpers import Receiver, journal_entries, wait_until
 from unitgen.launcher import fleet_guard, runtime
 from unitgen.launcher.script import launcher_source, render_launcher
@@ -72,8 +72,9 @@ def deploy(host: Path, cluster_endpoints: list[str], **overrides: Any) -> Path:
     return stub
 
 
-def start(launched: list[subprocess.Popen[str]], stub: Path, journal: Receiver, *args: str) -> subprocess.Popen[str]:
-    environ = {"PATH": "/usr/bin:/bin", runtime.JOURNAL_SOCKET_ENV: journal.env_value}
+def start(launched: list[subprocess.Popen[str]], stub: Path, journal: Receiver, *args: str,
+          **env: str) -> subprocess.Popen[str]:
+    environ = {"PATH": "/usr/bin:/bin", runtime.JOURNAL_SOCKET_ENV: journal.env_value, **env}
     # `python STUB`: the stub's directory is then on sys.path, so python mode finds demoapp_fleet there.
     p = subprocess.Popen([sys.executable, str(stub), *args], env=environ, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -141,3 +142,32 @@ def test_lost_lock_exits_76_in_exec_mode_before_the_lease_can_expire(
     assert p.wait(timeout=20) == fleet_guard.EXIT_FLEET_LOST
     [lost] = entries(journal, fleet_guard.MESSAGE_ID_FLEET_LOST)
     assert lost["LOCK_SCOPE"] == "fleet" and lost["SYSLOG_IDENTIFIER"] == "demo"
+
+
+@pytest.mark.parametrize("credentials", [pytest.param(True, id="from-credentials-directory"),
+                                         pytest.param(False, id="none-no-lock")])
+def test_https_client_certificate_is_read_from_the_credentials_directory(
+        launched: list[subprocess.Popen[str]], journal: Receiver, work: Path, tmp_path: Path,
+        credentials: bool) -> None:
+    """What LoadCredential=etcd-ca/etcd-cert/etcd-key hands the service: files in $CREDENTIALS_DIRECTORY.
+    (The project's sandboxed systemd does not load credentials, so this is the launcher's half.)"""
+    tls = TLSMaterial.make(tmp_path / "pki")
+    cluster = start_cluster(tmp_path / "etcd", size=1, tls=tls)
+    try:
+        store = work / "credentials"
+        store.mkdir(mode=0o700)
+        if credentials:
+            for name, source in (("etcd-ca", tls.ca), ("etcd-cert", tls.client_cert), ("etcd-key", tls.client_key)):
+                (store / name).write_bytes(source.read_bytes())
+        p = start(launched, deploy(work / "a", cluster.endpoints), journal, CREDENTIALS_DIRECTORY=str(store))
+        if credentials:
+            wait_until(lambda: bool(entries(journal, fleet_guard.MESSAGE_ID_FLEET_ACQUIRED)), what="the fleet lock")
+            assert cluster.etcdctl("get", "--prefix", "--keys-only", KEY + "/").stdout.split()
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=20)
+        else:
+            assert p.wait(timeout=20) == fleet_guard.EXIT_FLEET_UNREACHABLE
+            [entry] = entries(journal, fleet_guard.MESSAGE_ID_FLEET_UNREACHABLE)
+            assert "CERTIFICATE_VERIFY_FAILED" in entry["ERROR"] or "certificate" in entry["ERROR"].lower()
+    finally:
+        cluster.stop_all()
