@@ -113,11 +113,34 @@ ttl = 5
 """
 
 
-def install(host: Host, cluster: EtcdCluster, hold: float, work: Path) -> None:
+# python mode: the same app as a callable, asking the launcher for the token and whether it still holds.
+PYTHON_APP = """\
+import socket, time
+import unitgen_fleet
+
+def main():
+    log = open("/var/lib/fleetdemo/holds", "a", buffering=1)
+    start = time.monotonic()
+    log.write(f"start {socket.gethostname()} {unitgen_fleet.fencing_token()} {start:.6f}\\n")
+    try:
+        while unitgen_fleet.held():
+            log.write(f"beat {time.monotonic():.6f}\\n")
+            time.sleep(0.02)
+    finally:
+        log.write(f"stopped {time.monotonic():.6f}\\n")
+"""
+
+
+def install(host: Host, cluster: EtcdCluster, hold: float, work: Path, python_mode: bool = False) -> None:
     """Render the service for this host (its endpoints are the host side of its own veth) with unitgen,
     and install the staging tree as `unitgen try` does."""
     endpoints = ", ".join(f'"{e}"' for e in cluster.endpoints_via(host.link.host_address))
-    spec = parse_spec(tomllib.loads(SPEC.format(hold=hold, endpoints=endpoints)), name=NAME, where="fleetdemo.toml")
+    text = SPEC.format(hold=hold, endpoints=endpoints)
+    if python_mode:
+        text = text.replace(f'exec = ["/usr/bin/python3", "-I", "/usr/lib/fleetdemo/app.py", "{hold}"]',
+                            'entry = "fleetapp:main"')
+        host.sandbox.write_file("/usr/lib/python3/dist-packages/fleetapp.py", PYTHON_APP)
+    spec = parse_spec(tomllib.loads(text), name=NAME, where="fleetdemo.toml")
     root = work / f"staging-{host.link.index}"
     for f in render(spec):
         path = root / f.path
@@ -203,11 +226,11 @@ def test_three_hosts_contend_for_one_fleet_lock_one_holder_at_a_time(
           f"median {gaps[len(gaps) // 2] * 1000:.1f} ms, max {gaps[-1] * 1000:.1f} ms")
 
 
-def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster, work: Path, unit: str | None = None
-                              ) -> tuple[Host, list[Host]]:
+def start_all_and_find_holder(hosts: list[Host], cluster: EtcdCluster, work: Path, unit: str | None = None,
+                              python_mode: bool = False) -> tuple[Host, list[Host]]:
     for host in hosts:  # the app holds for ever
         if unit is None:
-            install(host, cluster, -1, work)
+            install(host, cluster, -1, work, python_mode)
         else:
             install_unit(host, cluster, unit)
     for host in hosts:
@@ -284,6 +307,28 @@ def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_take
     assert_one_holder_at_a_time(holds)
     assert len(holds) == 2, holds
     print(f"partition -> holder stopped {expiry - old.last:.2f} s before its lease could expire; "
+          f"{new_host.name} running after {new.start - cut:.2f} s")
+
+
+def test_python_mode_partitioned_holder_is_stopped_through_its_sigterm_path_exit_76(
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
+    """entry = "pkg:func": the app asks `unitgen_fleet` for its token and whether it holds; cut off, the
+    launcher stops it as SIGTERM would (its `finally` runs) before the lease can expire, exit 76."""
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path, python_mode=True)
+    holder.link.partition()
+    cut = time.monotonic()
+    new_host, new = wait_for_new_holder(others, TTL + 5)
+    assert new.start - cut <= TTL + 1, f"takeover after {new.start - cut:.2f} s"
+    [lost] = holder.sandbox.journal(f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_LOST}")
+    expiry = int(lost["LAST_RENEWAL_MONOTONIC_USEC"]) / 1e6 + TTL
+    old = parse_holds(holder.holds())[0]
+    assert "stopped " in holder.holds()  # the app's finally ran: stopped by SystemExit, not killed
+    assert old.last < expiry and old.last < new.start and old.token > 0
+    assert lost["FENCING_TOKEN"] == str(old.token)
+    messages = " ".join(e.get("MESSAGE", "") for e in holder.sandbox.journal(unit=f"{NAME}.service"))
+    assert "status=76" in messages, messages[-2000:]
+    print(f"python mode partition -> app stopped {expiry - old.last:.2f} s before its lease could expire; "
           f"{new_host.name} running after {new.start - cut:.2f} s")
 
 
