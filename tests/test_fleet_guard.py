@@ -234,13 +234,14 @@ def test_exec_lost_lock_stops_app_and_orphans_before_the_lease_can_expire(
 
 
 @pytest.mark.parametrize(("app", "expected"), [
-    pytest.param('trap "echo stopping; exit 0" TERM; sleep 30 & wait', 0, id="app-stops-cleanly"),
-    pytest.param("sleep 30", -signal.SIGTERM, id="app-dies-of-the-signal-so-does-the-launcher"),
+    # "started" only once the trap is set: a SIGTERM before it would kill sh (the other case).
+    pytest.param('trap "echo stopping; exit 0" TERM; echo started; sleep 30 & wait', 0, id="app-stops-cleanly"),
+    pytest.param("echo started; sleep 30", -signal.SIGTERM, id="app-dies-of-the-signal-so-does-the-launcher"),
 ])
 def test_exec_sigterm_reaches_the_app_and_the_launcher_ends_as_it_did(
         etcd_cluster: EtcdCluster, launched: list[subprocess.Popen[str]], journal: Receiver,
         app: str, expected: int) -> None:
-    p = guard(launched, journal, etcd_cluster.endpoints, "exec", "/bin/sh", "-c", f"echo started; {app}")
+    p = guard(launched, journal, etcd_cluster.endpoints, "exec", "/bin/sh", "-c", app)
     assert p.stdout is not None and p.stdout.readline() == "started\n"
     p.send_signal(signal.SIGTERM)  # as kill(1) by hand would: only the launcher gets it
     assert p.wait(timeout=20) == expected
