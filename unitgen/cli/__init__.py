@@ -24,6 +24,7 @@ from unitgen import __version__
 from unitgen.errors import UnitgenError
 
 if TYPE_CHECKING:
+    from unitgen.publish import Signer
     from unitgen.render.units import RenderedFile
 
 log = logging.getLogger("unitgen")
@@ -188,6 +189,16 @@ def cmd_check(args: argparse.Namespace) -> Result:
 
 
 def cmd_package(args: argparse.Namespace) -> Result:
+    if not args.sign:
+        return _package(args, None)
+    from unitgen.publish import GpgKey
+
+    # Opened (and checked) before any work: a missing key or one that cannot sign builds nothing.
+    with GpgKey(args.sign, Path(args.homedir) if args.homedir else None).opened() as signer:
+        return _package(args, signer)
+
+
+def _package(args: argparse.Namespace, signer: Signer | None) -> Result:
     from unitgen.package import Compression, Format, build, terminal_progress
     from unitgen.package.from_spec import package_info
     from unitgen.spec import load_spec
@@ -219,6 +230,11 @@ def cmd_package(args: argparse.Namespace) -> Result:
                 level=one.compression_level,
                 progress=progress,
             )
+            if signer is not None and fmt is Format.RPM:
+                from unitgen.package.rpm import add_signature
+
+                # The .deb is signed by publishing it: apt checks the repository's InRelease.
+                add_signature(path, signer)
             if not args.json:
                 print(path)
             packages.append({"name": spec.name, "format": fmt.value, **_file_facts(path)})
@@ -271,6 +287,41 @@ def _say(args: argparse.Namespace) -> Callable[[str], None]:
     return print
 
 
+def cmd_publish(args: argparse.Namespace) -> Result:
+    from unitgen.publish import GpgKey, publish
+
+    done = publish(
+        [Path(p) for p in args.packages],
+        Path(args.repo),
+        key=GpgKey(args.sign, Path(args.homedir) if args.homedir else None),
+        suite=args.suite,
+        component=args.component,
+        architectures=args.arch or ("amd64", "arm64"),
+        keep=args.keep,
+        url=args.url,
+    )
+    sides = {"apt": done.apt, "yum": done.yum}
+    document: dict[str, Any] = {"command": "publish", "repo": str(Path(args.repo).absolute()), "url": done.url}
+    for side, result in sides.items():
+        if result is not None:
+            document[side] = {
+                "generation": result.generation,
+                **{what: getattr(result, what) for what in ("added", "unchanged", "removed", "superseded")},
+            }
+    document["client"] = done.client_lines()
+    if not args.json:
+        for side, result in sides.items():
+            if result is None:
+                continue
+            for what, paths in (("added", result.added), ("unchanged", result.unchanged),
+                                ("removed from the index", result.removed),
+                                ("not added, older than the newest kept", result.superseded)):  # fmt: skip
+                for path in paths:
+                    print(f"{side}: {what}: {path}")
+        print("\n".join(done.client_lines()))
+    return 0, document
+
+
 def cmd_completion(args: argparse.Namespace) -> Result:
     from unitgen.cli.completion import script
 
@@ -282,6 +333,22 @@ def _existing_dir(value: str) -> str:
     if not Path(value).is_dir():
         raise argparse.ArgumentTypeError(f"{value!r} is not a directory (a directory of *.j2 templates)")
     return value
+
+
+def _keep(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of versions, 1 or more")
+    return int(value)
+
+
+# Debian's architecture names publish accepts (unitgen.publish.ARCHITECTURES; repeated here so that
+# building the parser loads no publish code).
+ARCHITECTURES = ("amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x")
+
+
+def _signing_options(p: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
+    p.add_argument("--sign", metavar="KEYID", required=required, help=help)
+    p.add_argument("--homedir", metavar="DIR", help="gpg's home for --sign (default: $GNUPGHOME or ~/.gnupg)")
 
 
 def _level(value: str) -> int:
@@ -411,7 +478,39 @@ def _parser() -> argparse.ArgumentParser:
         help="payload compression (default: gzip; xz gives ~20%% smaller packages for many times the time)",
     )
     p.add_argument("--compression-level", type=_level, metavar="1-9", help="compression level (default: 6 for both)")
+    _signing_options(p, "sign the .rpm with this gpg key (id, fingerprint, user id, or a secret key file);"
+                        " a .deb is signed by publishing it")  # fmt: skip
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser(
+        "publish",
+        help="add packages to a signed apt and yum repository of static files",
+        description="add .deb and .rpm files to a signed apt repository (REPO) and yum repository (REPO/rpm),"
+        " atomically, keeping the newest --keep versions; prints what a host adds to use it",
+    )
+    p.add_argument("packages", nargs="+", metavar="PACKAGE", help=".deb and .rpm files, e.g. dist/*.deb dist/*.rpm")
+    p.add_argument("--repo", metavar="DIR", required=True, help="the repository (made if missing)")
+    _signing_options(p, "the gpg key that signs the repository and its .rpm files (id, fingerprint, user id,"
+                        " or a secret key file)", required=True)  # fmt: skip
+    p.add_argument("--suite", default="stable", help="the apt suite (default: stable)")
+    p.add_argument("--component", default="main", help="the apt component (default: main)")
+    p.add_argument(
+        "--arch",
+        action="append",
+        choices=ARCHITECTURES,
+        help="an architecture the repository publishes, repeatable (default: amd64 and arm64; 'all' packages go"
+        " into each)",
+    )
+    p.add_argument("--keep", type=_keep, default=3, metavar="N", help="versions kept per package (default: 3)")
+    p.add_argument("--url", help="where hosts reach REPO, for the lines printed (default: its file: URL)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
+    )
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log commands and show tracebacks")
+    p.set_defaults(func=cmd_publish)
 
     p = command(
         "try",
