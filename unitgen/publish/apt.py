@@ -43,6 +43,7 @@ from pathlib import Path
 
 from unitgen.errors import UnitgenError
 from unitgen.publish.debfile import Deb, parse_stanza, parse_stanzas, read_deb, version_key
+from unitgen.publish.pool import pool_file
 from unitgen.publish.signing import Signer
 
 # Debian's release architectures (and the ports still built); "all" packages go into each.
@@ -359,6 +360,9 @@ def _swap_in(
 
 
 def _remove_from_pool(repo: Path, path: str) -> None:
-    (repo / path).unlink(missing_ok=True)
+    own = pool_file(repo, path, "pool")
+    if own is None:
+        return
+    own.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
-        (repo / path).parent.rmdir()  # only when empty
+        own.parent.rmdir()  # only when empty

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from unitgen.errors import UnitgenError
 from unitgen.package.rpm import add_signature
+from unitgen.publish.pool import pool_file
 from unitgen.publish.rpmfile import Rpm, evr_key, read_rpm
 from unitgen.publish.signing import Signer
 from unitgen.run import CommandError, run
@@ -250,6 +251,6 @@ def _swap_in(
             continue
         with contextlib.suppress(OSError, KeyError, ET.ParseError):  # a half-written one names nothing
             for href in _hrefs(base, old):
-                if href not in named:
-                    (base / href).unlink(missing_ok=True)
+                if href not in named and (own := pool_file(base, href, POOL)) is not None:
+                    own.unlink(missing_ok=True)
         shutil.rmtree(old, ignore_errors=True)
