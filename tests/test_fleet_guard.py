@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.etcd_cluster import EtcdCluster, free_port, running_cluster
+from tests.etcd_cluster import EtcdCluster, free_port
 from tests.launcher_helpers import Receiver, journal_entries, wait_until
 from unitgen.launcher import fleet_guard, runtime
 
@@ -43,21 +43,6 @@ if os.fork() == 0:
     os._exit(0)
 beat("app")
 """
-
-
-@pytest.fixture
-def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
-    yield from running_cluster(tmp_path)
-
-
-@pytest.fixture
-def launched() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:  # only what this test started, by PID
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=20)
 
 
 def guard(launched: list[subprocess.Popen[str]], journal: Receiver, endpoints: list[str], mode: str,

@@ -7,14 +7,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.etcd_cluster import EtcdCluster, TLSMaterial, running_cluster, start_cluster
+from tests.etcd_cluster import EtcdCluster, TLSMaterial, start_cluster
 from tests.launcher_helpers import Receiver, journal_entries, wait_until
 from unitgen.launcher import fleet_guard, runtime
 from unitgen.launcher.script import launcher_source, render_launcher
@@ -34,21 +33,6 @@ def main():
             time.sleep(0.05)
     return 3
 """
-
-
-@pytest.fixture
-def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
-    yield from running_cluster(tmp_path)
-
-
-@pytest.fixture
-def launched() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:  # only what this test started, by PID
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=20)
 
 
 def deploy(host: Path, cluster_endpoints: list[str], **overrides: Any) -> Path:

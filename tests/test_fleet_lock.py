@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, TLSMaterial, running_cluster, start_cluster
+from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, TLSMaterial, start_cluster
 from unitgen.launcher import fleet as fleet_lock
 from unitgen.launcher.fleet import Contended, FleetLock, Lost, TLSFiles, Unreachable
 
@@ -30,11 +30,6 @@ def contender(cluster: EtcdCluster, mode: str, prefix: str, *args: str) -> subpr
     return subprocess.Popen(
         [sys.executable, "-m", "tests.etcd_cluster", mode, ",".join(cluster.endpoints), prefix, str(TTL), *args],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
-    yield from running_cluster(tmp_path)
 
 
 @pytest.fixture
