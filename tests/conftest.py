@@ -19,7 +19,7 @@ import pytest
 # Sandbox fixtures (sandbox, shared_sandbox, sandbox_factory) and a session-end check that
 # no test left a sandboxed systemd running; the launcher tests' scratch dir and journal receiver;
 # the fleet tests' etcd cluster and the processes they start.
-pytest_plugins = ["tests.sandbox_fixtures", "tests.launcher_fixtures", "tests.fleet_fixtures"]
+pytest_plugins = ["tests.sandbox_fixtures", "tests.launcher_fixtures", "tests.fleet_fixtures", "tests.publish_fixtures"]
 
 # unitgen turns an unexpected exception into one "ERROR internal error" line; in the suite (and
 # the unitgen processes it starts) it raises instead, so a bug shows its traceback.

@@ -12,14 +12,13 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.test_package_helpers import make_info, make_staging
-from tests.test_publish_helpers import TestKey, deb, key_fixture
+from tests.test_publish_helpers import TestKey, deb
 from unitgen.errors import UnitgenError
 from unitgen.package import build_deb
 from unitgen.publish import GpgKey, publish
@@ -30,14 +29,6 @@ from unitgen.run import run
 INDEX = "dists/stable/main/binary-amd64"
 
 
-@pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory, "someone else <else@example.org>")
 
 
 def snapshot(root: Path) -> dict[str, bytes | str]:

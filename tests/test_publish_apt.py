@@ -12,22 +12,17 @@ import gzip
 import hashlib
 import lzma
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import example_toml
-from tests.test_publish_helpers import TestKey, key_fixture
+from tests.test_publish_helpers import TestKey, hello_versions
 from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
 from unitgen.package import build_deb
-from unitgen.package.from_spec import package_info
 from unitgen.publish import publish
-from unitgen.render.units import render
 from unitgen.sandbox import Sandbox
-from unitgen.spec import parse_spec
-from unitgen.staging.tree import write_tree
 
 pytestmark = pytest.mark.root
 
@@ -37,29 +32,12 @@ SOURCES = "/etc/apt/unitgen-test.list"
 INDEX = f"{REPO}/dists/stable/main/binary-amd64"
 
 
-@pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory, "someone else <else@example.org>")
 
 
 @pytest.fixture(scope="module")
 def hello(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """examples/hello packaged at 1.0.0 and 1.1.0, as `unitgen package` builds it."""
-    tmp = tmp_path_factory.mktemp("hello")
-    out = {}
-    for version in ("1.0.0", "1.1.0"):
-        raw = example_toml("hello")
-        raw["package"] = {**raw["package"], "version": version}
-        spec = parse_spec(raw, name="hello", where="hello.toml")
-        staging = tmp / f"staging-{version}"
-        write_tree(render(spec), staging)
-        out[version] = build_deb(staging, package_info(spec, None), tmp / "dist")
-    return out
+    return hello_versions(tmp_path_factory.mktemp("hello"), build_deb)
 
 
 def apt_get(sb: Sandbox, *args: str, lists: str = "/var/lib/apt/lists", check: bool = True) -> str:

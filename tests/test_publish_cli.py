@@ -7,23 +7,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from tests.test_publish_helpers import TestKey, deb, key_fixture
+from tests.test_publish_helpers import TestKey, deb
 from unitgen.run import run
 
 ROOT = Path(__file__).parent.parent
 SCHEMA = json.loads((ROOT / "schemas/unitgen-output.schema.json").read_text())
 HELLO = ROOT / "examples/hello/hello.toml"
 
-
-@pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory)
 
 
 def unitgen(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:

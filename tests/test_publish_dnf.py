@@ -10,21 +10,15 @@ scriptlets and starts the service as on RHEL. dnf reads only the test's reposito
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import example_toml
-from tests.test_publish_helpers import TestKey, key_fixture
+from tests.test_publish_helpers import TestKey, hello_versions
 from unitgen.package import build_rpm
-from unitgen.package.from_spec import package_info
 from unitgen.publish import publish
-from unitgen.render.units import render
 from unitgen.run import run
 from unitgen.sandbox import Sandbox
-from unitgen.spec import parse_spec
-from unitgen.staging.tree import write_tree
 
 pytestmark = pytest.mark.root
 
@@ -45,27 +39,13 @@ Test stub.
 """
 
 
-@pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory, "someone else <else@example.org>")
 
 
 @pytest.fixture(scope="module")
 def rpms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """examples/hello at 1.0.0 and 1.1.0 as .rpm, and the stub (built by rpmbuild in tmp)."""
     tmp = tmp_path_factory.mktemp("hello-rpm")
-    out = {}
-    for version in ("1.0.0", "1.1.0"):
-        raw = example_toml("hello")
-        raw["package"] = {**raw["package"], "version": version}
-        spec = parse_spec(raw, name="hello", where="hello.toml")
-        write_tree(render(spec), tmp / f"staging-{version}")
-        out[version] = build_rpm(tmp / f"staging-{version}", package_info(spec, None), tmp / "dist")
+    out = hello_versions(tmp, build_rpm)
     (tmp / "stub.spec").write_text(STUB)
     run(["rpmbuild", "--quiet", "--define", f"_topdir {tmp / 'rpmbuild'}", "-bb", tmp / "stub.spec"])
     [out["stub"]] = (tmp / "rpmbuild/RPMS/noarch").glob("*.rpm")

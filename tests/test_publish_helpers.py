@@ -6,17 +6,22 @@ for it is stopped when the fixture ends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.e2e_helpers import example_toml
 from tests.test_package_helpers import make_info, make_staging
-from unitgen.package import build_deb
+from unitgen.package import PackageInfo, build_deb
+from unitgen.package.from_spec import package_info
 from unitgen.publish import GpgKey
 from unitgen.publish.signing import stop_agent
+from unitgen.render.units import render
 from unitgen.run import run
+from unitgen.spec import parse_spec
+from unitgen.staging.tree import write_tree
 
 
 @dataclass(frozen=True)
@@ -58,3 +63,16 @@ def deb(tmp: Path, version: str, *, tag: str = "", **overrides: object) -> Path:
     """The ugdemo test package at `version` (`tag` changes its contents, not its version)."""
     staging = make_staging(tmp / f"staging-{version}{tag}", version + tag)
     return build_deb(staging, make_info(version, **overrides), tmp / f"dist-{version}{tag}")
+
+
+def hello_versions(tmp: Path, build: Callable[[Path, PackageInfo, Path], Path]) -> dict[str, Path]:
+    """examples/hello at 1.0.0 and 1.1.0, rendered and packaged with `build` (build_deb or build_rpm)."""
+    out = {}
+    for version in ("1.0.0", "1.1.0"):
+        raw = example_toml("hello")
+        raw["package"] = {**raw["package"], "version": version}
+        spec = parse_spec(raw, name="hello", where="hello.toml")
+        staging = tmp / f"staging-{version}"
+        write_tree(render(spec), staging)
+        out[version] = build(staging, package_info(spec, None), tmp / "dist")
+    return out

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.test_package_helpers import make_info, make_staging
 from tests.test_publish import snapshot
-from tests.test_publish_helpers import TestKey, deb, key_fixture
+from tests.test_publish_helpers import TestKey, deb
 from unitgen.errors import UnitgenError
 from unitgen.package import build_rpm
 from unitgen.publish import publish
 from unitgen.publish.rpmfile import rpmvercmp
 from unitgen.run import run
-
-
-@pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
-    yield from key_fixture(tmp_path_factory)
 
 
 def rpm(tmp: Path, version: str, *, tag: str = "", **overrides: object) -> Path:
