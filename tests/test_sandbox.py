@@ -186,6 +186,35 @@ def test_resource_controls_and_the_system_bus_work(shared_sandbox: Sandbox) -> N
 
 
 @pytest.mark.root
+def test_load_credential_reaches_the_service(shared_sandbox: Sandbox) -> None:
+    # Failed before the sandbox made its mounts shared: systemd mounts the credentials in a child
+    # mount namespace and moves them onto /run/credentials/UNIT, which never reached PID 1's
+    # namespace, so $CREDENTIALS_DIRECTORY was an empty directory.
+    sb = shared_sandbox
+    sb.write_file("/etc/sbx-cred/secret", "s3cret-value\n", 0o600)
+    sb.write_file(
+        "/run/systemd/system/sbx-cred.service",
+        "[Service]\nType=oneshot\nDynamicUser=yes\nLoadCredential=pw:/etc/sbx-cred/secret\n"
+        'ExecStart=/bin/sh -c \'echo "got $(cat "$CREDENTIALS_DIRECTORY/pw")"\'\n',
+    )
+    sb.systemctl("daemon-reload")
+    sb.systemctl("start", "sbx-cred.service")
+    assert "got s3cret-value" in [e["MESSAGE"] for e in sb.journal(unit="sbx-cred.service")]
+
+
+@pytest.mark.root
+def test_a_mount_made_inside_never_appears_on_the_host(shared_sandbox: Sandbox) -> None:
+    # The sandbox's mounts propagate among themselves (shared), never to the host's namespace.
+    token = secrets.token_hex(6)
+    shared_sandbox.run(["mkdir", f"/opt/sbx-{token}"])
+    shared_sandbox.run(["mount", "-t", "tmpfs", "-o", "size=1M", f"sbx-{token}", f"/opt/sbx-{token}"])
+    assert f"sbx-{token}" in shared_sandbox.run(["cat", "/proc/1/mountinfo"]).stdout
+    assert f"sbx-{token}" not in Path("/proc/self/mountinfo").read_text()
+    assert f"sbx-{token}" not in Path("/proc/1/mountinfo").read_text()
+    shared_sandbox.run(["umount", f"/opt/sbx-{token}"])
+
+
+@pytest.mark.root
 def test_copy_in_a_single_file(shared_sandbox: Sandbox, tmp_path: Path) -> None:
     sb = shared_sandbox
     src = tmp_path / "tool.sh"

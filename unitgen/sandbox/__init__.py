@@ -103,6 +103,7 @@ from unitgen.sandbox.syscalls import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SHARED,
     PR_CAPBSET_DROP,
     PR_SET_PDEATHSIG,
 )
@@ -130,6 +131,7 @@ __all__ = [
     "MS_RDONLY",
     "MS_REC",
     "MS_REMOUNT",
+    "MS_SHARED",
     "PATH",
     "PR_CAPBSET_DROP",
     "PR_SET_PDEATHSIG",

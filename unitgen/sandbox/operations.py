@@ -25,6 +25,7 @@ from unitgen.sandbox.syscalls import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SHARED,
     mount,
     pivot_root,
     umount2,
@@ -39,6 +40,7 @@ _FLAG_NAMES = (
     (MS_BIND, "bind"),
     (MS_REC, "rec"),
     (MS_PRIVATE, "private"),
+    (MS_SHARED, "shared"),
 )
 
 

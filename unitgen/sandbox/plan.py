@@ -24,7 +24,17 @@ from unitgen.sandbox.operations import (
     Symlink,
     WriteFile,
 )
-from unitgen.sandbox.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
+from unitgen.sandbox.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+)
 
 STATE_ROOT = Path("/run/unitgen/sandbox")
 SYSTEMD = "/lib/systemd/systemd"
@@ -199,6 +209,14 @@ def boot_plan(
         WriteFile("/run/systemd/journald.conf.d/unitgen-sandbox.conf", JOURNALD_DROPIN),
         WriteFile("/etc/machine-id", machine_id + "\n", 0o444),
         WriteFile("/etc/hostname", name + "\n"),
+        # Shared propagation inside, as systemd itself sets it when booted by the kernel (and
+        # nspawn does for containers): in a container PID 1 leaves it to the manager (mount_setup()
+        # in systemd's mount-setup.c). systemd mounts a unit's LoadCredential= files in a child
+        # mount namespace and moves them onto /run/credentials/UNIT from there (setup_credentials()
+        # in execute.c); with private mounts that move never reaches PID 1's namespace, and the
+        # service found $CREDENTIALS_DIRECTORY empty. The peer groups made here are new and local
+        # to this namespace (everything was made private first), so nothing propagates to the host.
+        Mount(None, "/", None, MS_REC | MS_SHARED),
         CheckMounts(),
     ]
     return plan
