@@ -27,6 +27,7 @@ from unitgen.spec.fields import (
     string_table,
     text,
 )
+from unitgen.spec.instances import INSTANCE_ALLOWED, LISTEN_ALLOWED, parse_instances, parse_listen
 from unitgen.spec.model import LockScope, OnContention, ProtectSystem, Ready, ReadyKind, ReloadSignal, Restart
 
 USER_PATTERN = r"[a-z_][a-z0-9_-]{0,30}"
@@ -193,6 +194,25 @@ TOP_KEYS: tuple[Key[Any], ...] = (
     ),
     Key("environment_file", absolute_path, "An optional EnvironmentFile= (a missing file is not an error)."),
     Key("start_on_install", boolean, "Packages start (and enable) the service when installed.", default=True),
+    Key(
+        "instances",
+        parse_instances,
+        "A template service, NAME@.service: the instances the package enables and starts, "
+        '["a", "b"] or a table [instances.a] with its own environment = { NAME = "value" }. Each has '
+        "its own lock (/run/NAME/{instance}.pid) and gets $UNITGEN_INSTANCE; `{instance}` in `exec` "
+        "arguments is its name. " + INSTANCE_ALLOWED + ".",
+        default=(),
+        allowed="array of names or table",
+    ),
+    Key(
+        "listen",
+        parse_listen,
+        "Socket activation: systemd listens (NAME.socket, NAME@.socket with instances) and hands the "
+        "sockets to the app ($LISTEN_FDS); the package enables the socket. " + LISTEN_ALLOWED + "; "
+        "unix: paths in the service's own /run directory, `{instance}` allowed in the file name.",
+        default=(),
+        allowed="array of sockets",
+    ),
 )
 
 LIMITS_KEYS: tuple[Key[Any], ...] = (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from unitgen import escape
+from unitgen.spec import instances
 from unitgen.spec.fields import (
     LINE_MAX,
     FieldError,
@@ -238,7 +239,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
     if top["group"] is not None and top["user"] is None:
         raise SpecError(where, "group", "needs 'user' (with DynamicUser=yes systemd picks the group)")
 
-    lock_file = top["lock_file"] or f"/run/{name}/{name}.pid"
+    lock_file = top["lock_file"] or instances.default_lock_file(name, top["instances"])
     parent = Path(lock_file).parent
     if parent == Path("/run") or not parent.is_relative_to("/run"):
         raise SpecError(
@@ -291,6 +292,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
             )
         package = Package(**fields)
 
+    instances.check(top, name, where, timer=timer is not None)
     app = _parse_app(_sub_table(raw, "app", where), name, where, base_dir or Path.cwd())
     if top["python"] is None:
         # With an app, the launcher runs on the app's venv interpreter so python mode can import it.

@@ -166,6 +166,29 @@ class App:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One listed instance of a template service (NAME@INSTANCE.service) and its own environment."""
+
+    name: str
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+class ListenKind(enum.Enum):
+    TCP = "tcp"
+    UNIX = "unix"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """One socket systemd listens on for the service (ListenStream=); `address` is as ListenStream=
+    takes it ("80", "127.0.0.1:80", "[::1]:80" or an absolute path, `{instance}` not yet replaced)."""
+
+    kind: ListenKind
+    address: str
+    port: int = 0
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated service spec. Build it with `load_spec` or `parse_spec`."""
 
@@ -211,6 +234,19 @@ class Spec:
     app: App | None
     extra: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
     lock: Lock
+    # Issue 14, added last with defaults so that code building a Spec without them keeps working.
+    instances: tuple[Instance, ...] = ()
+    listen: tuple[Listen, ...] = ()
+
+    @property
+    def is_template(self) -> bool:
+        """Rendered as NAME@.service (and NAME@.timer, NAME@.socket): one unit per instance."""
+        return bool(self.instances)
+
+    @property
+    def unit_stem(self) -> str:
+        """The unit files' stem: NAME, or NAME@ for a template."""
+        return f"{self.name}@" if self.instances else self.name
 
     @property
     def runtime_directory(self) -> str:
