@@ -92,9 +92,7 @@ def test_listen_forms(value: str, kind: ListenKind, address: str) -> None:
         ),
         pytest.param(spec(listen=["tcp:80"], network=False), "listen[0]", "needs the network", id="no-network"),
         pytest.param(spec(listen=["tcp:80"], ready="tcp:80"), "ready", "pass at once", id="tcp-ready"),
-        pytest.param(
-            spec(listen=["tcp:80"], timer={"on_calendar": "daily"}), "listen", "timer job", id="timer-listen"
-        ),
+        pytest.param(spec(listen=["tcp:80"], timer={"on_calendar": "daily"}), "listen", "timer job", id="timer-listen"),
     ],
 )
 def test_refused_with_the_key_and_what_is_allowed(raw: dict[str, Any], key: str, problem: str) -> None:

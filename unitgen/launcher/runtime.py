@@ -151,6 +151,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     import threading
     from collections.abc import Callable, Mapping
     from types import FrameType, ModuleType
@@ -215,6 +216,10 @@ MESSAGE_ID_ALREADY_RUNNING = "0f650170d0fd470bbe7f3aa2ef8e12e7"
 MESSAGE_ID_LOCK_ERROR = "f0716aacd5dc4a65addfc8685cfde170"
 
 LOCK_FD_ENV = "UNITGEN_LOCK_FD"
+INSTANCE_ENV = "UNITGEN_INSTANCE"
+INSTANCE_PLACEHOLDER = "{instance}"
+_INSTANCE_MAX = 200
+_LISTEN_FDS_START = 3  # SD_LISTEN_FDS_START, sd_listen_fds(3)
 JOURNAL_SOCKET_ENV = "UNITGEN_JOURNAL_SOCKET"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 RELOAD_HOOK = "unitgen_reload"
@@ -265,6 +270,7 @@ def notify(state: str) -> bool:
 
 
 _service_name = [""]  # for log lines from helpers that are not told the name (set by main())
+_instance = [""]  # a template's instance name, from $UNITGEN_INSTANCE (set by main())
 _notify_warned = [False]
 
 
@@ -363,6 +369,8 @@ def journal_send(fields: list[tuple[str, str]]) -> bool:
 def log(name: str, priority: int, message: str, **fields: str) -> None:
     """One journal entry (SYSLOG_IDENTIFIER=name); also to stderr without a journal or on a tty."""
     entry = [("MESSAGE", message), ("PRIORITY", str(priority)), ("SYSLOG_IDENTIFIER", name)]
+    if _instance[0]:  # a template's instance: every entry says which one (journalctl UNITGEN_INSTANCE=a)
+        entry.append((INSTANCE_ENV, _instance[0]))
     entry.extend(fields.items())
     sent = journal_send(entry)
     try:
@@ -699,6 +707,8 @@ def holder_fields(pid: int) -> dict[str, str]:
 
 def contention_message(name: str, path: str, pid: int) -> str:
     who = f"as PID {pid}" if pid > 0 else "(holder PID unknown)"
+    if _instance[0]:
+        name = f"{name}@{_instance[0]}"
     return f"{name} is already running {who} (lock {path})"
 
 
@@ -1571,6 +1581,75 @@ def check_settings(settings: LauncherSettings) -> str | None:
     return "; ".join(problems) or None
 
 
+def instance_problem(instance: str) -> str | None:
+    """Why `instance` cannot name a lock file, or None. An admin may start NAME@anything that is a
+    valid unit name, so this holds %i (unit-name characters, `\\` included) to a file name: never
+    empty, `.` or `..` (the lock would leave its directory), no `/`, no leading `-` or `.`."""
+    if not instance or len(instance) > _INSTANCE_MAX:
+        return f"must be 1 to {_INSTANCE_MAX} characters"
+    if instance[0] in ".-":
+        return "must not start with '.' or '-'"
+    for ch in instance:
+        if not (ch.isascii() and (ch.isalnum() or ch in "_.:-\\")):
+            return f"contains {ch!r}: allowed are letters, digits, '_', '.', ':', '-' and '\\'"
+    return None
+
+
+def with_instance(settings: LauncherSettings) -> LauncherSettings | str:
+    """A template's settings for this instance ($UNITGEN_INSTANCE, which the unit sets to %i):
+    `{instance}` in the lock file and the rendered argv replaced. Plain settings are returned as
+    they are; a problem is returned as its message."""
+    if INSTANCE_PLACEHOLDER not in settings["lock_file"]:
+        return settings
+    instance = os.environ.get(INSTANCE_ENV, "")
+    problem = instance_problem(instance)
+    if problem is not None:
+        shown = repr(instance[:80])
+        return (
+            f"{settings['name']} is a template: ${INSTANCE_ENV} names the instance (the unit sets it to %i; "
+            f"by hand: {INSTANCE_ENV}=NAME {settings['name']}-launcher), and {shown} {problem}"
+        )
+    _instance[0] = instance
+    new: LauncherSettings = {**settings}
+    new["lock_file"] = settings["lock_file"].replace(INSTANCE_PLACEHOLDER, instance)
+    new["argv"] = [a.replace(INSTANCE_PLACEHOLDER, instance) for a in settings["argv"]]
+    return new
+
+
+def listen_fds() -> list[tuple[int, str]]:
+    """The sockets the service manager passed to this process (sd_listen_fds(3)), as (fd, name)
+    pairs from fd 3 on, in the order of the socket unit's ListenStream= lines; [] when none were
+    passed or they are meant for another process ($LISTEN_PID)."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "")) != os.getpid():
+            return []
+        count = int(os.environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return []
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    return [
+        (fd, names[i] if i < len(names) else "unknown")
+        for i, fd in enumerate(range(_LISTEN_FDS_START, _LISTEN_FDS_START + max(count, 0)))
+    ]
+
+
+_listen_sockets: list[socket.socket] = []
+
+
+def listen_sockets() -> list[socket.socket]:
+    """Python mode: the listening sockets systemd passed (the spec's `listen`, in its order), as
+    socket objects, the same ones on every call. `import unitgen_launcher;
+    unitgen_launcher.listen_sockets()` from the app, which runs once the launcher holds the lock.
+    They are made close-on-exec (as sd_listen_fds does): a program the app runs does not get them."""
+    import socket
+
+    if not _listen_sockets:
+        for fd, _name in listen_fds():
+            os.set_inheritable(fd, False)
+            _listen_sockets.append(socket.socket(fileno=fd))
+    return list(_listen_sockets)
+
+
 def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
     """Take the lock for settings["name"] and run the service; returns the exit status."""
     extra = sys.argv[1:] if argv is None else argv
@@ -1580,6 +1659,11 @@ def main(settings: LauncherSettings, argv: list[str] | None = None) -> int:
         name = str(settings.get("name") or "unitgen-launcher")
         log(name, 3, f"invalid launcher settings for {name}: {problem}; re-render the launcher")
         return EXIT_CONFIG_ERROR
+    instanced = with_instance(settings)
+    if isinstance(instanced, str):
+        log(settings["name"], 3, f"{settings['name']} cannot start: {instanced}")
+        return EXIT_CONFIG_ERROR
+    settings = instanced
     if settings["mode"] == "python":
         return _run_python(settings, extra)
     name, path = settings["name"], settings["lock_file"]

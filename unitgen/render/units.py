@@ -38,6 +38,7 @@ from unitgen.launcher.script import (
     notify_access,
     render_launcher,
 )
+from unitgen.render import instances
 from unitgen.render.hardening import hardening_directives, limit_directives
 from unitgen.resources import bytecode_cache, template_root
 from unitgen.spec import ReadyKind, Spec
@@ -208,7 +209,18 @@ def _context(spec: Spec) -> dict[str, Any]:
         # etcd is across the network: start once it is up (systemd.special(7), network-online.target).
         after += [u for u in ("network-online.target",) if u not in after]
         wants += [u for u in ("network-online.target",) if u not in wants]
+    requires = list(spec.requires)
+    socket_unit = instances.socket_unit(spec)
+    if socket_unit is not None:  # the service runs on the sockets systemd holds (issue 14)
+        after += [socket_unit]
+        requires += [socket_unit]
     return {
+        "requires": requires,
+        "instance_env": instances.INSTANCE_ENV,
+        "unit_stem": spec.unit_stem,
+        "exec_start_line": instances.exec_line(exec_start),
+        "listen_streams": instances.listen_streams(spec),
+        "reuse_port": instances.reuse_port(spec),
         "spec": spec,
         "name": spec.name,
         "after": after,
@@ -260,7 +272,7 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
             raise UnitgenError(f"template {template}: {exc}", hint="check your --templates directory") from exc
 
     files = [
-        RenderedFile(UNIT_DIR / f"{spec.name}.service", text("units/service.j2")),
+        RenderedFile(UNIT_DIR / f"{spec.unit_stem}.service", text("units/service.j2")),
         RenderedFile(PurePosixPath("usr/lib/tmpfiles.d", f"{spec.name}.conf"), text("system/tmpfiles.j2")),
         RenderedFile(
             launcher_path(spec).relative_to("/"),
@@ -273,7 +285,11 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
     for module, path in fleet_modules(spec):
         files.append(RenderedFile(path.relative_to("/"), _fleet_source(module)))
     if spec.timer is not None:
-        files.append(RenderedFile(UNIT_DIR / f"{spec.name}.timer", text("units/timer.j2")))
+        files.append(RenderedFile(UNIT_DIR / f"{spec.unit_stem}.timer", text("units/timer.j2")))
+    if spec.listen:
+        files.append(RenderedFile(UNIT_DIR / f"{spec.unit_stem}.socket", text("units/socket.j2")))
+    for path, content in instances.instance_drop_ins(spec):
+        files.append(RenderedFile(UNIT_DIR / path, content.encode("utf-8")))
     if spec.user is not None:
         files.append(RenderedFile(PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf"), text("system/sysusers.j2")))
     return sorted(files, key=lambda f: f.path)

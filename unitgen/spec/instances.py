@@ -39,9 +39,7 @@ INSTANCES_MAX = 1000
 LISTEN_MAX = 16
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INSTANCE = re.compile(INSTANCE_PATTERN)
-INSTANCE_ALLOWED = (
-    f"1 to {INSTANCE_NAME_MAX} letters, digits, '_', '.' and '-', starting with a letter or digit"
-)
+INSTANCE_ALLOWED = f"1 to {INSTANCE_NAME_MAX} letters, digits, '_', '.' and '-', starting with a letter or digit"
 LISTEN_ALLOWED = "'tcp:PORT', 'tcp:HOST:PORT', 'tcp:[IPV6]:PORT' or 'unix:/run/NAME/FILE.sock'"
 
 
@@ -218,12 +216,18 @@ def check(top: dict[str, Any], name: str, where: str, *, timer: bool) -> None:
         for env_name, value in instance.environment:
             line = "Environment=" + escape.environment(env_name, value)
             if utf8_length(line) >= LINE_MAX:
-                raise SpecError(where, f"instances.{instance.name}.environment.{env_name}",
-                                f"is too long: its unit line would be {utf8_length(line)} bytes, "
-                                f"at most {LINE_MAX - 1} allowed")
+                raise SpecError(
+                    where,
+                    f"instances.{instance.name}.environment.{env_name}",
+                    f"is too long: its unit line would be {utf8_length(line)} bytes, at most {LINE_MAX - 1} allowed",
+                )
     if listen and timer:
-        raise SpecError(where, "listen", "a timer job is started by its timer, not by connections",
-                        hint="remove 'listen' or the [timer] table")
+        raise SpecError(
+            where,
+            "listen",
+            "a timer job is started by its timer, not by connections",
+            hint="remove 'listen' or the [timer] table",
+        )
     if listen and top["ready"].kind is ReadyKind.TCP:
         raise SpecError(
             where,

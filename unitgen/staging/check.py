@@ -55,7 +55,9 @@ class CheckReport:
 
 def _scratch_units(staging: Path, name: str, scratch: Path) -> list[Path]:
     unit_dir = staging / UNIT_DIR
-    units = sorted(unit_dir.glob(f"{name}.*")) if unit_dir.is_dir() else []
+    # NAME.service, or NAME@.service and friends for a template (issue 14); never NAME@a.service.d/.
+    patterns = (f"{name}.*", f"{name}@.*")
+    units = sorted(p for pattern in patterns for p in unit_dir.glob(pattern)) if unit_dir.is_dir() else []
     if not units:
         raise UnitgenError(f"{unit_dir}: no units named {name}.*", hint=f"run 'unitgen render {name}' first")
     copies = []
@@ -122,7 +124,8 @@ def _security(scratch: Path, name: str, threshold: float) -> tuple[float, str, b
         "--offline=true",
         f"--threshold={round(threshold * 10)}",
         "--no-pager",
-        str(scratch / f"{name}.service"),
+        str(next((p for p in (scratch / f"{name}.service", scratch / f"{name}@.service") if p.exists()),
+                 scratch / f"{name}.service")),
     ]
     result = run(argv, check=False, env=_scratch_env(scratch))
     match = _SCORE.search(result.stdout + result.stderr)
