@@ -62,7 +62,7 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
     return sorted(filter(None, result.stdout.splitlines()))
 
 
-COMMANDS = ["check", "completion", "init", "package", "publish", "render", "try"]
+COMMANDS = ["check", "completion", "init", "install", "package", "publish", "render", "try", "uninstall"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,164 @@
+"""`unitgen install` / `uninstall` on a host with a running systemd: a real systemd in a sandbox
+(`unitgen.sandbox`), the real `unitgen` run inside it as root, against the overlay's /.
+
+Install hello, it runs and answers; re-install with a changed spec (the upgrade) restarts it;
+uninstall leaves the file system as it was, foreign files untouched; and every hidden variant
+of "a file of that name already exists" is refused with exit 1 and the host byte-for-byte as
+before (a tree hash of every path's metadata and of the contents where the install writes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_install import SCHEMA
+from unitgen.sandbox import Sandbox
+
+pytestmark = pytest.mark.root
+
+ROOT = Path(__file__).parent.parent
+HELLO = ROOT / "examples/hello/hello.toml"
+UNIT = "/usr/lib/systemd/system/hello.service"
+LAUNCHER = "/usr/libexec/hello/hello-launcher"
+SPEC = "/root/hello.toml"  # inside the sandbox: a copy the upgrade test changes
+# Every path's type, mode, owner, size and mtime, and the contents where an install writes. Not
+# /tmp: unitgen's scratch staging tree and sort(1)'s own files come and go there.
+TREE_HASH = (
+    "find /etc /usr /var /opt /srv -xdev -printf '%y %m %U %G %s %T@ %p -> %l\\n' | sort | sha256sum; "
+    "find /etc /usr/lib/systemd /usr/libexec /usr/lib/sysusers.d /usr/lib/tmpfiles.d /usr/share/doc /var/lib/unitgen"
+    " /srv -xdev -type f -exec sha256sum {} + 2>/dev/null | sort | sha256sum"
+)
+
+
+def unitgen(sb: Sandbox, *args: str, json_doc: bool = True) -> tuple[subprocess.CompletedProcess[str], Any]:
+    argv = [sys.executable, "-m", "unitgen", *args, *(["--json"] if json_doc else [])]
+    result = sb.run(argv, check=False, timeout=300)
+    doc = None
+    if json_doc:
+        import jsonschema
+
+        doc = json.loads(result.stdout)
+        jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+    return result, doc
+
+
+def files(sb: Sandbox) -> set[str]:
+    out = sb.run(["sh", "-c", "find /etc /usr /var /opt /srv -xdev -printf '%y %p\\n'"]).stdout
+    return set(out.splitlines())
+
+
+def tree_hash(sb: Sandbox) -> str:
+    return sb.run(["sh", "-c", TREE_HASH]).stdout
+
+
+def http(sb: Sandbox) -> str:
+    code = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/').status)"
+    return sb.run(["/usr/bin/python3", "-c", code]).stdout.strip()
+
+
+@pytest.fixture
+def box(sandbox: Sandbox) -> Sandbox:
+    sandbox.write_file(SPEC, HELLO.read_text())
+    return sandbox
+
+
+def test_install_runs_it_reinstall_upgrades_uninstall_leaves_nothing(box: Sandbox) -> None:
+    box.write_file("/etc/systemd/system/foreign.service", "[Service]\nExecStart=/bin/true\n")
+    box.write_file("/usr/libexec/foreign/tool", "#!/bin/sh\n", 0o755)
+    before = files(box)
+    foreign = box.run(["sha256sum", "/etc/systemd/system/foreign.service", "/usr/libexec/foreign/tool"]).stdout
+
+    result, doc = unitgen(box, "install", "hello", "--spec", SPEC)
+    assert result.returncode == 0, result.stderr
+    assert doc["live"] is True and doc["upgrade"] is False and doc["state"] == "active"
+    assert box.systemctl("is-enabled", "hello.service").stdout.strip() == "enabled"
+    assert http(box) == "200"
+    assert box.run(["sh", "-c", "ls /usr/libexec/hello/__pycache__/*.pyc"]).returncode == 0  # compiled
+    first = box.show("hello.service", "MainPID")["MainPID"]
+
+    # The upgrade: a changed spec, re-installed; restarted on the new unit.
+    box.write_file(SPEC, HELLO.read_text().replace('"hello world"', '"hello again"'))
+    result, doc = unitgen(box, "install", "hello", "--spec", SPEC)
+    assert result.returncode == 0, result.stderr
+    assert doc["upgrade"] is True and doc["state"] == "active"
+    state = box.show("hello.service", "MainPID", "Environment", "NeedDaemonReload")
+    assert state["MainPID"] != first and "GREETING=hello again" in state["Environment"], state
+    assert state["NeedDaemonReload"] == "no"
+    assert http(box) == "200"
+
+    result, doc = unitgen(box, "uninstall", "hello", "--purge")
+    assert result.returncode == 0, result.stderr
+    assert doc["kept"] == [] and UNIT in doc["removed"] and LAUNCHER in doc["removed"]
+    assert box.show("hello.service", "LoadState")["LoadState"] == "not-found"
+    assert box.run(["ss", "-Htln", "sport = :8080"]).stdout.strip() == ""  # stopped
+    assert files(box) == before  # not one path more or less (the user stays: Debian never removes one)
+    assert box.run(["sha256sum", "/etc/systemd/system/foreign.service", "/usr/libexec/foreign/tool"]).stdout == foreign
+
+
+def _admin_unit(sb: Sandbox) -> None:
+    sb.write_file(UNIT, "[Service]\nExecStart=/bin/true\n")
+
+
+def _admin_launcher(sb: Sandbox) -> None:
+    sb.write_file(LAUNCHER, "#!/bin/sh\nexec /usr/local/bin/the-admins-own\n", 0o755)
+
+
+def _symlink_parent(sb: Sandbox) -> None:
+    sb.run(["mkdir", "-p", "/srv/elsewhere"])
+    sb.run(["ln", "-s", "/srv/elsewhere", "/usr/libexec/hello"])
+
+
+def _other_manifest(sb: Sandbox) -> None:
+    entry = {"path": UNIT, "type": "file", "mode": "0644", "owner": "root:root", "sha256": "0" * 64}
+    doc = {"unitgen_manifest": 1, "name": "other", "state": "complete", "entries": [entry]}
+    sb.write_file("/var/lib/unitgen/other.manifest", json.dumps(doc))
+
+
+def _dpkg_owned(sb: Sandbox, deb: Path) -> None:
+    # The packaged hello, installed with the real dpkg (the image's policy-rc.d keeps it from
+    # starting), then its unit file deleted by hand: the package still owns the name.
+    sb.copy_in(deb, "/root/hello.deb")
+    sb.run(["dpkg", "-i", "/root/hello.deb"])
+    sb.run(["rm", UNIT])
+
+
+@pytest.fixture(scope="module")
+def hello_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("deb")
+    argv = [sys.executable, "-m", "unitgen", "package", "hello", "--spec", str(HELLO), "--out", str(tmp / "build"),
+            "--dist", str(tmp / "dist"), "--format", "deb"]  # fmt: skip
+    subprocess.run(argv, cwd=tmp, check=True, capture_output=True)
+    [deb] = (tmp / "dist").glob("*.deb")
+    return deb
+
+
+@pytest.mark.parametrize(
+    ("plant", "message"),
+    [
+        pytest.param(_admin_unit, f"{UNIT} exists and is not unitgen's", id="admin-file-at-unit"),
+        pytest.param(_admin_launcher, f"{LAUNCHER} exists and is not unitgen's", id="admin-file-at-launcher"),
+        pytest.param(None, f"{UNIT} belongs to the package hello (dpkg)", id="dpkg-owned"),
+        pytest.param(_symlink_parent, "/usr/libexec/hello is a symbolic link", id="symlink-at-parent-dir"),
+        pytest.param(_other_manifest, f"{UNIT} is listed in the manifest of the service other", id="other-manifest"),
+    ],
+)
+def test_a_file_of_the_same_name_is_refused_and_the_host_left_untouched(
+    box: Sandbox, hello_deb: Path, plant: Callable[[Sandbox], None] | None, message: str
+) -> None:
+    if plant is None:
+        _dpkg_owned(box, hello_deb)
+    else:
+        plant(box)
+    before = tree_hash(box)
+    result, doc = unitgen(box, "install", "hello", "--spec", SPEC)
+    assert result.returncode == 1
+    assert message in doc["error"]["message"] and "nothing was written" in doc["error"]["message"], doc
+    assert tree_hash(box) == before
+    assert box.systemctl("is-active", "hello.service", check=False).stdout.strip() != "active"
