@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -85,3 +87,91 @@ def test_check_of_several_names_the_failing_one(specs: Path) -> None:
     assert "NoSuchSetting" in quiet
     assert "verify: clean" in hello
     assert "ERROR systemd-analyze verify reports problems in the units of quiet" in result.stderr
+
+
+def inodes(path: Path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.lstat().st_ino for p in [path, *sorted(path.rglob("*"))]}
+
+
+def modes(path: Path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.lstat().st_mode for p in [path, *sorted(path.rglob("*"))]}
+
+
+def test_a_rerender_of_unchanged_specs_keeps_their_trees(specs: Path) -> None:
+    """Same spec, same files: the tree already is what a replacement would write, so it stays
+    (no 12 mkdir + 12 rmdir per service); --json still reports every file."""
+    assert unitgen("render", *EXAMPLES, cwd=specs).returncode == 0
+    before = {name: inodes(specs / "build" / name) for name in EXAMPLES}
+    result = unitgen("render", *EXAMPLES, "--json", cwd=specs)
+    assert result.returncode == 0, result.stderr
+    assert {name: inodes(specs / "build" / name) for name in EXAMPLES} == before
+    assert all(service["files"] for service in json.loads(result.stdout)["services"])
+    assert sorted(p.name for p in (specs / "build").iterdir()) == sorted(EXAMPLES)  # no temporaries
+
+
+LAUNCHER = "usr/libexec/hello/hello-launcher"
+UNIT = "usr/lib/systemd/system/hello.service"
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda t: (t / UNIT).write_text("edited\n"), id="content"),
+        pytest.param(lambda t: (t / UNIT).write_bytes((t / UNIT).read_bytes() + b"\n"), id="longer"),
+        pytest.param(lambda t: (t / LAUNCHER).chmod(0o644), id="file-mode"),
+        pytest.param(lambda t: (t / "usr/lib").chmod(0o700), id="directory-mode"),
+        pytest.param(lambda t: t.chmod(0o700), id="root-mode"),
+        pytest.param(lambda t: (t / "usr/extra.txt").write_text("mine\n"), id="extra-file"),
+        pytest.param(lambda t: (t / "usr/lib/empty").mkdir(), id="extra-directory"),
+        pytest.param(lambda t: (t / UNIT).unlink(), id="missing-file"),
+        pytest.param(lambda t: (t / "usr/share").rename(t / "share"), id="moved-directory"),
+        pytest.param(lambda t: (t / ".unitgen-output").write_text("marker, edited\n"), id="marker"),
+        pytest.param(
+            lambda t: ((t / UNIT).rename(t / "elsewhere"), (t / UNIT).symlink_to(t / "elsewhere")), id="symlink"
+        ),
+        pytest.param(lambda t: _fifo(t / UNIT), id="fifo"),
+    ],
+)
+def test_a_changed_tree_is_replaced_whole(specs: Path, tmp_path: Path, change: Callable[[Path], object]) -> None:
+    """Anything a fresh write would not leave (bytes, modes, entries, types) and the tree is
+    replaced as before: afterwards it equals a fresh render, nothing of the change left."""
+    assert unitgen("render", "hello", cwd=specs).returncode == 0
+    fresh = tmp_path / "fresh"
+    assert unitgen("render", "hello", "--out", str(fresh), cwd=specs).returncode == 0
+    stage = specs / "build/hello"
+    change(stage)
+    result = unitgen("render", "hello", cwd=specs)
+    assert result.returncode == 0, result.stderr
+    assert tree(stage) == tree(fresh)
+    assert modes(stage) == modes(fresh)
+    assert sorted(p.name for p in (specs / "build").iterdir()) == ["hello"]
+
+
+def test_a_batch_removes_the_leftovers_of_every_service(specs: Path) -> None:
+    """build/ is listed once for the whole batch, and what a killed run left is still found for
+    every service: the ones rendered after the first as well."""
+    assert unitgen("render", *EXAMPLES, cwd=specs).returncode == 0
+    for name in EXAMPLES:
+        leftover = specs / "build" / f".{name}.unitgen-killed"
+        (leftover / "usr").mkdir(parents=True)
+        (leftover / ".unitgen-output").write_text("marker\n")
+    result = unitgen("render", *EXAMPLES, cwd=specs)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (specs / "build").iterdir()) == sorted(EXAMPLES)
+
+
+def test_a_leftover_made_between_two_writes_in_one_process_is_removed(tmp_path: Path) -> None:
+    from unitgen.render.units import RenderedFile
+    from unitgen.staging.tree import write_tree
+
+    files = [RenderedFile(PurePosixPath("usr/share/doc/x/README"), b"x")]
+    write_tree(files, tmp_path / "a")
+    write_tree(files, tmp_path / "b")
+    (tmp_path / ".b.unitgen-killed").mkdir()  # empty: killed before its marker
+    write_tree([RenderedFile(PurePosixPath("usr/share/doc/x/README"), b"y")], tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]

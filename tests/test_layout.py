@@ -30,7 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "staging": {"spec", "launcher", "render", "app"},
     "trial": {"spec", "launcher", "render", "app", "staging", "sandbox"},
     "publish": {"package"},
-    "cli": {"spec", "launcher", "render", "app", "staging", "sandbox", "package", "trial", "publish"},
+    "install": {"spec", "launcher", "render", "app", "staging", "package"},  # package: its pure helpers
+    "cli": {"spec", "launcher", "render", "app", "staging", "sandbox", "package", "trial", "publish", "install"},
 }
 
 

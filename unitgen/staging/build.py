@@ -31,5 +31,8 @@ def stage(
     sources = [*inputs, *template_dirs]
     if app is not None:
         sources += [Path(p) for p in (app.project, app.requirements, *app.wheels, *app.find_links) if p]
-    written = write_tree(render(spec, template_dirs=template_dirs), staging, fill=fill, inputs=sources)
+    # No fill without an app: write_tree may then keep an existing tree that already holds exactly
+    # these files (a venv is built afresh every time, so a tree with one is always replaced).
+    files = render(spec, template_dirs=template_dirs)
+    written = write_tree(files, staging, fill=fill if app is not None else None, inputs=sources)
     return written, (payloads[0] if payloads else None)

@@ -1,0 +1,329 @@
+"""`unitgen install` / `uninstall` under `--root DIR`: the offline path (an image build), real
+`unitgen` processes writing into a scratch root, real systemd-sysusers, systemd-tmpfiles and
+systemctl --root. The live path (a running systemd) is tests/test_install_systemd.py.
+
+Install needs root (it gives every file to root), so these tests do too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from unitgen.install import rootfs
+
+pytestmark = pytest.mark.root
+
+ROOT = Path(__file__).parent.parent
+SCHEMA = json.loads((ROOT / "schemas/unitgen-output.schema.json").read_text())
+NAME = "demo"
+SPEC = f"""description = "demo service"
+exec = ["/bin/sleep", "infinity"]
+user = "{NAME}"
+state_directory = true
+"""
+UNIT = f"usr/lib/systemd/system/{NAME}.service"
+LAUNCHER = f"usr/libexec/{NAME}/{NAME}-launcher"
+SYSUSERS = f"usr/lib/sysusers.d/{NAME}.conf"
+MANIFEST = f"var/lib/unitgen/{NAME}.manifest"
+
+
+def unitgen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "unitgen", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def document(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    doc = json.loads(result.stdout)
+    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+    return doc  # type: ignore[no-any-return]
+
+
+def tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every path under `root` with its type, mode, owner and content (or link target)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                what: object = str(path.readlink())
+            elif stat.S_ISREG(st.st_mode):
+                what = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                what = None
+            out[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, what)
+    return out
+
+
+class Host:
+    """A scratch root that looks like an image (an /etc, a /var/lib) and the spec beside it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp
+        self.root = tmp / "root"
+        for sub in ("etc", "var/lib", "usr/lib/systemd/system"):
+            (self.root / sub).mkdir(parents=True)
+        self.spec = tmp / f"{NAME}.toml"
+        self.spec.write_text(SPEC)
+
+    def install(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return unitgen("install", NAME, "--root", str(self.root), *extra, cwd=self.dir)
+
+    def uninstall(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return unitgen("uninstall", NAME, "--root", str(self.root), *extra, cwd=self.dir)
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.root / MANIFEST).read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    return Host(tmp_path)
+
+
+def test_install_puts_every_file_in_place_and_lists_it_in_the_manifest(host: Host) -> None:
+    result = host.install("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    assert doc["live"] is False and doc["upgrade"] is False and doc["state"] == ""
+    files = {f["path"]: f for f in doc["files"]}
+    for rel in (UNIT, LAUNCHER, SYSUSERS, f"usr/libexec/{NAME}/unitgen_launcher.py"):
+        path = host.root / rel
+        st = path.lstat()
+        assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) == (0, 0), rel
+        assert files[f"/{rel}"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert files[f"/{rel}"]["mode"] == f"{stat.S_IMODE(st.st_mode):04o}"
+    assert files[f"/{LAUNCHER}"]["mode"] == "0755"
+    manifest = host.manifest()
+    assert manifest["state"] == "complete"
+    assert [e["path"] for e in manifest["entries"]] == list(files)
+    entries = {e["path"]: e for e in manifest["entries"]}
+    assert entries["/usr/libexec"]["created"] is True  # made by the install
+    assert entries["/usr/lib/systemd/system"]["created"] is False  # there before
+    assert manifest["purge"] == [f"/var/lib/{NAME}"]  # absent before the first install
+    # The offline steps, as a package installed with DPKG_ROOT runs them.
+    assert any(s.startswith("systemd-sysusers --root=") for s in doc["steps"])
+    assert NAME in (host.root / "etc/passwd").read_text()
+    assert (host.root / f"etc/systemd/system/multi-user.target.wants/{NAME}.service").is_symlink()
+    assert not list(host.root.rglob(f"*{rootfs.TMP_INFIX}*"))
+
+
+def test_uninstall_removes_exactly_what_was_installed_and_nothing_foreign(host: Host) -> None:
+    (host.root / "usr/lib/systemd/system/other.service").write_text("[Service]\nExecStart=/bin/true\n")
+    before = tree(host.root)
+    assert host.install().returncode == 0
+    notes = host.root / f"usr/libexec/{NAME}/notes.txt"  # an admin's file in the service's directory
+    notes.write_text("mine\n")
+    result = host.uninstall("--purge", "--json")  # without --purge a record of the state directory stays
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    assert doc["kept"] == [] and f"{host.root}/{UNIT}" in doc["removed"]
+    after = tree(host.root)
+    # What stays on purpose: the system user (Debian never deletes one), the tmpfiles directory
+    # (in /run, a tmpfs at boot), the directories systemctl enable made, the admin's note and
+    # so the directory that holds it.
+    users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
+    kept = {*users, "run", f"run/{NAME}", "etc/systemd", "etc/systemd/system"}
+    kept |= {"usr/libexec", f"usr/libexec/{NAME}", f"usr/libexec/{NAME}/notes.txt"}
+    assert set(after) - set(before) == kept
+    assert {k: v for k, v in after.items() if k in before} == before  # the foreign unit untouched
+    assert not (host.root / MANIFEST).exists()
+
+
+def test_reinstall_upgrades_replacing_its_files_and_removing_what_the_new_version_lacks(host: Host) -> None:
+    assert host.install().returncode == 0
+    old_unit = (host.root / UNIT).read_bytes()
+    host.spec.write_text(SPEC.replace(f'user = "{NAME}"\n', "").replace("demo service", "demo service v2"))
+    result = host.install("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    assert doc["upgrade"] is True
+    assert (host.root / UNIT).read_bytes() != old_unit and b"v2" in (host.root / UNIT).read_bytes()
+    assert not (host.root / SYSUSERS).exists()  # no user any more: its sysusers.d file is gone
+    # ... and the directory the first install made for it, now empty.
+    assert doc["removed"] == [f"{host.root}/{SYSUSERS}", f"{host.root}/usr/lib/sysusers.d"]
+    assert f"/{SYSUSERS}" not in {e["path"] for e in host.manifest()["entries"]}
+    assert host.manifest()["purge"] == [f"/var/lib/{NAME}"]  # the first install's record carries over
+
+
+def test_an_edited_file_refuses_the_upgrade_and_is_kept_by_uninstall(host: Host) -> None:
+    assert host.install().returncode == 0
+    launcher = host.root / LAUNCHER
+    launcher.write_text(launcher.read_text() + "# local change\n")
+    before = tree(host.root)
+    result = host.install()
+    assert result.returncode == 1
+    assert f"{launcher} was changed since unitgen installed it" in result.stderr
+    assert tree(host.root) == before
+    result = host.uninstall("--json")
+    assert result.returncode == 0, result.stderr
+    assert document(result)["kept"] == [str(launcher)]
+    assert f"WARNING {launcher}: changed since unitgen installed it; kept" in result.stderr
+    assert launcher.read_text().endswith("# local change\n")
+    assert not (host.root / UNIT).exists()
+
+
+def _admin_file(root: Path, rel: str) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text("an admin's file\n")
+
+
+def _symlink_parent(root: Path) -> None:
+    (root / "elsewhere").mkdir()
+    (root / "usr/libexec").mkdir(parents=True)
+    (root / f"usr/libexec/{NAME}").symlink_to(root / "elsewhere")
+
+
+def _symlink_file(root: Path) -> None:
+    (root / UNIT).symlink_to(root / "etc/passwd")
+
+
+def _other_manifest(root: Path) -> None:
+    (root / "var/lib/unitgen").mkdir(parents=True)
+    entry = {"path": f"/{LAUNCHER}", "type": "file", "mode": "0755", "owner": "root:root", "sha256": "0" * 64}
+    doc = {"unitgen_manifest": 1, "name": "other", "state": "complete", "entries": [entry]}
+    (root / "var/lib/unitgen/other.manifest").write_text(json.dumps(doc))
+
+
+def _dpkg_owned(root: Path) -> None:
+    # Debian's database names /lib/systemd/system for units under merged /usr; the file itself
+    # is not even on disk (removed by hand), and the package still owns the name.
+    dpkg = root / "var/lib/dpkg"
+    (dpkg / "info").mkdir(parents=True)
+    (dpkg / "status").write_text(
+        f"Package: {NAME}\nStatus: install ok installed\nVersion: 0.9\nArchitecture: all\n"
+        "Maintainer: A <a@example.com>\nDescription: x\n\n"
+    )
+    (dpkg / f"info/{NAME}.list").write_text(
+        f"/.\n/lib\n/lib/systemd\n/lib/systemd/system\n/lib/systemd/system/{NAME}.service\n"
+    )
+
+
+def _etc_unit(root: Path) -> None:
+    _admin_file(root, f"etc/systemd/system/{NAME}.service")
+
+
+def _masked(root: Path) -> None:
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / f"etc/systemd/system/{NAME}.service").symlink_to("/dev/null")
+
+
+def _dir_at_file(root: Path) -> None:
+    (root / UNIT).mkdir()
+
+
+@pytest.mark.parametrize(
+    ("plant", "message"),
+    [
+        pytest.param(lambda r: _admin_file(r, UNIT), f"{UNIT} exists and is not unitgen's", id="admin-file-at-unit"),
+        pytest.param(
+            lambda r: _admin_file(r, LAUNCHER), f"{LAUNCHER} exists and is not unitgen's", id="admin-launcher"
+        ),
+        pytest.param(_symlink_parent, f"usr/libexec/{NAME} is a symbolic link", id="symlink-parent-dir"),
+        pytest.param(_symlink_file, f"{UNIT} exists and is not unitgen's", id="symlink-at-file"),
+        pytest.param(_dir_at_file, f"{UNIT} exists and is not unitgen's", id="directory-at-file"),
+        pytest.param(_other_manifest, "is listed in the manifest of the service other", id="other-manifest"),
+        pytest.param(_dpkg_owned, f"{UNIT} belongs to the package {NAME} (dpkg)", id="dpkg-owned-lib-alias"),
+        pytest.param(_etc_unit, f"etc/systemd/system/{NAME}.service: {NAME}.service already exists", id="etc-unit"),
+        pytest.param(_masked, "masked (a link to /dev/null)", id="masked-unit"),
+    ],
+)
+def test_install_refuses_what_it_does_not_own_and_writes_nothing(host: Host, plant: Any, message: str) -> None:
+    plant(host.root)
+    before = tree(host.root)
+    result = host.install("--json")
+    assert result.returncode == 1
+    error = document(result)["error"]
+    assert "nothing was written" in error["message"] and message in error["message"], error
+    assert tree(host.root) == before  # "elsewhere", behind the planted link, too
+
+
+def test_install_needs_root(host: Host, unitgen_for_anyone: Path) -> None:
+    host.dir.chmod(0o755)
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+         "/usr/bin/python3", "-m", "unitgen", "uninstall", NAME, "--root", str(host.root)],
+        capture_output=True, text=True, env={"PYTHONPATH": str(unitgen_for_anyone), "PATH": "/usr/bin:/bin"},
+        cwd="/", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "ERROR unitgen uninstall must run as root" in result.stderr
+
+
+def test_uninstall_of_a_service_not_installed_says_so(host: Host) -> None:
+    result = host.uninstall()
+    assert result.returncode == 1
+    assert f"{NAME} is not installed by unitgen: there is no {host.root}/{MANIFEST}" in result.stderr
+
+
+def test_purge_removes_only_the_state_directory_the_install_created(host: Host) -> None:
+    assert host.install().returncode == 0
+    state = host.root / f"var/lib/{NAME}"
+    state.mkdir()  # what systemd's StateDirectory= makes at the first start
+    (state / "data").write_text("state\n")
+    result = host.uninstall()
+    assert result.returncode == 0, result.stderr
+    assert (state / "data").exists()  # a plain uninstall keeps the state, like apt remove
+    assert host.manifest()["state"] == "removed" and host.manifest()["entries"] == []
+    result = host.uninstall("--purge", "--json")
+    assert result.returncode == 0, result.stderr
+    assert document(result)["purged"] == [f"/var/lib/{NAME}"]
+    assert not state.exists() and not (host.root / MANIFEST).exists()
+
+
+def test_purge_never_removes_a_state_directory_that_was_there_before(host: Host) -> None:
+    state = host.root / f"var/lib/{NAME}"
+    state.mkdir()
+    (state / "precious").write_text("not the service's\n")
+    assert host.install().returncode == 0
+    assert host.manifest()["purge"] == []
+    assert host.uninstall("--purge").returncode == 0
+    assert (state / "precious").exists()
+
+
+def test_an_install_killed_half_way_is_cleaned_by_uninstall_and_taken_over_by_install(host: Host) -> None:
+    # SIGKILL after the third file: the in-progress manifest was written before the first.
+    code = (
+        "import os, signal, sys\n"
+        "from unitgen.install import rootfs\n"
+        "real = rootfs.Root.write_file\n"
+        "count = [0]\n"
+        "def write_file(self, rel, content, mode, created):\n"
+        "    count[0] += 1\n"
+        "    if count[0] == 4 and str(rel) != 'var/lib/unitgen/demo.manifest':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(self, rel, content, mode, created)\n"
+        "rootfs.Root.write_file = write_file\n"
+        "from unitgen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    before = tree(host.root)
+    killed = subprocess.run(
+        [sys.executable, "-c", code, "install", NAME, "--root", str(host.root)],
+        cwd=host.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert host.manifest()["state"] == "installing"
+    written = [p for p in tree(host.root) if p not in before and (host.root / p).is_file()]
+    assert written  # some files are there, not all
+    result = host.uninstall("--purge")
+    assert result.returncode == 0, result.stderr
+    assert set(tree(host.root)) == set(before)
+    # Again, then a re-install takes the half-done one over.
+    subprocess.run([sys.executable, "-c", code, "install", NAME, "--root", str(host.root)], cwd=host.dir,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, check=False)  # fmt: skip
+    result = host.install()
+    assert result.returncode == 0, result.stderr
+    assert host.manifest()["state"] == "complete" and (host.root / LAUNCHER).is_file()

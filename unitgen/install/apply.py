@@ -1,0 +1,269 @@
+"""`install` and `uninstall`: the staging tree onto a host and off it again, by its manifest.
+
+install: render the staging tree (and build the app's venv) in a temporary directory, read this
+service's manifest and every other one, list every refusal (`plan.refusals`) and stop there if
+there is any, having written nothing. Then: the manifest in state "installing", the bytecode of
+the old version removed (an upgrade), every directory and file put in place (each atomically),
+the files the new version no longer has removed (only when unchanged), the final manifest, and
+the systemd steps (`steps`). Re-installing the same name is the upgrade.
+
+uninstall: stop, disable, remove the bytecode and exactly the manifest's files and links that
+are unchanged (an edited one is kept and reported), the directories the install created when
+empty, daemon-reload; --purge also removes the state directories the first install created.
+Without --purge, a manifest with no entries stays behind to remember those (dpkg's
+"config-files" state), so that a later `uninstall --purge` still knows them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from unitgen.errors import UnitgenError
+from unitgen.install import manifest as manifests
+from unitgen.install.manifest import COMPLETE, INSTALLING, Entry, Manifest
+from unitgen.install.plan import collect, refusals
+from unitgen.install.rootfs import TMP_INFIX, Root, SymlinkInPathError
+from unitgen.install.steps import Steps, live_systemd
+from unitgen.render.units import UNIT_DIR, launcher_compile_argv
+from unitgen.spec.ownership import validate_name
+
+if TYPE_CHECKING:
+    from unitgen.spec import Spec
+
+REMOVED = "removed"  # a manifest kept by uninstall without --purge, for the state directories only
+Say = Callable[[str], None]
+
+
+@dataclass
+class InstallResult:
+    name: str
+    root: Path
+    manifest: str
+    upgrade: bool
+    live: bool
+    entries: tuple[Entry, ...] = ()
+    removed: list[str] = field(default_factory=list)  # files of the old version, gone
+    kept: list[str] = field(default_factory=list)  # files of the old version, edited, left in place
+    steps: list[str] = field(default_factory=list)
+    state: str = ""  # ActiveState of the main unit after the install ("" offline)
+
+
+@dataclass
+class UninstallResult:
+    name: str
+    root: Path
+    live: bool
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+
+
+def require_root(command: str) -> None:
+    if os.geteuid() != 0:
+        raise UnitgenError(
+            f"unitgen {command} must run as root: it writes under /usr, /var/lib and runs systemctl",
+            hint=f"sudo unitgen {command} ...",
+        )
+
+
+def _units(staging: Path, spec: Spec) -> tuple[list[str], list[str]]:
+    """(every unit installed, the units to enable/start): the timer of a timer job, else the
+    service; for a template, one name per listed instance."""
+    unit_dir = staging / UNIT_DIR
+    files = sorted(p.name for p in unit_dir.iterdir()) if unit_dir.is_dir() else []
+
+    def named(unit: str) -> list[str]:
+        stem, dot, suffix = unit.partition(".")
+        if stem.endswith("@"):
+            return [f"{stem}{i.name}{dot}{suffix}" for i in spec.instances]
+        return [unit]
+
+    units = [u for f in files for u in named(f)]
+    wanted = [u for u in units if u.endswith(".timer")] or [u for u in units if u.endswith(".service")]
+    return units, wanted
+
+
+def _purge_candidates(spec: Spec) -> list[str]:
+    # What the packages' purge removes (the same list as unitgen.package.from_spec), so
+    # `uninstall --purge` and `apt purge` agree.
+    from unitgen.package.from_spec import _purge_paths
+
+    return list(_purge_paths(spec))
+
+
+def _exists(root: Root, path: PurePosixPath) -> bool:
+    try:
+        return root.lstat(path) is not None
+    except SymlinkInPathError:
+        return True  # not ours to create, so never ours to remove
+
+
+def install(
+    spec: Spec, root_dir: Path, *, template_dirs: Sequence[Path] = (), inputs: Sequence[Path] = (), say: Say = print
+) -> InstallResult:
+    import tempfile
+
+    from unitgen.staging.build import stage
+
+    require_root("install")
+    with Root(root_dir) as root, tempfile.TemporaryDirectory(prefix="unitgen-install.") as tmp:
+        staging = Path(tmp) / "tree"
+        _, payload = stage(spec, staging, template_dirs=template_dirs, inputs=inputs)
+        planned = collect(staging)
+        units, wanted = _units(staging, spec)
+        own = manifests.read(root, spec.name)
+        problems = refusals(root, planned, own, manifests.others(root, spec.name), units)
+        if problems:
+            raise UnitgenError(
+                f"refusing to install {spec.name}; nothing was written:\n  " + "\n  ".join(problems),
+                hint="unitgen install replaces only the files its manifest lists, unchanged;"
+                " move the others aside (or remove the package that owns them) first",
+            )
+        upgrade = own is not None and own.state != REMOVED
+        live = live_systemd(root_dir)
+        steps = Steps(root_dir, live, say)
+        result = InstallResult(spec.name, root_dir, root.show(manifests.manifest_path(spec.name)), upgrade, live)
+
+        old = own.by_path() if own is not None else {}
+        old_created = {e.path for e in old.values() if e.type == "dir" and e.created}
+        entries = tuple(
+            replace(e, created=e.path in old_created or not _exists(root, e.path)) if e.type == "dir" else e
+            for e in planned
+        )
+        new_paths = {e.path for e in entries}
+        leaving = [e for e in old.values() if e.path not in new_paths]
+        purge = (
+            own.purge
+            if own is not None
+            else tuple(p for p in _purge_candidates(spec) if not _exists(root, PurePosixPath(p.lstrip("/"))))
+        )
+        final = Manifest(spec.name, COMPLETE, entries, purge, tuple(units), tuple(wanted),
+                         {"version": spec.package.version if spec.package else "", "spec": spec.source})  # fmt: skip
+
+        # Before the first file: what a crash from here on may leave, so uninstall can clean it.
+        in_progress = tuple(
+            replace(e, previous=root.sha256(e.path) or "") if e.type == "file" and e.path in old else e for e in entries
+        )
+        manifests.write(root, replace(final, state=INSTALLING, entries=in_progress + tuple(leaving)))
+        if own is not None:
+            _remove_bytecode(root, own.entries)
+            _remove_tmp_leftovers(root, own.entries)
+
+        created: list[PurePosixPath] = []
+        for entry in entries:
+            if entry.type == "dir":
+                root.make_dirs(entry.path, created)
+            elif entry.type == "file":
+                root.write_file(entry.path, staging / entry.path, entry.mode, created)
+            else:
+                root.symlink(entry.path, entry.target, created)
+        result.removed, result.kept = _remove_entries(root, leaving)
+        manifests.write(root, final)
+        result.entries = entries
+
+    steps.sysusers([f"{spec.name}.conf"] if spec.user else [])
+    steps.tmpfiles([f"{spec.name}.conf"])
+    steps.commands([*([payload.compile_argv] if payload else []), launcher_compile_argv(spec)])
+    steps.daemon_reload()
+    steps.enable(wanted)
+    if upgrade:
+        steps.start(wanted, restart=True, only_running=not spec.start_on_install)
+    elif spec.start_on_install:
+        steps.start(wanted, restart=False)
+    result.steps = steps.done
+    if live:
+        from unitgen.run import run
+
+        main = wanted[0] if wanted else f"{spec.name}.service"
+        result.state = run(["systemctl", "show", "-p", "ActiveState", "--value", main], check=False).stdout.strip()
+    return result
+
+
+def _remove_entries(root: Root, entries: Sequence[Entry]) -> tuple[list[str], list[str]]:
+    """Remove files and links still as installed, then the created directories left empty
+    (deepest first). Returns (removed, kept): kept are files changed since."""
+    removed, kept = [], []
+    for entry in entries:
+        if entry.type == "dir":
+            continue
+        if entry.matches(root):
+            root.unlink(entry.path)
+            removed.append(root.show(entry.path))
+        elif _exists(root, entry.path):
+            kept.append(root.show(entry.path))
+    for entry in sorted((e for e in entries if e.type == "dir" and e.created), key=lambda e: -len(e.path.parts)):
+        if root.rmdir(entry.path):
+            removed.append(root.show(entry.path))
+    return removed, kept
+
+
+def _remove_bytecode(root: Root, entries: Sequence[Entry]) -> None:
+    """The __pycache__ the compile step made in the install's directories (not in the manifest:
+    compiled on the host), with nothing but *.pyc files in it."""
+    listed = {e.path for e in entries}
+    for entry in entries:
+        cache = entry.path / "__pycache__"
+        if entry.type != "dir" or cache in listed:
+            continue
+        try:
+            names = root.listdir(cache)
+        except SymlinkInPathError:
+            continue
+        if names and all(n.endswith(".pyc") for n in names):
+            for name in names:
+                st = root.lstat(cache / name)
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    root.unlink(cache / name)
+        root.rmdir(cache)
+
+
+def _remove_tmp_leftovers(root: Root, entries: Sequence[Entry]) -> None:
+    """Temporary files of an install killed while writing (`.FILE.unitgen-XXXXXXXX` beside FILE)."""
+    by_dir: dict[PurePosixPath, set[str]] = {}
+    for entry in entries:
+        if entry.type != "dir":
+            by_dir.setdefault(entry.path.parent, set()).add(entry.path.name)
+    for directory, names in by_dir.items():
+        try:
+            present = root.listdir(directory)
+        except SymlinkInPathError:
+            continue
+        for name in present:
+            base = name[1:].partition(TMP_INFIX)[0]
+            if name.startswith(".") and TMP_INFIX in name and base in names:
+                root.unlink(directory / name)
+
+
+def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = print) -> UninstallResult:
+    validate_name(name)
+    require_root("uninstall")
+    with Root(root_dir) as root:
+        own = manifests.read(root, name)
+        if own is None or (own.state == REMOVED and not purge):
+            raise UnitgenError(
+                f"{name} is not installed by unitgen: there is no {root.show(manifests.manifest_path(name))}",
+                hint="a service installed from a package is removed with apt or dnf",
+            )
+        live = live_systemd(root_dir)
+        steps = Steps(root_dir, live, say)
+        result = UninstallResult(name, root_dir, live)
+        steps.stop(own.units)
+        steps.disable(own.enable)
+        _remove_bytecode(root, own.entries)
+        _remove_tmp_leftovers(root, own.entries)
+        result.removed, result.kept = _remove_entries(root, own.entries)
+        steps.daemon_reload()
+        if purge:
+            result.purged = [p for p in own.purge if root.rmtree(PurePosixPath(p.lstrip("/")))]
+        if own.purge and not purge:
+            manifests.write(root, replace(own, state=REMOVED, entries=(), units=(), enable=()))
+        else:
+            manifests.remove(root, name)
+        result.steps = steps.done
+    return result

@@ -1,0 +1,85 @@
+"""The systemd steps around the files, as the packages' maintainer scripts run them.
+
+Live (the root is `/` and a systemd runs it: /run/systemd/system exists, as the deb scripts
+test): systemd-sysusers, systemd-tmpfiles --create, the bytecode compiled, daemon-reload,
+enable, then start (a first install, unless start_on_install = false) or restart (an upgrade of a
+running or startable service). Uninstall: stop, disable, bytecode removed, then daemon-reload.
+
+Offline (--root DIR, or no running systemd: an image build, a chroot), like a package installed
+with DPKG_ROOT: sysusers, tmpfiles and enable with `--root`, which work on files alone; no
+daemon-reload, start or stop, and no bytecode (compiling would run the image's interpreter;
+the launcher works without it, a few milliseconds slower to start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unitgen.errors import UnitgenError
+from unitgen.run import run
+
+Say = Callable[[str], None]
+
+
+def live_systemd(root: Path) -> bool:
+    return root.resolve() == Path("/") and Path("/run/systemd/system").is_dir()
+
+
+@dataclass
+class Steps:
+    root: Path
+    live: bool
+    say: Say
+    done: list[str] = field(default_factory=list)  # each command run, for the report
+
+    def _run(self, argv: Sequence[str], *, check: bool = True) -> bool:
+        self.done.append(" ".join(argv))
+        self.say("+ " + " ".join(argv))
+        return run(list(argv), check=check).returncode == 0
+
+    def _root_opt(self) -> list[str]:
+        return [] if self.live else [f"--root={self.root}"]
+
+    def sysusers(self, confs: Sequence[str]) -> None:
+        if confs:
+            self._run(["systemd-sysusers", *self._root_opt(), *confs])
+
+    def tmpfiles(self, confs: Sequence[str]) -> None:
+        if confs:
+            # Like the postinst: a line it cannot apply must not fail the install (`|| true`).
+            self._run(["systemd-tmpfiles", *self._root_opt(), "--create", *confs], check=False)
+
+    def commands(self, argvs: Sequence[Sequence[str]]) -> None:
+        """The bytecode compile/clean-up commands (absolute paths on the target): live only."""
+        if self.live:
+            for argv in argvs:
+                self._run(argv)
+
+    def daemon_reload(self) -> None:
+        if self.live:
+            self._run(["systemctl", "daemon-reload"])
+
+    def enable(self, units: Sequence[str]) -> None:
+        if units:
+            self._run(["systemctl", *self._root_opt(), "--quiet", "enable", *units])
+
+    def disable(self, units: Sequence[str]) -> None:
+        if units:
+            self._run(["systemctl", *self._root_opt(), "--quiet", "disable", *units], check=False)
+
+    def start(self, units: Sequence[str], *, restart: bool, only_running: bool = False) -> None:
+        """Start (or restart) and wait for it: a Type=notify service is up when this returns."""
+        if not self.live or not units:
+            return
+        verb = "try-restart" if only_running else "restart" if restart else "start"
+        if not self._run(["systemctl", verb, *units], check=False):
+            raise UnitgenError(
+                f"installed, but {' '.join(units)} did not {verb.removeprefix('try-')}",
+                hint=f"journalctl -u {units[0]} says why; 'unitgen uninstall' removes it again",
+            )
+
+    def stop(self, units: Sequence[str]) -> None:
+        if self.live and units:
+            self._run(["systemctl", "stop", *units], check=False)
