@@ -1344,6 +1344,28 @@ def _load_site() -> None:
         site.main()
 
 
+# Modules deployed next to this one for the app to import, when the spec needs them (issue 15:
+# `import unitgen_credentials` with credentials).
+HELPER_MODULES = ("unitgen_credentials",)
+
+
+def _expose_helpers() -> None:
+    """Import the helper modules next to this one, so the app's `import unitgen_credentials` finds
+    them in sys.modules: the launcher's directory is on sys.path only while the stub imports us."""
+    if __package__:  # in the unitgen package (tests): nothing is deployed next to it
+        return
+    import importlib
+
+    directory = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100 - pathlib costs start-up time
+    for module in HELPER_MODULES:
+        if os.path.exists(os.path.join(directory, module + ".py")):  # noqa: PTH118 - likewise
+            sys.path.insert(0, directory)
+            try:
+                importlib.import_module(module)
+            finally:
+                sys.path.remove(directory)
+
+
 def _resolve_entry(entry: str) -> tuple[ModuleType, Callable[[], object]]:
     import importlib
 
@@ -1389,6 +1411,7 @@ def _run_python_app(settings: LauncherSettings, extra: list[str], guard: FleetGu
     sys.argv = [name, *(extra[1:] if extra[:1] == ["--"] else extra)]
     try:
         _load_site()
+        _expose_helpers()
         module, func = _resolve_entry(entry)
     except Exception as err:
         import traceback

@@ -64,6 +64,7 @@ SYSTEM_DIRS = frozenset(
         "usr/lib/systemd/system",
         "usr/lib/systemd/user",
         "usr/lib/systemd/system-preset",
+        "usr/lib/systemd/catalog",
         "usr/lib/sysusers.d",
         "usr/lib/tmpfiles.d",
         "usr/lib/python3",

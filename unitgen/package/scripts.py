@@ -18,6 +18,7 @@ from unitgen.resources import bytecode_cache, template_root
 
 DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 RPM_SCRIPTLETS = ("pre", "post", "preun", "postun", "posttrans")
+CATALOG_DIR = "usr/lib/systemd/catalog"
 
 
 def purge_record(name: str) -> str:
@@ -53,15 +54,29 @@ def _context(staging: Path, info: PackageInfo) -> dict[str, object]:
         upgrade_action: str | None = "restart" if info.start else "try-restart"
     else:
         upgrade_action = "start" if info.start else None
+    if upgrade_action is not None and (info.instances or any(u.endswith(".socket") for u in info.units)):
+        # Issue 14: only what runs is restarted: a socket-activated service starts on demand, and a
+        # template's instances are matched by a glob (systemctl cannot "restart" a pattern that
+        # matches no loaded unit; try-restart leaves stopped and admin-disabled instances alone).
+        upgrade_action = "try-restart" if info.restart_on_upgrade else None
     return {
         "info": info,
         "configure": [shlex.join(argv) for argv in info.configure],
         "unconfigure": [shlex.join(argv) for argv in info.unconfigure],
         "units": info.units,
         "enable_units": info.enable_units,
+        # Issue 14: a template's listed instances are enabled by name (deb-systemd-helper knows no
+        # instances); stop and restart name every instance through quoted globs.
+        "instance_units": info.enable_units if info.instances else (),
+        "helper_units": () if info.instances else info.enable_units,
+        "template_units": info.template_units,
+        "restart_units": info.restart_units,
+        "stop_units": info.stop_units,
         "upgrade_action": upgrade_action,
         "tmpfiles": info.tmpfiles,
         "purge_record": purge_record(info.name),
+        # A journal catalog file (issue 15): the rpm scriptlets rebuild the catalog.
+        "catalog": any((staging / CATALOG_DIR).glob("*.catalog")),
     }
 
 

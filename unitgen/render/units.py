@@ -38,7 +38,7 @@ from unitgen.launcher.script import (
     notify_access,
     render_launcher,
 )
-from unitgen.render import instances
+from unitgen.render import config, instances
 from unitgen.render.hardening import hardening_directives, limit_directives
 from unitgen.resources import bytecode_cache, template_root
 from unitgen.spec import ReadyKind, Spec
@@ -228,6 +228,10 @@ def _context(spec: Spec) -> dict[str, Any]:
         # TLS files reach the launcher through $CREDENTIALS_DIRECTORY (systemd.exec(5), LoadCredential=):
         # readable by the service alone whatever their mode on disk, never in the environment.
         "credentials": list(spec.lock.credentials()) if spec.lock.is_fleet else [],
+        # Issue 15 (unitgen.render.config): the spec's own credentials and the check naming a missing file.
+        "spec_credentials": list(spec.credentials),
+        "encrypted_credentials": list(spec.encrypted_credentials),
+        "credential_check": config.credential_check_line(spec),
         "fleet_message_ids": {
             "acquired": fleet_guard.MESSAGE_ID_FLEET_ACQUIRED,
             "lost": fleet_guard.MESSAGE_ID_FLEET_LOST,
@@ -292,4 +296,7 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
         files.append(RenderedFile(UNIT_DIR / path, content.encode("utf-8")))
     if spec.user is not None:
         files.append(RenderedFile(PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf"), text("system/sysusers.j2")))
+    extra = [config.catalog_file(spec), *config.config_files(spec)]
+    extra += config.credentials_module(spec, launcher_path(spec).parent)
+    files += [RenderedFile(path, content, mode) for path, content, mode in extra]
     return sorted(files, key=lambda f: f.path)

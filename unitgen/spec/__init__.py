@@ -48,6 +48,7 @@ from unitgen.spec.keys import (
 from unitgen.spec.load import SPEC_FILE_MAX, load_spec, parse_spec
 from unitgen.spec.model import (
     App,
+    ConfigFile,
     FormatOverrides,
     Hardening,
     Limits,
@@ -96,6 +97,7 @@ __all__ = [
     "UNIT_NAME_PATTERN",
     "USER_PATTERN",
     "App",
+    "ConfigFile",
     "FormatOverrides",
     "Hardening",
     "Limits",

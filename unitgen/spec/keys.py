@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from unitgen.spec.config import CREDENTIAL_ALLOWED, config_table, credential_table
 from unitgen.spec.fields import (
     FieldError,
     Key,
@@ -212,6 +213,32 @@ TOP_KEYS: tuple[Key[Any], ...] = (
         "unix: paths in the service's own /run directory, `{instance}` allowed in the file name.",
         default=(),
         allowed="array of sockets",
+    ),
+    Key(
+        "config",
+        config_table,
+        "Default configuration: a table of '/etc/NAME/FILE' = 'source' (a file of the project, relative to "
+        "the spec). Shipped as conffiles (deb) and %config(noreplace) (rpm): an admin's edit survives "
+        "upgrades. Sets ConfigurationDirectory=NAME; read-only to the service.",
+        default=(),
+        allowed="table",
+    ),
+    Key(
+        "credentials",
+        credential_table,
+        "Secrets, a table of ID = '/absolute/file' (LoadCredential=): the app reads $CREDENTIALS_DIRECTORY/ID "
+        "(python mode: unitgen_credentials.read('ID')). The package never ships the file; a missing file "
+        "fails the start. IDs: " + CREDENTIAL_ALLOWED + ".",
+        default=(),
+        allowed="table",
+    ),
+    Key(
+        "encrypted_credentials",
+        credential_table,
+        "Like `credentials`, for files made with `systemd-creds encrypt` (LoadCredentialEncrypted=, "
+        "systemd 250 or later): decrypted by systemd into $CREDENTIALS_DIRECTORY/ID.",
+        default=(),
+        allowed="table",
     ),
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from unitgen import escape
-from unitgen.spec import instances
+from unitgen.spec import config, instances
 from unitgen.spec.fields import (
     LINE_MAX,
     FieldError,
@@ -305,6 +305,8 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
         own_read_write_path(where, f"hardening.read_write_paths[{i}]", path, name)
 
     lock = _parse_lock(_sub_table(raw, "lock", where) or {}, name, where, top)
+    reserved = tuple(cid for cid, _path in lock.credentials()) if lock.is_fleet else ()
+    config.resolve(top, name, where, base_dir or Path.cwd(), reserved)
     spec = Spec(
         name=name,
         source=where,

@@ -189,6 +189,17 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class ConfigFile:
+    """One [config] file: shipped at `dest` (under /etc/NAME) as a conffile / %config(noreplace),
+    with the content of `source` (a file of the project) as read when the spec was loaded."""
+
+    dest: str
+    source: str
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated service spec. Build it with `load_spec` or `parse_spec`."""
 
@@ -237,6 +248,10 @@ class Spec:
     # Issue 14, added last with defaults so that code building a Spec without them keeps working.
     instances: tuple[Instance, ...] = ()
     listen: tuple[Listen, ...] = ()
+    # Issue 15 (unitgen.spec.config): default configuration under /etc/NAME and credentials.
+    config: tuple[ConfigFile, ...] = ()
+    credentials: tuple[tuple[str, str], ...] = ()  # (ID, path): LoadCredential=
+    encrypted_credentials: tuple[tuple[str, str], ...] = ()  # (ID, path): LoadCredentialEncrypted=
 
     @property
     def is_template(self) -> bool:

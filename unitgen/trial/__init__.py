@@ -78,6 +78,8 @@ def install_staging(sb: Sandbox, staging: Path, spec: Spec, payload: AppPayload 
     sb.run(launcher_compile_argv(spec))
     sb.run(["systemd-sysusers"])
     sb.run(["systemd-tmpfiles", "--create", f"/usr/lib/tmpfiles.d/{spec.name}.conf"])
+    # The catalog file: what the systemd package's dpkg trigger (or the rpm's %post) does.
+    sb.run(["journalctl", "--update-catalog"])
     sb.systemctl("daemon-reload")
 
 

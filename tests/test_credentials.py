@@ -1,0 +1,121 @@
+"""Credentials (issue 15 item 2) in a real systemd: LoadCredential= and LoadCredentialEncrypted=
+reach the app through $CREDENTIALS_DIRECTORY (python mode: `unitgen_credentials`), the value is
+nowhere else to be seen, and a missing file fails the start with an entry naming it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_helpers import install, main_pid
+from unitgen.launcher import credentials as unitgen_credentials
+from unitgen.sandbox import Sandbox
+
+# Test values, made up here: what must not leak anywhere.
+SECRET = "s3cret-7f2c9e1b-not-in-the-environment"  # noqa: S105
+TOKEN = "tok-a41d55e0-decrypted-by-systemd"  # noqa: S105
+NAME = "credapp"
+UNIT = f"{NAME}.service"
+
+# The app logs digests, never the values: a value found in the journal would be the leak.
+APP = """\
+import hashlib, os, time
+import unitgen_credentials
+
+
+def main():
+    for name in ("db_password", "token"):
+        value = unitgen_credentials.read_text(name).strip()
+        print(name, hashlib.sha256(value.encode()).hexdigest(), flush=True)
+    print("credentials dir", os.environ["CREDENTIALS_DIRECTORY"], flush=True)
+    while True:
+        time.sleep(0.2)
+"""
+
+SPEC = {
+    "description": "credentials in python mode",
+    "entry": "unitgen_cred_app:main",
+    "credentials": {"db_password": f"/etc/{NAME}/db_password"},
+    "encrypted_credentials": {"token": f"/etc/{NAME}/token.cred"},
+}
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def messages(sb: Sandbox) -> list[str]:
+    return [e.get("MESSAGE", "") for e in sb.journal(f"_SYSTEMD_UNIT={UNIT}")]
+
+
+@pytest.fixture
+def sb(sandbox: Sandbox, tmp_path: Path) -> Sandbox:
+    sandbox.write_file("/usr/lib/python3/dist-packages/unitgen_cred_app.py", APP)
+    install(sandbox, tmp_path, NAME, SPEC)
+    return sandbox
+
+
+def put_secrets(sb: Sandbox) -> None:
+    sb.write_file(f"/etc/{NAME}/db_password", SECRET + "\n", 0o600)
+    sb.write_file("/root/token.plain", TOKEN + "\n", 0o600)
+    encrypt = ["systemd-creds", "encrypt", "--name=token", "--with-key=host"]
+    sb.run([*encrypt, "/root/token.plain", f"/etc/{NAME}/token.cred"])
+    sb.run(["rm", "/root/token.plain"])
+
+
+@pytest.mark.root
+def test_the_app_reads_its_credentials_and_the_values_are_nowhere_else(sb: Sandbox) -> None:
+    put_secrets(sb)
+    sb.systemctl("start", UNIT)
+    sb.wait_for(lambda: f"token {digest(TOKEN)}" in messages(sb), 10, "the app to read its credentials")
+    assert f"db_password {digest(SECRET)}" in messages(sb)
+    assert f"credentials dir /run/credentials/{UNIT}" in messages(sb)
+
+    pid = main_pid(sb, UNIT)
+    environ = sb.read_file(f"/proc/{pid}/environ")
+    show = sb.systemctl("show", UNIT).stdout
+    journal = sb.run(["journalctl", "-o", "export", "--no-pager"]).stdout
+    for value in (SECRET, TOKEN):
+        assert value.encode() not in environ
+        assert value not in show
+        assert value not in journal
+    assert b"CREDENTIALS_DIRECTORY=" in environ  # the place, not the value
+    assert "LoadCredential=db_password:/etc/credapp/db_password" in sb.systemctl("cat", UNIT).stdout
+    # Root-only on disk (0600), readable to the DynamicUser= service through its private copy.
+    mode = sb.run(["stat", "-c", "%a %U", f"/run/credentials/{UNIT}/db_password"]).stdout.split()
+    assert mode[0] == "400" and mode[1] != "root"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("missing", ["db_password", "token"])
+def test_a_missing_credential_file_fails_the_start_with_an_entry_naming_it(sb: Sandbox, missing: str) -> None:
+    put_secrets(sb)
+    path = dict(SPEC["credentials"] | SPEC["encrypted_credentials"])[missing]  # type: ignore[operator]
+    sb.run(["rm", path])
+
+    assert sb.systemctl("start", UNIT, check=False).returncode != 0
+
+    assert sb.show(UNIT, "Result")["Result"] == "exit-code"  # failed (Restart=on-failure tries again)
+    entries = [e for e in sb.journal(f"_SYSTEMD_UNIT={UNIT}") if "does not exist" in e.get("MESSAGE", "")]
+    assert entries, messages(sb)
+    assert entries[0]["MESSAGE"].startswith(f"credential {missing}: {path} does not exist")
+    assert entries[0]["PRIORITY"] == "3"
+    assert not [m for m in messages(sb) if m.startswith(("db_password ", "token "))], "the app never ran"
+
+
+def test_the_helper_reads_from_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "db_password").write_bytes(b"value\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert unitgen_credentials.read("db_password") == b"value\n"
+    assert unitgen_credentials.read_text("db_password") == "value\n"
+    with pytest.raises(unitgen_credentials.CredentialError, match="no credential 'other'"):
+        unitgen_credentials.read("other")
+    with pytest.raises(unitgen_credentials.CredentialError, match="not a credential ID"):
+        unitgen_credentials.read("../db_password")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    with pytest.raises(unitgen_credentials.CredentialError, match="CREDENTIALS_DIRECTORY is not set"):
+        unitgen_credentials.read("db_password")
+    assert "CREDENTIALS_DIRECTORY" not in os.environ
