@@ -327,3 +327,17 @@ def test_an_install_killed_half_way_is_cleaned_by_uninstall_and_taken_over_by_in
     result = host.install()
     assert result.returncode == 0, result.stderr
     assert host.manifest()["state"] == "complete" and (host.root / LAUNCHER).is_file()
+
+
+def test_a_template_enables_each_listed_instance_and_uninstall_disables_them(host: Host) -> None:
+    pool = ["pool", "--root", str(host.root)]
+    result = unitgen("install", *pool, "--spec", str(ROOT / "examples/pool/pool.toml"), "--json", cwd=host.dir)
+    assert result.returncode == 0, result.stderr
+    assert "systemctl --root=" in " ".join(document(result)["steps"])
+    wants = host.root / "etc/systemd/system/multi-user.target.wants"
+    assert sorted(p.name for p in wants.iterdir()) == ["pool@a.service", "pool@b.service", "pool@c.service"]
+    assert (host.root / "usr/lib/systemd/system/pool@c.service.d/unitgen-instance.conf").is_file()
+    result = unitgen("uninstall", *pool, cwd=host.dir)
+    assert result.returncode == 0, result.stderr
+    assert not wants.exists()
+    assert not (host.root / "usr/lib/systemd/system/pool@c.service.d").exists()

@@ -72,11 +72,13 @@ def require_root(command: str) -> None:
         )
 
 
-def _units(staging: Path, spec: Spec) -> tuple[list[str], list[str]]:
-    """(every unit installed, the units to enable/start): the timer of a timer job, else the
-    service; for a template, one name per listed instance."""
+def _units(staging: Path, spec: Spec) -> tuple[list[str], list[str], list[str]]:
+    """(the unit files, every unit they make, the units to enable/start): the timer of a timer job, else the
+    socket and the service; for a template, one name per listed instance. Drop-in directories
+    (NAME@INSTANCE.service.d) are not units."""
     unit_dir = staging / UNIT_DIR
-    files = sorted(p.name for p in unit_dir.iterdir()) if unit_dir.is_dir() else []
+    kinds = (".service", ".timer", ".socket")
+    files = sorted(p.name for p in unit_dir.iterdir() if p.is_file() and p.suffix in kinds) if unit_dir.is_dir() else []
 
     def named(unit: str) -> list[str]:
         stem, dot, suffix = unit.partition(".")
@@ -85,8 +87,8 @@ def _units(staging: Path, spec: Spec) -> tuple[list[str], list[str]]:
         return [unit]
 
     units = [u for f in files for u in named(f)]
-    wanted = [u for u in units if u.endswith(".timer")] or [u for u in units if u.endswith(".service")]
-    return units, wanted
+    wanted = [u for u in units if u.endswith(".timer")] or [u for u in units if u.endswith((".socket", ".service"))]
+    return files, units, wanted
 
 
 def _purge_candidates(spec: Spec) -> list[str]:
@@ -116,9 +118,9 @@ def install(
         staging = Path(tmp) / "tree"
         _, payload = stage(spec, staging, template_dirs=template_dirs, inputs=inputs)
         planned = collect(staging)
-        units, wanted = _units(staging, spec)
+        unit_files, units, wanted = _units(staging, spec)
         own = manifests.read(root, spec.name)
-        problems = refusals(root, planned, own, manifests.others(root, spec.name), units)
+        problems = refusals(root, planned, own, manifests.others(root, spec.name), [*unit_files, *units])
         if problems:
             raise UnitgenError(
                 f"refusing to install {spec.name}; nothing was written:\n  " + "\n  ".join(problems),
