@@ -133,9 +133,11 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
                 hint="set package.architecture to the build machine's architecture, e.g. 'amd64'",
             )
     summary = _summary(spec)
-    units = [f"{spec.name}.service"]
+    units = [f"{spec.unit_stem}.service"]
     if spec.timer is not None:
-        units.append(f"{spec.name}.timer")
+        units.append(f"{spec.unit_stem}.timer")
+    if spec.listen:  # issue 14: the package enables the socket; the service starts on demand
+        units.append(f"{spec.unit_stem}.socket")
     return PackageInfo(
         name=spec.name,
         version=p.version,
@@ -152,6 +154,7 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
         rpm=_override(Format.RPM, depends, recommends, p.rpm),
         architecture=p.architecture,
         units=tuple(units),
+        instances=tuple(i.name for i in spec.instances),
         timer=spec.timer is not None,
         start=spec.start_on_install,
         sysusers=(f"{spec.name}.conf",) if spec.user else (),

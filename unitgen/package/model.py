@@ -55,6 +55,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
 _RELEASE = re.compile(r"^[A-Za-z0-9.+~]+$")
 _UNIT = re.compile(r"^[A-Za-z0-9:_.\\-]+\.(service|timer|socket|path|target|mount)$")
+_TEMPLATE = re.compile(r"^[A-Za-z0-9:_.\\-]+@\.(service|timer|socket)$")
+_INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as unitgen.spec.instances: safe unquoted in sh
 _RELATION = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9+._-]*)\s*(?:\(\s*(<<|<=|=|>=|>>)\s*([^\s)]+)\s*\))?\s*$")
 
 
@@ -138,6 +140,9 @@ class PackageInfo:
     purge: tuple[str, ...] = ()
     """Absolute paths (state, logs, caches, config the service wrote) removed on `dpkg --purge`.
     RPM has no purge; `rpm -e` keeps them, like Fedora packages keep /var/lib data."""
+    instances: tuple[str, ...] = ()
+    """With template units (NAME@.service): the instances enabled and started on first install
+    (issue 14). Instances an admin adds or disables are left alone; removal stops them all."""
 
     def __post_init__(self) -> None:
         for ok, what, value in (
@@ -153,11 +158,20 @@ class PackageInfo:
         if not self.summary or "\n" in self.summary:
             raise UnitgenError("package summary must be one non-empty line")
         for unit in self.units:
-            if not _UNIT.match(unit) or "@" in unit:
+            if not (_UNIT.match(unit) or _TEMPLATE.match(unit)):
                 raise UnitgenError(
                     f"invalid unit name in package units: {unit!r}",
-                    hint="give full, non-template names such as 'NAME.service'",
+                    hint="give full names such as 'NAME.service', or templates 'NAME@.service' with instances",
                 )
+        templates = [u for u in self.units if _TEMPLATE.match(u)]
+        if bool(templates) != bool(self.instances):
+            raise UnitgenError(
+                "package instances and template units go together",
+                hint="list the instances to enable (e.g. 'a') with units such as 'NAME@.service'",
+            )
+        for instance in self.instances:
+            if not _INSTANCE.match(instance):
+                raise UnitgenError(f"invalid instance name in package instances: {instance!r}")
         if self.timer and not any(u.endswith(".timer") for u in self.units):
             raise UnitgenError(
                 "timer = true, but package units name no .timer unit",
@@ -204,10 +218,51 @@ class PackageInfo:
 
     @property
     def enable_units(self) -> tuple[str, ...]:
-        """Units to enable, start and restart."""
+        """Units to enable and start: the timers of a timer job, the sockets of a socket-activated
+        service (systemd starts the service on the first connection), else the services; a
+        template's as the listed instances (NAME@a.service ...)."""
         if self.timer:
-            return tuple(u for u in self.units if u.endswith(".timer"))
-        return self.units
+            base = tuple(u for u in self.units if u.endswith(".timer"))
+        elif any(u.endswith(".socket") for u in self.units):
+            base = tuple(u for u in self.units if u.endswith(".socket"))
+        else:
+            base = self.units
+        return self._instantiate(base)
+
+    def _instantiate(self, units: tuple[str, ...]) -> tuple[str, ...]:
+        out: list[str] = []
+        for unit in units:
+            if _TEMPLATE.match(unit):
+                out += [unit.replace("@.", f"@{i}.") for i in self.instances]
+            else:
+                out.append(unit)
+        return tuple(out)
+
+    @property
+    def template_units(self) -> tuple[str, ...]:
+        """The template unit files (NAME@.service ...): their instances are enabled by name."""
+        return tuple(u for u in self.units if _TEMPLATE.match(u))
+
+    @property
+    def restart_units(self) -> tuple[str, ...]:
+        """What an upgrade restarts: as enable_units, except that a socket-activated service
+        restarts its service (its socket keeps listening: no connection is refused meanwhile) and
+        a template restarts every running instance (a shell glob, quoted: systemctl matches it
+        against loaded units, so an admin-added instance is restarted too)."""
+        if self.timer:
+            base = tuple(u for u in self.units if u.endswith(".timer"))
+        else:
+            base = tuple(u for u in self.units if u.endswith(".service"))
+        return tuple(self._glob(u) for u in base)
+
+    @property
+    def stop_units(self) -> tuple[str, ...]:
+        """What removal stops: every unit, every running instance of a template (a quoted glob)."""
+        return tuple(self._glob(u) for u in self.units)
+
+    @staticmethod
+    def _glob(unit: str) -> str:
+        return f"'{unit.replace('@.', '@*.')}'" if _TEMPLATE.match(unit) else unit
 
     def relations(self, fmt: Format) -> Relations:
         """Final relation lists for one format (override if given, else the common list)."""
