@@ -341,3 +341,17 @@ def test_a_template_enables_each_listed_instance_and_uninstall_disables_them(hos
     assert result.returncode == 0, result.stderr
     assert not wants.exists()
     assert not (host.root / "usr/lib/systemd/system/pool@c.service.d").exists()
+
+
+def test_an_upgrade_that_drops_the_timer_disables_it_before_removing_it(host: Host) -> None:
+    host.spec.write_text(SPEC + '\n[timer]\non_calendar = "*:*:00"\n')
+    assert host.install().returncode == 0
+    timer_link = host.root / f"etc/systemd/system/timers.target.wants/{NAME}.timer"
+    assert timer_link.is_symlink()
+    host.spec.write_text(SPEC)
+    result = host.install("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    assert f"systemctl --root={host.root} --quiet disable {NAME}.timer" in doc["steps"]
+    assert not timer_link.is_symlink() and not (host.root / f"usr/lib/systemd/system/{NAME}.timer").exists()
+    assert (host.root / f"etc/systemd/system/multi-user.target.wants/{NAME}.service").is_symlink()

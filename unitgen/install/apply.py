@@ -154,6 +154,10 @@ def install(
         )
         manifests.write(root, replace(final, state=INSTALLING, entries=in_progress + tuple(leaving)))
         if own is not None:
+            # Units the new version no longer has (a timer dropped): stopped and disabled
+            # before their files go, or systemd keeps a dangling enable link and a loaded unit.
+            steps.stop([u for u in own.units if u not in units])
+            steps.disable([u for u in own.enable if u not in wanted])
             _remove_bytecode(root, own.entries)
             _remove_tmp_leftovers(root, own.entries)
 
