@@ -5,7 +5,10 @@ nowhere else to be seen, and a missing file fails the start with an entry naming
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from unitgen.sandbox import Sandbox
 SECRET = "s3cret-7f2c9e1b-not-in-the-environment"  # noqa: S105
 TOKEN = "tok-a41d55e0-decrypted-by-systemd"  # noqa: S105
 NAME = "credapp"
+ROOT = Path(__file__).resolve().parent.parent
 UNIT = f"{NAME}.service"
 
 # The app logs digests, never the values: a value found in the journal would be the leak.
@@ -119,3 +123,47 @@ def test_the_helper_reads_from_credentials_directory(tmp_path: Path, monkeypatch
     with pytest.raises(unitgen_credentials.CredentialError, match="CREDENTIALS_DIRECTORY is not set"):
         unitgen_credentials.read("db_password")
     assert "CREDENTIALS_DIRECTORY" not in os.environ
+
+
+def unitgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "unitgen", *args]
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300)
+
+
+CHECK = 'test "$(cat "$CREDENTIALS_DIRECTORY/api_key")" = VALUE && echo matched && exec sleep 600'
+TRY_SPEC = f"""\
+description = "a credential passed in for a trial"
+exec = ["/bin/sh", "-c", {json.dumps(CHECK)}]
+credentials = {{ api_key = "/etc/trycred/api_key" }}
+"""
+
+
+@pytest.mark.root
+def test_try_passes_a_credential_from_a_file_and_never_shows_it(tmp_path: Path) -> None:
+    (tmp_path / "trycred.toml").write_text(TRY_SPEC.replace("VALUE", SECRET))
+    (tmp_path / "api_key").write_text(SECRET)
+    result = unitgen("try", "trycred", "--credential", f"api_key=@{tmp_path / 'api_key'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "credential api_key: /etc/trycred/api_key (from " in result.stdout
+    assert "trycred.service: active (running)" in result.stdout
+    assert "matched" in result.stdout  # the journal lines try shows: the app got the value
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        pytest.param(f"api_key={SECRET}", "give the value in a file, as api_key=@FILE", id="value-on-the-command-line"),
+        pytest.param("other=@/etc/hostname", "'other': not a credential of trycred", id="unknown-id"),
+        pytest.param("api_key=@/nonexistent/file", "/nonexistent/file is not a file", id="missing-file"),
+    ],
+)
+def test_try_refuses_a_bad_credential_before_writing_anything(tmp_path: Path, option: str, message: str) -> None:
+    (tmp_path / "trycred.toml").write_text(TRY_SPEC)
+    result = unitgen("try", "trycred", "--credential", option, cwd=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr.splitlines()[0]
+    assert SECRET not in result.stderr
+    assert not (tmp_path / "build").exists()

@@ -257,13 +257,14 @@ def cmd_try(args: argparse.Namespace) -> Result:
     from unitgen.sandbox import require_root
     from unitgen.spec import load_spec
     from unitgen.staging.build import stage
-    from unitgen.trial import TryOptions, TryReport, teardown, try_service
+    from unitgen.trial import TryOptions, TryReport, parse_credential, teardown, try_service
 
     require_root()  # before building anything: the sandbox is the point of this command
     spec = load_spec(_spec_path(args), args.name)
     say = _say(args)
     if args.teardown:
         return teardown(spec, say), {"command": "try", "name": spec.name, "teardown": True}
+    credentials = tuple(parse_credential(spec, option) for option in args.credential)  # before writing anything
     staging = _out_dir(args)
     payload = None
     if args.install is None:
@@ -275,6 +276,7 @@ def cmd_try(args: argparse.Namespace) -> Result:
         keep=args.keep,
         shell=args.shell,
         timeout=args.timeout,
+        credentials=credentials,
     )
     report = TryReport()
     code = try_service(spec, staging, options, say, report)
@@ -580,6 +582,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="leave the sandbox running (see --teardown)")
     p.add_argument("--teardown", action="store_true", help="tear down a sandbox left by --keep")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service (default 60)")
+    p.add_argument("--credential", action="append", default=[], metavar="ID=@FILE",
+                   help="a credential of the spec for this trial, its value read from FILE (repeatable)")
     p.set_defaults(func=cmd_try)
 
     p = command(

@@ -38,6 +38,8 @@ class TryOptions:
     keep: bool = False  # leave the sandbox running (tear down later with --teardown)
     shell: bool = False  # open an interactive shell inside before tearing down
     timeout: float = 60.0
+    # --credential ID=@FILE: (ID, the file on this host) written where the unit loads it (issue 15).
+    credentials: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass
@@ -94,6 +96,48 @@ def install_package(sb: Sandbox, package: Path) -> str:
     else:
         raise UnitgenError(f"{package}: not a .deb or .rpm")
     return sb.run(argv).stdout.strip()
+
+
+def parse_credential(spec: Spec, option: str) -> tuple[str, Path]:
+    """`--credential ID=@FILE`: one of the spec's credentials, its value from a file of this host.
+    Never a value on the command line: every user on the machine can read that in `ps`."""
+    cid, sep, value = option.partition("=")
+    known = dict(_credential_paths(spec))
+    if cid not in known:
+        allowed = ", ".join(known) or "none: the spec has no credentials"
+        raise UnitgenError(f"--credential {cid!r}: not a credential of {spec.name}", hint=f"its credentials: {allowed}")
+    if not sep or not value.startswith("@") or len(value) < 2:
+        raise UnitgenError(
+            f"--credential {cid}: give the value in a file, as {cid}=@FILE",
+            hint="a secret on the command line is visible to every user in ps and in the shell's history",
+        )
+    source = Path(value[1:])
+    if not source.is_file():
+        raise UnitgenError(f"--credential {cid}: {source} is not a file")
+    return cid, source
+
+
+def _credential_paths(spec: Spec) -> list[tuple[str, str]]:
+    fleet = list(spec.lock.credentials()) if spec.lock.is_fleet else []
+    return [*fleet, *spec.credentials, *spec.encrypted_credentials]
+
+
+def put_credentials(sb: Sandbox, spec: Spec, credentials: tuple[tuple[str, Path], ...], say: Print) -> None:
+    """Write each trial credential where the unit loads it (root's, 0600), before anything starts the
+    service; an encrypted one is encrypted inside with the sandbox's own host key (systemd-creds)."""
+    paths = dict(_credential_paths(spec))
+    encrypted = {cid for cid, _path in spec.encrypted_credentials}
+    for cid, source in credentials:
+        path = paths[cid]
+        if cid in encrypted:
+            plain = f"/run/unitgen-credential-{cid}"
+            sb.write_file(plain, source.read_bytes(), 0o600)
+            sb.run(["systemd-creds", "encrypt", f"--name={cid}", "--with-key=host", plain, path])
+            sb.run(["rm", "-f", plain])
+            say(f"credential {cid}: {path} (encrypted with systemd-creds from {source}, not shown)")
+        else:
+            sb.write_file(path, source.read_bytes(), 0o600)
+            say(f"credential {cid}: {path} (from {source}, mode 0600, not shown)")
 
 
 def _main_unit(spec: Spec) -> str:
@@ -364,6 +408,7 @@ def _try_service(spec: Spec, staging: Path, options: TryOptions, say: Print, rep
     sb = Sandbox.boot(sandbox_name(spec), detach=options.keep)
     say(f"booted a sandboxed systemd ({sb.id}, PID {sb.pid}) in {sb.boot_seconds:.2f} s")
     try:
+        put_credentials(sb, spec, options.credentials, say)  # before a package's scripts start it
         if options.install is not None:
             if sb.run(["test", "-e", POLICY_RC_D], check=False).returncode == 0:
                 # Container images ship a policy-rc.d that forbids starting services; a real
