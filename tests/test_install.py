@@ -355,3 +355,21 @@ def test_an_upgrade_that_drops_the_timer_disables_it_before_removing_it(host: Ho
     assert f"systemctl --root={host.root} --quiet disable {NAME}.timer" in doc["steps"]
     assert not timer_link.is_symlink() and not (host.root / f"usr/lib/systemd/system/{NAME}.timer").exists()
     assert (host.root / f"etc/systemd/system/multi-user.target.wants/{NAME}.service").is_symlink()
+
+
+def test_an_app_venv_is_installed_with_its_links_and_removed_whole(host: Host) -> None:
+    before = tree(host.root)
+    webapp = ["webapp", "--root", str(host.root)]
+    result = unitgen("install", *webapp, "--spec", str(ROOT / "examples/webapp/webapp.toml"), "--json", cwd=host.dir)
+    assert result.returncode == 0, result.stderr
+    link = {"path": "/usr/lib/webapp/venv/bin/python3", "type": "symlink", "mode": "0777", "target": "/usr/bin/python3"}
+    assert link in document(result)["files"]
+    assert (host.root / "usr/lib/webapp/venv/bin/python").readlink() == Path("python3")
+    assert (host.root / "usr/lib/webapp/venv/pyvenv.cfg").is_file()
+    # What the package's postinst compiles, as it would be on a live host.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(host.root / "usr/lib/webapp/venv/lib")], check=True)
+    result = unitgen("uninstall", *webapp, "--purge", cwd=host.dir)
+    assert result.returncode == 0, result.stderr
+    assert not (host.root / "usr/lib/webapp").exists()  # bytecode and all
+    users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
+    assert set(tree(host.root)) - set(before) == {*users, "run", "run/webapp", "etc/systemd", "etc/systemd/system"}
