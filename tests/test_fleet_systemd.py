@@ -301,6 +301,10 @@ def test_partitioned_holder_stops_before_its_lease_expires_and_another_host_take
     old = parse_holds(holder.holds())[0]
     assert old.last < expiry and old.last < new.start
     assert lost["LOCK_SCOPE"] == "fleet" and lost["LOCK_KEY"] == KEY and lost["FENCING_TOKEN"] == str(old.token)
+    # It ended as documented, exit 76, not killed by the watchdog while it tried to revoke (found by
+    # `unitgen try --fleet`: without a last ping once the app is gone, Result=watchdog).
+    messages = " ".join(e.get("MESSAGE", "") for e in holder.sandbox.journal(unit=f"{NAME}.service"))
+    assert f"status={fleet_guard.EXIT_FLEET_LOST}/" in messages and "Watchdog timeout" not in messages, messages[-2000:]
     holder.link.heal()
     time.sleep(TTL)  # the healed host's service restarted (exit 76) and queues again: nothing runs twice
     holds = [h for host in hosts for h in parse_holds(host.holds())]

@@ -431,6 +431,11 @@ class Guard:
         if self._python_app_running():
             self.notify(f"STATUS={message}")
             os._exit(EXIT_FLEET_LOST)  # the app ignored the stop request: end the process now
+        # The app is gone: the watchdog has nothing left to protect, and without a last ping it fired
+        # (ttl - margin/2 after the last renewal) while release() still waited for the revoke (1 s) and
+        # the journal entry, so under systemd a cut-off holder ended killed by the watchdog, not with 76.
+        if os.environ.get("NOTIFY_SOCKET"):
+            self.notify("WATCHDOG=1")
         enforced.set()
 
     def _log_lost(self, message: str, fields: dict[str, str], logged: fleet._Event) -> None:
