@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import test_examples_lint as lint
 from unitgen.package import build_deb, build_rpm
 from unitgen.package.from_spec import package_info
 from unitgen.render.units import render
@@ -163,3 +166,22 @@ def test_rpm_edit_survives_upgrade_as_rpmnew(sb: Sandbox) -> None:
     sb.run(["rpm", "-e", "--nodeps", NAME])
     assert not exists(sb, CONF)
     assert read(sb, CONF + ".rpmsave") == ADMIN_EDIT
+
+
+def test_a_package_with_config_and_credentials_is_lintian_and_rpmlint_clean(tmp_path: Path) -> None:
+    (tmp_path / f"{NAME}.conf").write_text("greeting = default\n")
+    toml = SPEC.replace("VERSION", "1.0") + 'homepage = "https://example.org/cfgapp"\n'
+    toml = toml.replace("[config]", 'credentials = { db_password = "/etc/cfgapp/db_password" }\n\n[config]')
+    (tmp_path / f"{NAME}.toml").write_text(toml)
+    out = lint.run(sys.executable, "-m", "unitgen", "package", NAME, cwd=tmp_path)
+    [deb] = (tmp_path / "dist").glob("*.deb") or [None]
+    [rpm] = (tmp_path / "dist").glob("*.rpm") or [None]
+    assert deb is not None and rpm is not None, out
+    assert not lint.lintian_problems(deb)
+    rc = tmp_path / "rpmlintrc"
+    rc.write_text('addFilter("no-signature")\n')
+    report = lint.run("rpmlint", "-r", str(rc), str(rpm), cwd=tmp_path, ok=(0, 64, 66))
+    tags = re.findall(rf"^{NAME}\.noarch: ([EW]): (\S+)", report, re.M)
+    assert tags or "0 errors" in report, report
+    assert not [t for t in tags if t[0] == "E"], report
+    assert {t[1] for t in tags} <= lint.JUSTIFIED_RPMLINT, report
