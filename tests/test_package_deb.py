@@ -180,8 +180,8 @@ def test_reproducible_with_source_date_epoch(
     a, b = _build_twice(tmp_path, make_info(), compression)
     assert a == b
     (tmp_path / "x.deb").write_bytes(a)
-    suffix = ".gz" if compression is Compression.GZIP else ".xz"
-    assert tool("ar", "t", str(tmp_path / "x.deb")).split()[2] == f"data.tar{suffix}"
+    suffix = {Compression.GZIP: ".gz", Compression.XZ: ".xz", Compression.ZSTD: ".zst"}[compression]
+    assert tool("ar", "t", str(tmp_path / "x.deb")).split()[1:] == [f"control.tar{suffix}", f"data.tar{suffix}"]
     assert "./etc/default/" in tool("dpkg-deb", "-c", str(tmp_path / "x.deb"))
 
 

@@ -27,7 +27,8 @@ from unitgen.reproducible import source_date_epoch
 
 _TAR_FORMAT: Literal[1] = 1  # tarfile.GNU_FORMAT, what dpkg-deb writes
 _RECORD = 10240  # tar's record size; GNU tar and tarfile pad archives to it
-_SUFFIX = {Compression.GZIP: ".gz", Compression.XZ: ".xz"}
+# dpkg-deb compresses control.tar as data.tar (--uniform-compression, its default): control.tar.zst too.
+_SUFFIX = {Compression.GZIP: ".gz", Compression.XZ: ".xz", Compression.ZSTD: ".zst"}
 
 # SPDX identifier -> /usr/share/common-licenses file and the DEP-5 short name (copyright-format 1.0).
 _COMMON_LICENSES = {

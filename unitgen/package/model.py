@@ -22,22 +22,26 @@ class Format(enum.Enum):
 
 
 class Compression(enum.Enum):
-    """Payload compression. Both are the standard library's (zlib, liblzma); every dpkg and rpm in
-    use reads both (Debian 8+, RHEL 7+).
+    """Payload compression. gzip and xz are the standard library's (zlib, liblzma); every dpkg and
+    rpm in use reads both (Debian 8+, RHEL 7+). zstd is the system's libzstd (unitgen.package.zstd);
+    dpkg reads it from 1.21.18 (Debian 12 bookworm; not Debian 11) and rpm from 4.14 (RHEL 8 and
+    later, Fedora 28+; not RHEL 7).
 
     gzip -6 is the default, chosen by measurement (bench/bench_package.py; 3000 files, 40 MiB):
     gzip -9 took twice as long (2.8 s against 1.4 s) for a package 1% smaller, and xz -6, 23%
     smaller, took 14 times as long (19.5 s), since Python's lzma has no threads where dpkg-deb's
-    and rpm's xz use every core. `--compression xz` is there for the size-bound.
-    zstd is not offered: the standard library has no zstd, and Debian 11's dpkg cannot read it.
+    and rpm's xz use every core. `--compression xz` is there for the size-bound, `zstd` for
+    targets that read it (see README: Benchmarks for its time and size).
     """
 
     GZIP = "gzip"
     XZ = "xz"
+    ZSTD = "zstd"
 
     def default_level(self) -> int:
-        # gzip: zlib's own default (see above); xz: xz(1)'s and dpkg-deb's default preset.
-        return 6
+        # gzip: zlib's own default (see above); xz: xz(1)'s and dpkg-deb's default preset;
+        # zstd: zstd(1)'s and dpkg-deb's default level.
+        return 3 if self is Compression.ZSTD else 6
 
 
 @dataclass(frozen=True)

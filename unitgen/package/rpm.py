@@ -91,6 +91,7 @@ _SCRIPTLETS = {
 _PAYLOAD: dict[Compression, tuple[str, tuple[str, str] | None]] = {
     Compression.GZIP: ("gzip", None),
     Compression.XZ: ("xz", ("rpmlib(PayloadIsXz)", "5.2-1")),
+    Compression.ZSTD: ("zstd", ("rpmlib(PayloadIsZstd)", "5.4.18-1")),  # what rpmbuild requires for it
 }
 _U32 = 0xFFFFFFFF
 

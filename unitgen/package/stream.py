@@ -34,6 +34,10 @@ def _compressor(compression: Compression, level: int) -> _Compressor:
     if compression is Compression.GZIP:
         # wbits 31: a gzip member with no name and mtime 0, so the bytes depend on the data alone.
         return zlib.compressobj(level, zlib.DEFLATED, 31)
+    if compression is Compression.ZSTD:
+        from unitgen.package.zstd import ZstdCompressor  # ctypes and libzstd: only when asked for
+
+        return ZstdCompressor(level)
     # CRC64 is xz(1)'s and dpkg's default integrity check.
     return lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=level)
 

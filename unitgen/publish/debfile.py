@@ -1,6 +1,6 @@
 """Read what an apt index needs from a .deb, and order Debian versions, in pure Python.
 
-A .deb is an ar archive whose `control.tar(.gz|.xz)` member holds `./control` (deb(5)); the
+A .deb is an ar archive whose `control.tar(.gz|.xz|.zst)` member holds `./control` (deb(5)); the
 index entry is that stanza plus the file's name, size and digests. Versions compare as
 deb-version(7) says (`dpkg --compare-versions`), so retention keeps the newest versions apt would.
 """
@@ -20,7 +20,20 @@ from pathlib import Path
 from unitgen.errors import UnitgenError
 
 _AR_MAGIC = b"!<arch>\n"
-_DECOMPRESS = {b"control.tar": lambda b: b, b"control.tar.gz": gzip.decompress, b"control.tar.xz": lzma.decompress}
+
+
+def _unzstd(data: bytes) -> bytes:
+    from unitgen.package.zstd import decompress  # libzstd through ctypes, for zstd packages only
+
+    return decompress(data)
+
+
+_DECOMPRESS = {
+    b"control.tar": lambda b: b,
+    b"control.tar.gz": gzip.decompress,
+    b"control.tar.xz": lzma.decompress,
+    b"control.tar.zst": _unzstd,  # `package --compression zstd` and dpkg-deb -Zzstd
+}
 _FIELD = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):(.*)$")
 
 
@@ -82,7 +95,7 @@ def _control(path: Path) -> str:
 def _control_file(path: Path, name: bytes, body: bytes) -> str:
     if name not in _DECOMPRESS:
         raise UnitgenError(f"{path}: {name.decode(errors='replace')} is not supported",
-                           hint="control archives compressed with gzip, xz or nothing are")  # fmt: skip
+                           hint="control archives compressed with gzip, xz, zstd or nothing are")  # fmt: skip
     try:
         with tarfile.open(fileobj=io.BytesIO(_DECOMPRESS[name](body))) as tar:
             member = next(m for m in tar.getmembers() if m.name in ("./control", "control"))
