@@ -26,6 +26,7 @@ from unitgen.errors import UnitgenError
 if TYPE_CHECKING:
     from unitgen.publish import Signer
     from unitgen.render.units import RenderedFile
+    from unitgen.spec import Spec
 
 log = logging.getLogger("unitgen")
 
@@ -268,6 +269,8 @@ def cmd_try(args: argparse.Namespace) -> Result:
     say = _say(args)
     if args.teardown:
         return teardown(spec, say), {"command": "try", "name": spec.name, "teardown": True}
+    if args.fleet is not None:
+        return _try_fleet(args, spec, say)
     credentials = tuple(parse_credential(spec, option) for option in args.credential)  # before writing anything
     staging = _out_dir(args)
     payload = None
@@ -285,6 +288,25 @@ def cmd_try(args: argparse.Namespace) -> Result:
     report = TryReport()
     code = try_service(spec, staging, options, say, report)
     return code, try_document(spec.name, report)
+
+
+def _try_fleet(args: argparse.Namespace, spec: Spec, say: Callable[[str], None]) -> Result:
+    """`try NAME --fleet N`: the fleet lock on N sandboxed hosts (unitgen.trial.fleet)."""
+    from unitgen.staging.build import stage
+    from unitgen.trial.fleet import FleetOptions, FleetReport, check_fleet, try_fleet
+
+    for flag in ("install", "keep", "shell"):
+        if getattr(args, flag):
+            raise UnitgenError(f"--fleet and --{flag} do not go together", hint="--fleet installs the staging tree "
+                               "on every host and tears everything down at the end")
+    check_fleet(spec, args.fleet)  # before building anything
+    staging = _writable_out_dir(args)
+    templates = tuple(Path(t) for t in args.templates)
+    _, payload = stage(spec, staging, template_dirs=list(templates), inputs=_inputs(args))
+    options = FleetOptions(hosts=args.fleet, payload=payload, template_dirs=templates, timeout=args.timeout)
+    report = FleetReport()
+    code = try_fleet(spec, staging, options, say, report)
+    return code, report.document(spec.name)
 
 
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
@@ -589,6 +611,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service (default 60)")
     p.add_argument("--credential", action="append", default=[], metavar="ID=@FILE",
                    help="a credential of the spec for this trial, its value read from FILE (repeatable)")
+    p.add_argument("--fleet", type=int, metavar="N", help="[lock] scope = \"fleet\": N sandboxed hosts (2-5) and a real"
+                   " etcd cluster: who holds the lock, a partition, the takeover, the journal entries")
     p.set_defaults(func=cmd_try)
 
     p = command(
