@@ -182,3 +182,23 @@ def test_strings_are_bounded_even_where_no_unit_line_is_involved() -> None:
             {"description": "Demo", "exec": ["/bin/true"], "package": {"version": "1", "maintainer": "x" * MB}},
             name="demo",
         )
+
+
+def test_text_refuses_exactly_the_control_and_surrogate_code_points() -> None:
+    """`text` checks with one regex, not unicodedata per character: the same set, every code point."""
+    import sys
+    import unicodedata
+
+    from unitgen.spec.fields import FieldError, text
+
+    def refused(ch: str) -> bool:
+        try:
+            text(f"a{ch}b")
+        except FieldError:
+            return True
+        return False
+
+    everything = range(sys.maxunicode + 1)
+    extra = (0x2028, 0x2029)  # line and paragraph separators
+    expected = {cp for cp in everything if unicodedata.category(chr(cp)) in ("Cc", "Cs") or cp in extra}
+    assert {cp for cp in everything if refused(chr(cp))} == expected

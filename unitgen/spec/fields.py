@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import enum
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -105,6 +104,9 @@ def _type_name(value: object) -> str:
 # Line and paragraph separators are not control characters to Python but some tools treat
 # them as line ends; refuse them with the rest.
 _FORBIDDEN_EXTRA = {"\u2028", "\u2029"}
+# Unicode's categories Cc (C0, DEL, C1) and Cs (surrogates), and _FORBIDDEN_EXTRA: one regex search
+# instead of a unicodedata lookup per character (a third of loading a spec, 500 specs in a batch).
+_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 
 
 # Length limits, in UTF-8 bytes. systemd reads unit lines of up to 1 MB (systemd.syntax(7))
@@ -141,12 +143,12 @@ def text(value: Any, *, allow_empty: bool = False, max_bytes: int = TEXT_MAX) ->
     # Length first: a megabyte value gets one short message, not a scan and an echo.
     if len(value) > max_bytes or utf8_length(value) > max_bytes:
         raise too_long(utf8_length(value), max_bytes)
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs") or ch in _FORBIDDEN_EXTRA:
-            raise FieldError(
-                f"contains the control character U+{ord(ch):04X}",
-                hint="newlines, tabs and other control characters are not allowed in spec values",
-            )
+    refused = _REFUSED.search(value)
+    if refused is not None:
+        raise FieldError(
+            f"contains the control character U+{ord(refused.group()):04X}",
+            hint="newlines, tabs and other control characters are not allowed in spec values",
+        )
     return value
 
 
