@@ -126,6 +126,17 @@ Command line
 
 Environment
     UNITGEN_LOCK_FD          set for the exec'd program: the fd holding the lock.
+    UNITGEN_INSTANCE         a template's instance (the unit sets it to %i): when the lock file
+                             names {instance}, it is replaced by this (and so is {instance} in the
+                             rendered argv); checked to be a file name (instance_problem), else
+                             EXIT_CONFIG_ERROR. Journal entries then carry UNITGEN_INSTANCE= and the
+                             contention message says NAME@INSTANCE.
+    LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES   socket activation (sd_listen_fds(3)): passed through
+                             untouched, and so are fds 3 and up. exec mode execs, so the app has
+                             LISTEN_PID's PID; python mode: listen_fds() and listen_sockets()
+                             (`import unitgen_launcher` from the app) return them. The lock is taken
+                             before the app runs, so nothing accepts before it is held; a contender
+                             exits 17 without touching them (the queue stays for the holder).
     UNITGEN_JOURNAL_SOCKET   send journal entries natively to this socket instead (tests, debugging).
     NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID   read as systemd sets them.
 
