@@ -373,3 +373,22 @@ def test_an_app_venv_is_installed_with_its_links_and_removed_whole(host: Host) -
     assert not (host.root / "usr/lib/webapp").exists()  # bytecode and all
     users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
     assert set(tree(host.root)) - set(before) == {*users, "run", "run/webapp", "etc/systemd", "etc/systemd/system"}
+
+
+def test_a_second_install_waits_for_the_first_under_the_same_root(host: Host) -> None:
+    import fcntl
+
+    fd = os.open(host.root, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running `unitgen install` holds it
+    argv = [sys.executable, "-m", "unitgen", "install", NAME, "--root", str(host.root), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(argv, cwd=host.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stderr is not None
+            assert "waiting for another unitgen install or uninstall" in p.stderr.readline()
+            assert not (host.root / MANIFEST).exists()  # nothing written while it waits
+        finally:
+            os.close(fd)  # the first one is done
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert json.loads(out)["command"] == "install" and host.manifest()["state"] == "complete"

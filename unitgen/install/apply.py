@@ -33,6 +33,7 @@ from unitgen.render.units import UNIT_DIR, launcher_compile_argv
 from unitgen.spec.ownership import validate_name
 
 if TYPE_CHECKING:
+    from unitgen.app.payload import AppPayload
     from unitgen.spec import Spec
 
 REMOVED = "removed"  # a manifest kept by uninstall without --purge, for the state directories only
@@ -117,6 +118,7 @@ def install(
     with Root(root_dir) as root, tempfile.TemporaryDirectory(prefix="unitgen-install.") as tmp:
         staging = Path(tmp) / "tree"
         _, payload = stage(spec, staging, template_dirs=template_dirs, inputs=inputs)
+        root.lock(say)  # after the (maybe long) venv build; held until the service is started
         planned = collect(staging)
         unit_files, units, wanted = _units(staging, spec)
         own = manifests.read(root, spec.name)
@@ -172,7 +174,18 @@ def install(
         result.removed, result.kept = _remove_entries(root, leaving)
         manifests.write(root, final)
         result.entries = entries
+        _configure(spec, steps, payload, wanted, upgrade=upgrade)
+    result.steps = steps.done
+    if live:
+        from unitgen.run import run
 
+        main = wanted[0] if wanted else f"{spec.name}.service"
+        result.state = run(["systemctl", "show", "-p", "ActiveState", "--value", main], check=False).stdout.strip()
+    return result
+
+
+def _configure(spec: Spec, steps: Steps, payload: AppPayload | None, wanted: list[str], *, upgrade: bool) -> None:
+    """What the deb postinst does once the files are in place (the same order)."""
     steps.sysusers([f"{spec.name}.conf"] if spec.user else [])
     steps.tmpfiles([f"{spec.name}.conf"])
     steps.commands([*([payload.compile_argv] if payload else []), launcher_compile_argv(spec)])
@@ -182,13 +195,6 @@ def install(
         steps.start(wanted, restart=True, only_running=not spec.start_on_install)
     elif spec.start_on_install:
         steps.start(wanted, restart=False)
-    result.steps = steps.done
-    if live:
-        from unitgen.run import run
-
-        main = wanted[0] if wanted else f"{spec.name}.service"
-        result.state = run(["systemctl", "show", "-p", "ActiveState", "--value", main], check=False).stdout.strip()
-    return result
 
 
 def _remove_entries(root: Root, entries: Sequence[Entry]) -> tuple[list[str], list[str]]:
@@ -250,6 +256,7 @@ def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = prin
     validate_name(name)
     require_root("uninstall")
     with Root(root_dir) as root:
+        root.lock(say)
         own = manifests.read(root, name)
         if own is None or (own.state == REMOVED and not purge):
             raise UnitgenError(

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from unitgen.errors import UnitgenError
@@ -55,7 +56,17 @@ class Root:
             raise UnitgenError(f"--root {path}: {exc.strerror}", hint="name an existing directory") from exc
 
     def close(self) -> None:
-        os.close(self.fd)
+        os.close(self.fd)  # drops the lock too
+
+    def lock(self, say: Callable[[str], None]) -> None:
+        """One install or uninstall at a time under this root: each reads every manifest to know
+        what others own, so two at once could both claim a path. An flock on the root directory
+        itself, so that taking it writes nothing (a refused install leaves the host as it was)."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another unitgen install or uninstall under {self.path} to finish")
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
 
     def __enter__(self) -> Root:
         return self
