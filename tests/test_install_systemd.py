@@ -102,6 +102,19 @@ def test_install_runs_it_reinstall_upgrades_uninstall_leaves_nothing(box: Sandbo
     assert box.run(["sha256sum", "/etc/systemd/system/foreign.service", "/usr/libexec/foreign/tool"]).stdout == foreign
 
 
+def test_a_service_that_does_not_start_fails_the_install_and_uninstall_still_removes_it(box: Sandbox) -> None:
+    before = files(box)
+    box.write_file("/root/broken.toml", 'description = "broken"\nexec = ["/bin/false"]\nready = "tcp:8099"\n')
+    result, doc = unitgen(box, "install", "broken", "--spec", "/root/broken.toml")
+    assert result.returncode == 1
+    assert "installed, but broken.service did not start" in doc["error"]["message"]
+    assert "journalctl -u broken.service" in doc["error"]["hint"]
+    assert box.run(["test", "-f", "/usr/lib/systemd/system/broken.service"]).returncode == 0
+    result, doc = unitgen(box, "uninstall", "broken")
+    assert result.returncode == 0, result.stderr
+    assert files(box) == before
+
+
 def _admin_unit(sb: Sandbox) -> None:
     sb.write_file(UNIT, "[Service]\nExecStart=/bin/true\n")
 
