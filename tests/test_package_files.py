@@ -238,3 +238,39 @@ def test_description_is_wrapped_for_lintian_and_rpmlint() -> None:
     assert len(paragraphs[0].splitlines()) > 1
     assert paragraphs[1] == "  verbatim    line\n  kept"
     assert paragraphs[2] == "short"
+
+
+PACKAGER_ONLY = """
+import pickle, sys
+from pathlib import Path
+from unitgen.package import build
+fmt, staging, info, out = pickle.loads(Path(sys.argv[1]).read_bytes())
+build(fmt, staging, info, out)
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("fmt", "other"),
+    [
+        pytest.param(Format.DEB, "unitgen.package.rpm", id="deb"),
+        pytest.param(Format.RPM, "unitgen.package.deb", id="rpm"),
+    ],
+)
+def test_a_package_build_loads_only_the_packager(tmp_path: Path, fmt: Format, other: str) -> None:
+    """Packaging a staging tree is most of a small `unitgen package`'s time in imports: it loads
+    neither the spec, the renderer nor the launcher, no other format's writer, no ctypes (zstd
+    only) and no importlib.resources (templates are found by path)."""
+    import pickle
+    import sys
+
+    job = tmp_path / "job.pickle"
+    job.write_bytes(pickle.dumps((fmt, make_staging(tmp_path / "st"), make_info(), tmp_path / "dist")))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", PACKAGER_ONLY, job], env=env, capture_output=True, text=True, check=True
+    )
+    loaded = set(result.stdout.split())
+    assert "unitgen.package.scripts" in loaded  # the build ran
+    unwanted = {"unitgen.spec", "unitgen.render", "unitgen.launcher", other, "unitgen.package.zstd", "ctypes"}
+    assert loaded & (unwanted | {"importlib.resources"}) == set()
