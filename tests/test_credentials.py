@@ -4,6 +4,7 @@ nowhere else to be seen, and a missing file fails the start with an entry naming
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -167,3 +168,16 @@ def test_try_refuses_a_bad_credential_before_writing_anything(tmp_path: Path, op
     assert message in result.stderr.splitlines()[0]
     assert SECRET not in result.stderr
     assert not (tmp_path / "build").exists()
+
+
+def test_the_helper_module_is_standard_library_only() -> None:
+    # Deployed next to the launcher and imported into the app's process: never unitgen, never a
+    # third-party module (the app's venv may not have it).
+    source = Path(unitgen_credentials.__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported and imported <= sys.stdlib_module_names
