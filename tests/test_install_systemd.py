@@ -143,13 +143,19 @@ def _dpkg_owned(sb: Sandbox, deb: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def hello_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("deb")
+def hello_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("packages")
     argv = [sys.executable, "-m", "unitgen", "package", "hello", "--spec", str(HELLO), "--out", str(tmp / "build"),
-            "--dist", str(tmp / "dist"), "--format", "deb"]  # fmt: skip
+            "--dist", str(tmp / "dist")]  # fmt: skip
     subprocess.run(argv, cwd=tmp, check=True, capture_output=True)
-    [deb] = (tmp / "dist").glob("*.deb")
-    return deb
+    [deb], [rpm] = (tmp / "dist").glob("*.deb"), (tmp / "dist").glob("*.rpm")
+    return {"deb": deb, "rpm": rpm}
+
+
+def _rpm_owned(sb: Sandbox, rpm: Path) -> None:
+    # The packaged hello, installed with the real rpm (its own database, beside dpkg's).
+    sb.copy_in(rpm, "/root/hello.rpm")
+    sb.run(["rpm", "--nodeps", "--noscripts", "-i", "/root/hello.rpm"])
 
 
 @pytest.mark.parametrize(
@@ -157,17 +163,21 @@ def hello_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         pytest.param(_admin_unit, f"{UNIT} exists and is not unitgen's", id="admin-file-at-unit"),
         pytest.param(_admin_launcher, f"{LAUNCHER} exists and is not unitgen's", id="admin-file-at-launcher"),
-        pytest.param(None, f"{UNIT} belongs to the package hello (dpkg)", id="dpkg-owned"),
+        pytest.param("deb", f"{UNIT} belongs to the package hello (dpkg)", id="dpkg-owned"),
+        pytest.param("rpm", f"{UNIT} belongs to the package hello (rpm)", id="rpm-owned"),
         pytest.param(_symlink_parent, "/usr/libexec/hello is a symbolic link", id="symlink-at-parent-dir"),
         pytest.param(_other_manifest, f"{UNIT} is listed in the manifest of the service other", id="other-manifest"),
     ],
 )
 def test_a_file_of_the_same_name_is_refused_and_the_host_left_untouched(
-    box: Sandbox, hello_deb: Path, plant: Callable[[Sandbox], None] | None, message: str
+    box: Sandbox, hello_packages: dict[str, Path], plant: Callable[[Sandbox], None] | str, message: str
 ) -> None:
-    if plant is None:
-        _dpkg_owned(box, hello_deb)
+    if plant == "deb":
+        _dpkg_owned(box, hello_packages["deb"])
+    elif plant == "rpm":
+        _rpm_owned(box, hello_packages["rpm"])
     else:
+        assert callable(plant)
         plant(box)
     before = tree_hash(box)
     result, doc = unitgen(box, "install", "hello", "--spec", SPEC)
