@@ -392,3 +392,25 @@ def test_a_second_install_waits_for_the_first_under_the_same_root(host: Host) ->
         out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert json.loads(out)["command"] == "install" and host.manifest()["state"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "purge",
+    [
+        pytest.param("/", id="root"),
+        pytest.param("/etc", id="etc"),
+        pytest.param("/var/lib", id="var-lib"),
+        pytest.param("/var/lib/../../etc", id="dot-dot"),
+        pytest.param("/var/lib/demo/../..", id="dot-dot-below"),
+    ],
+)
+def test_a_manifest_that_names_more_than_a_state_directory_purges_nothing(host: Host, purge: str) -> None:
+    assert host.install().returncode == 0
+    manifest = host.manifest()
+    manifest["purge"] = [purge]
+    (host.root / MANIFEST).write_text(json.dumps(manifest))
+    before = tree(host.root)
+    result = host.uninstall("--purge")
+    assert result.returncode == 1
+    assert "not a manifest unitgen can read" in result.stderr and "is not a state, cache or log" in result.stderr
+    assert tree(host.root) == before

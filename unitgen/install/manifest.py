@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -133,7 +134,7 @@ def read(root: Root, name: str) -> Manifest | None:
             name=name,
             state=str(doc["state"]),
             entries=tuple(Entry.from_json(e) for e in doc["entries"]),
-            purge=tuple(str(p) for p in doc.get("purge", ())),
+            purge=tuple(_purge_path(str(p)) for p in doc.get("purge", ())),
             units=tuple(str(u) for u in doc.get("units", ())),
             enable=tuple(str(u) for u in doc.get("enable", ())),
             extra={k: doc[k] for k in ("version", "spec") if k in doc},
@@ -143,6 +144,17 @@ def read(root: Root, name: str) -> Manifest | None:
             f"{root.show(path)}: not a manifest unitgen can read ({exc})",
             hint="it was edited or damaged; restore it, or remove the service's files and the manifest by hand",
         ) from None
+
+
+# What a purge may ever remove: a service's own state, cache or log directory (what
+# unitgen.package.from_spec lists), never anything a damaged or forged manifest names.
+_PURGEABLE = re.compile(r"/var/(lib|cache|log)/(private/)?[A-Za-z0-9][A-Za-z0-9._@-]*")
+
+
+def _purge_path(path: str) -> str:
+    if not _PURGEABLE.fullmatch(path) or ".." in path:
+        raise ValueError(f"purge path {path!r} is not a state, cache or log directory of a service")
+    return path
 
 
 def _read_bytes(root: Root, path: PurePosixPath) -> bytes:
