@@ -115,6 +115,7 @@ def install(
     from unitgen.staging.build import stage
 
     require_root("install")
+    root_dir = root_dir.absolute()  # systemd-sysusers --root= and the messages see the same path
     with Root(root_dir) as root, tempfile.TemporaryDirectory(prefix="unitgen-install.") as tmp:
         staging = Path(tmp) / "tree"
         _, payload = stage(spec, staging, template_dirs=template_dirs, inputs=inputs)
@@ -255,6 +256,7 @@ def _remove_tmp_leftovers(root: Root, entries: Sequence[Entry]) -> None:
 def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = print) -> UninstallResult:
     validate_name(name)
     require_root("uninstall")
+    root_dir = root_dir.absolute()
     with Root(root_dir) as root:
         root.lock(say)
         own = manifests.read(root, name)
