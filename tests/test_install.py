@@ -414,3 +414,17 @@ def test_a_manifest_that_names_more_than_a_state_directory_purges_nothing(host: 
     assert result.returncode == 1
     assert "not a manifest unitgen can read" in result.stderr and "is not a state, cache or log" in result.stderr
     assert tree(host.root) == before
+
+
+def test_an_app_is_refused_before_its_venv_is_built(host: Host) -> None:
+    # A project that cannot be built: only a refusal that comes first says what is wrong here.
+    (host.dir / "proj").mkdir()
+    (host.dir / "proj/pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "no_such_backend"\n')
+    host.spec.write_text(SPEC + '\n[app]\nproject = "proj"\n')
+    _admin_file(host.root, UNIT)
+    before = tree(host.root)
+    result = host.install()
+    assert result.returncode == 1
+    assert f"{host.root}/{UNIT} exists and is not unitgen's" in result.stderr, result.stderr
+    assert "could not build" not in result.stderr
+    assert tree(host.root) == before

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 from unitgen.errors import UnitgenError
 from unitgen.install import manifest as manifests
 from unitgen.install.manifest import COMPLETE, INSTALLING, Entry, Manifest
-from unitgen.install.plan import collect, refusals
+from unitgen.install.plan import collect, refusals, rendered
 from unitgen.install.rootfs import TMP_INFIX, Root, SymlinkInPathError
 from unitgen.install.steps import Steps, live_systemd
-from unitgen.render.units import UNIT_DIR, launcher_compile_argv
+from unitgen.render.units import UNIT_DIR, launcher_compile_argv, render
 from unitgen.spec.ownership import validate_name
 
 if TYPE_CHECKING:
@@ -117,19 +117,19 @@ def install(
     require_root("install")
     root_dir = root_dir.absolute()  # systemd-sysusers --root= and the messages see the same path
     with Root(root_dir) as root, tempfile.TemporaryDirectory(prefix="unitgen-install.") as tmp:
+        if spec.app is not None:
+            # The rendered files first: a refusal should not wait for a venv build.
+            files = rendered(render(spec, template_dirs=template_dirs), [spec.app.venv])
+            _refuse(
+                spec.name, refusals(root, files, manifests.read(root, spec.name), manifests.others(root, spec.name), [])
+            )
         staging = Path(tmp) / "tree"
         _, payload = stage(spec, staging, template_dirs=template_dirs, inputs=inputs)
         root.lock(say)  # after the (maybe long) venv build; held until the service is started
         planned = collect(staging)
         unit_files, units, wanted = _units(staging, spec)
         own = manifests.read(root, spec.name)
-        problems = refusals(root, planned, own, manifests.others(root, spec.name), [*unit_files, *units])
-        if problems:
-            raise UnitgenError(
-                f"refusing to install {spec.name}; nothing was written:\n  " + "\n  ".join(problems),
-                hint="unitgen install replaces only the files its manifest lists, unchanged;"
-                " move the others aside (or remove the package that owns them) first",
-            )
+        _refuse(spec.name, refusals(root, planned, own, manifests.others(root, spec.name), [*unit_files, *units]))
         upgrade = own is not None and own.state != REMOVED
         live = live_systemd(root_dir)
         steps = Steps(root_dir, live, say)
@@ -183,6 +183,15 @@ def install(
         main = wanted[0] if wanted else f"{spec.name}.service"
         result.state = run(["systemctl", "show", "-p", "ActiveState", "--value", main], check=False).stdout.strip()
     return result
+
+
+def _refuse(name: str, problems: Sequence[str]) -> None:
+    if problems:
+        raise UnitgenError(
+            f"refusing to install {name}; nothing was written:\n  " + "\n  ".join(problems),
+            hint="unitgen install replaces only the files its manifest lists, unchanged;"
+            " move the others aside (or remove the package that owns them) first",
+        )
 
 
 def _configure(spec: Spec, steps: Steps, payload: AppPayload | None, wanted: list[str], *, upgrade: bool) -> None:

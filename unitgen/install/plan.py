@@ -23,6 +23,7 @@ spec; restore the file or remove it to go on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -31,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from unitgen.install.manifest import Entry, Manifest
 from unitgen.install.rootfs import Root, SymlinkInPathError, sha256_fd
+from unitgen.render.units import RenderedFile
 from unitgen.run import run
 from unitgen.staging.tree import MARKER
 
@@ -63,6 +65,17 @@ def collect(staging: Path) -> list[Entry]:
                 finally:
                     os.close(fd)
     return sorted(entries, key=lambda e: str(e.path).encode())
+
+
+def rendered(files: Iterable[RenderedFile], more_dirs: Iterable[str] = ()) -> list[Entry]:
+    """Entries for rendered files (and their parents) before any staging tree exists: what
+    `collect` will find, minus the app's venv, so a refusal comes before a venv build."""
+    entries = {f.path: Entry(f.path, "file", f.mode, sha256=hashlib.sha256(f.content).hexdigest()) for f in files}
+    for path in [*list(entries), *(PurePosixPath(d.strip("/")) / "x" for d in more_dirs)]:
+        for parent in path.parents:
+            if parent != PurePosixPath("."):
+                entries.setdefault(parent, Entry(parent, "dir", 0o755))
+    return sorted(entries.values(), key=lambda e: str(e.path).encode())
 
 
 def _kind(st: os.stat_result) -> str:
