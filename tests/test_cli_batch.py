@@ -175,3 +175,25 @@ def test_a_leftover_made_between_two_writes_in_one_process_is_removed(tmp_path: 
     (tmp_path / ".b.unitgen-killed").mkdir()  # empty: killed before its marker
     write_tree([RenderedFile(PurePosixPath("usr/share/doc/x/README"), b"y")], tmp_path / "b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+MODULES_AFTER = """
+import sys
+from unitgen.cli import main
+code = main(sys.argv[1:])
+print(" ".join(sorted(sys.modules)))
+raise SystemExit(code)
+"""
+
+
+def test_a_deb_package_run_loads_no_code_it_does_not_use(specs: Path) -> None:
+    """Imports are most of a small `unitgen package` (issue 12 item a): logging without --debug,
+    the rpm writer for a .deb, ctypes (zstd, renameat2) when the staging tree stays, stay unloaded."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", MODULES_AFTER, "package", "hello", "--format", "deb"]
+    assert unitgen("package", "hello", "--format", "deb", cwd=specs).returncode == 0  # the tree, once
+    result = subprocess.run(argv, cwd=specs, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "unitgen.package.deb" in loaded  # it did build
+    assert loaded & {"logging", "unitgen.package.rpm", "unitgen.package.zstd", "ctypes", "unitgen.run"} == set()

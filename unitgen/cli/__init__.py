@@ -11,7 +11,6 @@ commands that use them: `import unitgen.cli` stays light (tests/test_layout.py).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from unitgen.publish import Signer
     from unitgen.render.units import RenderedFile
     from unitgen.spec import Spec
-
-log = logging.getLogger("unitgen")
 
 RAISE_INTERNAL_ERRORS = "UNITGEN_RAISE_INTERNAL_ERRORS"
 
@@ -673,7 +670,7 @@ def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _already_stopping(signum: int, frame: FrameType | None) -> None:
-    log.warning("%s: already stopping, cleaning up", signal.Signals(signum).name)
+    print(f"{signal.Signals(signum).name}: already stopping, cleaning up", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -701,7 +698,13 @@ def _main(argv: list[str]) -> Result:
             sys.stderr.write(exc.usage)
             print(f"unitgen: error: {exc.message}", file=sys.stderr)
             return 2, error_document(exc.message, "'unitgen COMMAND --help' lists the options")
-        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+        if args.debug:
+            import logging
+
+            logging.basicConfig(level=logging.DEBUG, format="%(message)s")
+        # Otherwise no handler: the warnings and errors of unitgen's loggers (unitgen.run) reach
+        # stderr through logging's last resort, as "%(message)s" too, and `logging` (~5 ms) is
+        # imported only by the code that logs (a small `package` loads none).
         return _run(args)
     except KeyboardInterrupt as exc:
         # The shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.

@@ -20,7 +20,6 @@ OUT removes it (marker or empty, and no live run holds the lock).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import functools
@@ -218,6 +217,8 @@ def _locked(directory: Path, *, blocking: bool) -> Iterator[None]:
 
 def _renameat2(src: Path, dst: Path, flags: int) -> bool:
     """renameat2(2); False when the kernel, libc or file system cannot do it (caller falls back)."""
+    import ctypes  # here: a re-render that keeps its tree renames nothing and needs no ctypes
+
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except AttributeError:
