@@ -128,6 +128,14 @@ def _symlink_parent(sb: Sandbox) -> None:
     sb.run(["ln", "-s", "/srv/elsewhere", "/usr/libexec/hello"])
 
 
+def _symlink_at_unit(sb: Sandbox) -> None:
+    sb.run(["ln", "-s", "/etc/passwd", UNIT])
+
+
+def _etc_unit(sb: Sandbox) -> None:
+    sb.write_file("/etc/systemd/system/hello.service", "[Service]\nExecStart=/bin/true\n")
+
+
 def _other_manifest(sb: Sandbox) -> None:
     entry = {"path": UNIT, "type": "file", "mode": "0644", "owner": "root:root", "sha256": "0" * 64}
     doc = {"unitgen_manifest": 1, "name": "other", "state": "complete", "entries": [entry]}
@@ -166,6 +174,8 @@ def _rpm_owned(sb: Sandbox, rpm: Path) -> None:
         pytest.param("deb", f"{UNIT} belongs to the package hello (dpkg)", id="dpkg-owned"),
         pytest.param("rpm", f"{UNIT} belongs to the package hello (rpm)", id="rpm-owned"),
         pytest.param(_symlink_parent, "/usr/libexec/hello is a symbolic link", id="symlink-at-parent-dir"),
+        pytest.param(_symlink_at_unit, f"{UNIT} exists and is not unitgen's", id="symlink-at-unit"),
+        pytest.param(_etc_unit, "/etc/systemd/system/hello.service: hello.service already exists", id="admin-etc-unit"),
         pytest.param(_other_manifest, f"{UNIT} is listed in the manifest of the service other", id="other-manifest"),
     ],
 )
