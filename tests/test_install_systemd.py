@@ -115,6 +115,21 @@ def test_a_service_that_does_not_start_fails_the_install_and_uninstall_still_rem
     assert files(box) == before
 
 
+def test_start_on_install_false_enables_without_starting_and_an_upgrade_does_not_start_it(box: Sandbox) -> None:
+    box.write_file(SPEC, "start_on_install = false\n" + HELLO.read_text())
+    for upgrade in (False, True):
+        result, doc = unitgen(box, "install", "hello", "--spec", SPEC)
+        assert result.returncode == 0, result.stderr
+        assert doc["upgrade"] is upgrade and doc["state"] == "inactive"
+        assert box.systemctl("is-enabled", "hello.service").stdout.strip() == "enabled"
+    assert "systemctl try-restart hello.service" in doc["steps"]  # restarts it only if an admin started it
+    box.systemctl("start", "hello.service")
+    pid = box.show("hello.service", "MainPID")["MainPID"]
+    result, doc = unitgen(box, "install", "hello", "--spec", SPEC)
+    assert result.returncode == 0, result.stderr
+    assert doc["state"] == "active" and box.show("hello.service", "MainPID")["MainPID"] != pid
+
+
 def _admin_unit(sb: Sandbox) -> None:
     sb.write_file(UNIT, "[Service]\nExecStart=/bin/true\n")
 
