@@ -1,39 +1,58 @@
 """Benchmark: unitgen's pure-Python packagers against dpkg-deb and rpmbuild, on the same tree.
 
-    .venv/bin/python bench/bench_package.py [--files 3000] [--mib 40] [--runs 5] [--compression gzip xz]
+    .venv/bin/python bench/bench_package.py [--trees hello webapp payload] [--files 3000] [--mib 40]
+                                            [--runs 5] [--compression gzip xz]
 
-One run builds a staging tree (a unit, launcher, sysusers file, conffile and README plus a generated
-payload of a few thousand files, tens of MiB, part text and part incompressible) and then, for
-each compression, alternates the builders `--runs` times and prints medians and ratios.
+Three trees: `hello` (the example's staging tree: 8 files, 60 KiB), `webapp` (the example's, with
+its venv: 33 files, 640 KiB) and `payload` (a unit, launcher, sysusers file, conffile and README
+plus a generated payload of a few thousand files, tens of MiB, part text and part incompressible).
+For each tree and compression the builders alternate `--runs` times; medians and ratios are printed.
+
+Every contender is a whole process: unitgen's writer runs as `python bench/package_one.py` (the
+interpreter's start and unitgen.package's imports included, bytecode cached as an installed
+unitgen has it) against the `dpkg-deb` and `rpmbuild` processes. For hello, `unitgen package hello
+--format rpm` (the CLI: spec in, render, stage, build) is timed too.
 
 Fairness, stated:
-- Same compression and level on both sides: unitgen's default, gzip -6, or xz -6
-  single-threaded. Python's lzma has no threads, so dpkg-deb gets `--threads-max=1` and
-  rpmbuild `w6.xzdio` (no T: one thread); dpkg-deb's default would use every core.
+- Same compression and level on both sides: unitgen's default, gzip -6, or xz -6 or zstd -3
+  single-threaded. Python's lzma has no threads (and unitgen's zstd uses none, for reproducible
+  bytes), so dpkg-deb gets `--threads-max=1` and rpmbuild `w6.xzdio`/`w3.zstdio` (no T: one
+  thread); dpkg-deb's default would use every core.
 - dpkg-deb packs a prepared tree (staging + DEBIAN/control), prepared outside the timing; it
   writes no md5sums (debhelper's dh_md5sums does), unitgen writes them, so unitgen does more.
 - rpmbuild runs `rpmbuild -bb` of a spec whose %install hard-links the staging tree into the
   buildroot (`cp -al`, near free) and whose brp post-install scripts are off (they would change
   the content, so the packages would not be equivalent); its per-file classification and
   dependency generators are part of what rpmbuild is, and are measured.
-Goals from the issue: deb within 1.5x of dpkg-deb, rpm at least 2x faster than rpmbuild.
+- The rpmbuild spec lists the same files (the example trees: every file and link, as unitgen's
+  .rpm does; the payload tree: its directories, %config and %doc).
+Goals from the issue: deb within 1.5x of dpkg-deb on the payload tree; rpm faster than rpmbuild on
+every tree (issue 12 item 2), and at least 2x faster on the payload tree.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from unitgen.package import Compression, PackageInfo, build_deb, build_rpm, terminal_progress
+from unitgen.package import Compression, Format, PackageInfo, build_deb
 from unitgen.run import run
+
+ROOT = Path(__file__).resolve().parent.parent
+TREES = ("hello", "webapp", "payload")
+# The children: this checkout's unitgen, bytecode cached (as an installed unitgen has it compiled).
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(ROOT)}
 
 NAME = "benchsvc"
 SERVICE_FILES = {
@@ -103,22 +122,64 @@ def make_payload(root: Path, files: int, mib: int, seed: int = 5) -> int:
     return total
 
 
-def dpkg_deb_tree(staging: Path, dest: Path, tmp: Path) -> Path:
+@dataclass(frozen=True)
+class Tree:
+    name: str
+    staging: Path
+    info: PackageInfo
+    rpm_files: str  # the %files section for rpmbuild
+
+
+def payload_tree(tmp: Path, files: int, mib: int) -> Tree:
+    staging = make_staging(tmp / "staging")
+    size = make_payload(staging, files, mib)
+    print(f"payload: {files} payload files + service files, {size / (1 << 20):.1f} MiB")
+    return Tree("payload", staging, make_info(), PAYLOAD_FILES.format(name=NAME))
+
+
+def example_tree(name: str, tmp: Path) -> Tree:
+    """The example's staging tree as `unitgen package` makes it (webapp: with its venv)."""
+    from unitgen.package.from_spec import package_info
+    from unitgen.spec import load_spec
+    from unitgen.staging.build import stage
+
+    work = tmp / name
+    shutil.copytree(ROOT / "examples" / name, work)
+    cwd = Path.cwd()
+    os.chdir(work)  # the spec's relative paths ([app] project, requirements) are the CLI's
+    try:
+        spec = load_spec(Path(f"{name}.toml"), name)
+        _, payload = stage(spec, work / "build" / name, inputs=[Path(f"{name}.toml")])
+        info = package_info(spec, payload)
+    finally:
+        os.chdir(cwd)
+    staging = work / "build" / name
+    entries = sorted(p for p in staging.rglob("*") if not p.is_dir() or p.is_symlink())
+    listed = [f'"/{p.relative_to(staging)}"' for p in entries if p.name != ".unitgen-output"]
+    size = sum(p.lstat().st_size for p in entries)
+    print(f"{name}: the example's staging tree, {len(listed)} files, {size / 1024:.0f} KiB")
+    return Tree(name, staging, info, "\n".join(listed))
+
+
+def dpkg_deb_tree(tree: Tree, dest: Path, tmp: Path) -> Path:
     """The same tree plus DEBIAN/, as dpkg-deb --build wants it (prepared outside the timing)."""
-    probe = build_deb(staging, make_info(), tmp / "probe")
-    shutil.copytree(staging, dest, symlinks=True)
+    probe = build_deb(tree.staging, tree.info, tmp / "probe")
+    shutil.copytree(tree.staging, dest, symlinks=True)
+    (dest / ".unitgen-output").unlink(missing_ok=True)
     run(["dpkg-deb", "-e", str(probe), str(dest / "DEBIAN")])
     (dest / "DEBIAN/md5sums").unlink()  # dpkg-deb writes none; dh_md5sums would
     run(["dpkg-deb", "-x", str(probe), str(tmp / "probe-root")])
-    for extra in (f"usr/share/doc/{NAME}/copyright", f"usr/share/doc/{NAME}/changelog.Debian.gz"):
+    doc = f"usr/share/doc/{tree.info.name}"
+    for extra in (f"{doc}/copyright", f"{doc}/changelog.Debian.gz"):
         (dest / extra).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tmp / "probe-root" / extra, dest / extra)
+    shutil.rmtree(tmp / "probe-root")
     return dest
 
 
 SPEC = """\
 Name: {name}
-Version: 1.0
+Version: {version}
 Release: 1
 Summary: Service used to benchmark the packagers
 License: MIT
@@ -130,28 +191,37 @@ BuildArch: noarch
 %define debug_package %{{nil}}
 
 %description
-A service with a large payload, to time package builds.
+A service to time package builds.
 
 %install
 mkdir -p %{{buildroot}}
 cp -al {staging}/. %{{buildroot}}/
+rm -f %{{buildroot}}/.unitgen-output
 
 %files
+{files}
+"""
+
+PAYLOAD_FILES = """\
 %config(noreplace) /etc/default/{name}
 /usr/lib/systemd/system/{name}.service
 /usr/lib/sysusers.d/{name}.conf
 /usr/libexec/{name}
 %doc /usr/share/doc/{name}
-/usr/share/{name}
-"""
+/usr/share/{name}"""
 
 
-def rpmbuild(staging: Path, topdir: Path, compression: Compression) -> None:
+def rpmbuild(tree: Tree, topdir: Path, compression: Compression) -> None:
     level = compression.default_level()  # the same level on both sides
-    payload = f"w{level}.gzdio" if compression is Compression.GZIP else f"w{level}.xzdio"
-    spec = topdir / f"{NAME}.spec"
+    io = {Compression.GZIP: "gzdio", Compression.XZ: "xzdio", Compression.ZSTD: "zstdio"}[compression]
+    payload = f"w{level}.{io}"  # no T: one thread, as unitgen's writers compress
+    spec = topdir / f"{tree.info.name}.spec"
     topdir.mkdir(parents=True, exist_ok=True)
-    spec.write_text(SPEC.format(name=NAME, payload=payload, staging=staging))
+    spec.write_text(
+        SPEC.format(
+            name=tree.info.name, version=tree.info.version, payload=payload, staging=tree.staging, files=tree.rpm_files
+        )
+    )
     run(["rpmbuild", "--quiet", "-bb", "--define", f"_topdir {topdir}", str(spec)])
 
 
@@ -161,91 +231,115 @@ def timed(fn: Callable[[int], object], i: int) -> float:
     return time.perf_counter() - start
 
 
-def _builders(
-    comp: Compression, staging: Path, deb_tree: Path, info: PackageInfo, tmp: Path
-) -> dict[str, Callable[[int], object]]:
-    """The four contenders for one compression; each takes the run number (for its output name)."""
-    level = comp.default_level()
-    dpkg_flags = ["-Zgzip", f"-z{level}"] if comp is Compression.GZIP else ["-Zxz", f"-z{level}", "--threads-max=1"]
+def _process(argv: list[str], cwd: Path | None = None) -> None:
+    subprocess.run(argv, cwd=cwd, env=CHILD_ENV, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
-    def unitgen_deb(i: int) -> object:
-        progress = terminal_progress(f"unitgen deb ({comp.value})")
-        return build_deb(staging, info, tmp / f"u{i}", compression=comp, level=level, progress=progress)
+
+def _builders(comp: Compression, tree: Tree, deb_tree: Path, tmp: Path) -> dict[str, Callable[[int], object]]:
+    """The contenders for one tree and compression; each takes the run number (for its output name)."""
+    level = comp.default_level()
+    dpkg_flags = [f"-Z{comp.value}", f"-z{level}"] + ([] if comp is Compression.GZIP else ["--threads-max=1"])
+    jobs = {}
+    for fmt in Format:
+        jobs[fmt] = tmp / f"{tree.name}-{comp.value}-{fmt.value}.pickle"
+        jobs[fmt].write_bytes(pickle.dumps((fmt, tree.staging, tree.info, tmp / f"u{fmt.value}", comp, level)))
+
+    def unitgen(fmt: Format) -> Callable[[int], object]:
+        return lambda i: _process([sys.executable, str(ROOT / "bench/package_one.py"), str(jobs[fmt]), str(i)])
 
     def dpkg_deb(i: int) -> object:
         return run(["dpkg-deb", "--root-owner-group", *dpkg_flags, "--build", str(deb_tree), str(tmp / f"dpkg{i}.deb")])
 
-    def unitgen_rpm(i: int) -> object:
-        progress = terminal_progress(f"unitgen rpm ({comp.value})")
-        return build_rpm(staging, info, tmp / f"r{i}", compression=comp, level=level, progress=progress)
-
     def rpmbuild_bb(i: int) -> object:
-        rpmbuild(staging, tmp / f"top{i}", comp)
+        rpmbuild(tree, tmp / f"top{i}", comp)
         return None
 
-    return {
-        "unitgen deb": unitgen_deb,
+    builders = {
+        "unitgen deb": unitgen(Format.DEB),
         "dpkg-deb --build": dpkg_deb,
-        "unitgen rpm": unitgen_rpm,
+        "unitgen rpm": unitgen(Format.RPM),
         "rpmbuild -bb": rpmbuild_bb,
     }
+    if tree.name == "hello":
+        work = tree.staging.parent.parent
+        builders["unitgen package (CLI)"] = lambda i: _process(
+            [sys.executable, "-m", "unitgen", "package", "hello", "--format", "rpm", "--compression", comp.value,
+             "--dist", str(tmp / f"cli{i}")],
+            cwd=work,
+        )  # fmt: skip
+    return builders
+
+
+def bench(tree: Tree, comp: Compression, runs: int, tmp: Path) -> bool:
+    """Print one tree's medians and ratios for one compression; True when the goals are met."""
+    tmp.mkdir(exist_ok=True)
+    deb_tree = dpkg_deb_tree(tree, tmp / "dpkg-tree", tmp)
+    builders = _builders(comp, tree, deb_tree, tmp)
+    for fn in builders.values():  # warm the page cache and the bytecode caches
+        fn(99)
+    times: dict[str, list[float]] = {k: [] for k in builders}
+    for i in range(runs):
+        for key, fn in builders.items():
+            if sys.stderr.isatty():
+                print(f"\r\033[K{tree.name} {comp.value}: run {i + 1}/{runs}: {key}", end="", file=sys.stderr)
+            times[key].append(timed(fn, i))
+        for d in tmp.glob("top*"):
+            if d.name != "top0":  # kept for its package size
+                shutil.rmtree(d)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    name, version = tree.info.name, tree.info.version
+    sizes = {
+        "unitgen deb": (tmp / "udeb/0" / f"{name}_{version}-1_all.deb").stat().st_size,
+        "dpkg-deb --build": (tmp / "dpkg0.deb").stat().st_size,
+        "unitgen rpm": (tmp / "urpm/0" / f"{name}-{version}-1.noarch.rpm").stat().st_size,
+        "rpmbuild -bb": next((tmp / "top0/RPMS/noarch").glob("*.rpm")).stat().st_size,
+    }
+    level = comp.default_level()
+    label = f"{comp.value} -{level}" + ("" if comp is Compression.GZIP else ", one thread")
+    print(f"\n{tree.name}, {label}")
+    for key in builders:
+        extra = f"  {sizes[key] / 1024:9.1f} KiB" if key in sizes else ""
+        print(f"  {key:<22} {med[key] * 1000:9.1f} ms{extra}")
+    deb_ratio = med["unitgen deb"] / med["dpkg-deb --build"]
+    rpm_speedup = med["rpmbuild -bb"] / med["unitgen rpm"]
+    rpm_goal = 2.0 if tree.name == "payload" else 1.0
+    print(f"  deb: unitgen/dpkg-deb = {deb_ratio:.2f}x" + (
+        f" (goal <= 1.5x)  {'ok' if deb_ratio <= 1.5 else 'MISSED'}" if tree.name == "payload" else ""))  # fmt: skip
+    print(f"  rpm: rpmbuild/unitgen = {rpm_speedup:.2f}x faster (goal >= {rpm_goal:g}x)  "
+          f"{'ok' if rpm_speedup >= rpm_goal else 'MISSED'}")  # fmt: skip
+    if "unitgen package (CLI)" in med:
+        print(f"  rpm: rpmbuild/unitgen package (CLI) = {med['rpmbuild -bb'] / med['unitgen package (CLI)']:.2f}x")
+    for leftover in ("dpkg-tree", "udeb", "urpm", "top0", "probe"):
+        shutil.rmtree(tmp / leftover, ignore_errors=True)
+    for deb in tmp.glob("dpkg*.deb"):
+        deb.unlink()
+    return (deb_ratio <= 1.5 or tree.name != "payload") and rpm_speedup >= rpm_goal
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trees", nargs="+", choices=TREES, default=list(TREES))
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--mib", type=int, default=40)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compression", nargs="+", choices=[c.value for c in Compression], default=["gzip", "xz"])
+    parser.add_argument("--compression", nargs="+", choices=[c.value for c in Compression], default=["gzip", "xz", "zstd"])
     args = parser.parse_args(argv)
     for tool in ("dpkg-deb", "rpmbuild"):
         if shutil.which(tool) is None:
             print(f"bench: {tool} not found", file=sys.stderr)
             return 1
     os.environ["SOURCE_DATE_EPOCH"] = "1700000000"
-    info = make_info()
+    CHILD_ENV["SOURCE_DATE_EPOCH"] = "1700000000"
+    print(f"{args.runs} runs each, median, whole processes; {os.cpu_count()} CPUs")
+    results = []
     with tempfile.TemporaryDirectory(prefix="bench-package-") as t:
         tmp = Path(t)
-        staging = make_staging(tmp / "staging")
-        size = make_payload(staging, args.files, args.mib)
-        deb_tree = dpkg_deb_tree(staging, tmp / "dpkg-tree", tmp)
-        print(f"tree: {args.files} payload files + service files, {size / (1 << 20):.1f} MiB; "
-              f"{args.runs} runs each, median; {os.cpu_count()} CPUs")  # fmt: skip
-        results = []
-        for comp in (Compression(c) for c in args.compression):
-            builders = _builders(comp, staging, deb_tree, info, tmp)
-            times: dict[str, list[float]] = {k: [] for k in builders}
-            for i in range(args.runs):
-                for key, fn in builders.items():
-                    if sys.stderr.isatty():
-                        print(f"\r\033[K{comp.value}: run {i + 1}/{args.runs}: {key}", end="", file=sys.stderr)
-                    times[key].append(timed(fn, i))
-                for d in tmp.glob("top*"):
-                    if d.name != "top0":  # kept for its package size
-                        shutil.rmtree(d)
-            if sys.stderr.isatty():
-                print("\r\033[K", end="", file=sys.stderr)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            sizes = {
-                "unitgen deb": (tmp / "u0" / f"{NAME}_1.0-1_all.deb").stat().st_size,
-                "dpkg-deb --build": (tmp / "dpkg0.deb").stat().st_size,
-                "unitgen rpm": (tmp / "r0" / f"{NAME}-1.0-1.noarch.rpm").stat().st_size,
-                "rpmbuild -bb": next((tmp / "top0/RPMS/noarch").glob("*.rpm")).stat().st_size,
-            }
-            shutil.rmtree(tmp / "top0")
-            level = comp.default_level()
-            label = f"gzip -{level}" if comp is Compression.GZIP else f"xz -{level}, one thread"
-            print(f"\n{label}")
-            for key in builders:
-                extra = f"  {sizes[key] / (1 << 20):6.1f} MiB" if key in sizes else ""
-                print(f"  {key:<18} {med[key]:7.3f} s{extra}")
-            deb_ratio = med["unitgen deb"] / med["dpkg-deb --build"]
-            rpm_speedup = med["rpmbuild -bb"] / med["unitgen rpm"]
-            print(f"  deb: unitgen/dpkg-deb = {deb_ratio:.2f}x (goal <= 1.5x)  "
-                  f"{'ok' if deb_ratio <= 1.5 else 'MISSED'}")  # fmt: skip
-            print(f"  rpm: rpmbuild/unitgen = {rpm_speedup:.2f}x faster (goal >= 2x)  "
-                  f"{'ok' if rpm_speedup >= 2 else 'MISSED'}")  # fmt: skip
-            results.append(deb_ratio <= 1.5 and rpm_speedup >= 2)
+        for name in args.trees:
+            tree = payload_tree(tmp, args.files, args.mib) if name == "payload" else example_tree(name, tmp)
+            for comp in (Compression(c) for c in args.compression):
+                results.append(bench(tree, comp, args.runs, tmp / "runs"))
     return 0 if all(results) else 2
 
 
