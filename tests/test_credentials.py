@@ -153,6 +153,25 @@ def test_try_passes_a_credential_from_a_file_and_never_shows_it(tmp_path: Path) 
 
 
 @pytest.mark.root
+def test_try_install_puts_the_credential_in_place_before_the_package_starts_the_service(tmp_path: Path) -> None:
+    package = '[package]\nversion = "1.0"\nmaintainer = "unitgen tests <tests@example.org>"\n'
+    (tmp_path / "trycred.toml").write_text(TRY_SPEC.replace("VALUE", SECRET) + package)
+    (tmp_path / "api_key").write_text(SECRET)
+    built = unitgen("package", "trycred", "--format", "deb", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    [deb] = (tmp_path / "dist").glob("*.deb")
+    result = unitgen(
+        "try", "trycred", "--install", str(deb), "--credential", f"api_key=@{tmp_path / 'api_key'}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.index("credential api_key: /etc/trycred/api_key") < out.index("installing trycred_1.0-1_all.deb")
+    assert "after install: trycred.service is enabled and active (the package's scripts)" in out
+    assert "restarts:   0" in out  # started once, by the postinst, with the credential there
+    assert SECRET not in out + result.stderr
+
+
+@pytest.mark.root
 @pytest.mark.parametrize(
     ("option", "message"),
     [
