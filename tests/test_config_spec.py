@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from unitgen.package.from_spec import package_info
 from unitgen.render.units import RenderedFile, render
 from unitgen.spec import load_spec
 from unitgen.spec.fields import SpecError
@@ -167,3 +168,24 @@ def test_the_cli_writes_nothing_for_a_missing_config_source(tmp_path: Path) -> N
     error = result.stderr.splitlines()[0]
     assert error.startswith("ERROR ") and "config.\"/etc/demo/demo.conf\": the source 'gone.conf'" in error
     assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "depends"),
+    [
+        pytest.param("", None, id="none"),
+        pytest.param('credentials = { pw = "/etc/demo/pw" }\n', "systemd (>= 247)", id="load-credential-247"),
+        pytest.param(
+            'credentials = { pw = "/etc/demo/pw" }\nencrypted_credentials = { t = "/etc/demo/t.cred" }\n',
+            "systemd (>= 250)",
+            id="load-credential-encrypted-250",
+        ),
+    ],
+)
+def test_packages_with_credentials_depend_on_a_systemd_that_loads_them(
+    tmp_path: Path, body: str, depends: str | None
+) -> None:
+    package = '[package]\nversion = "1.0"\nmaintainer = "Jane Doe <jane@example.com>"\n'
+    info = package_info(load_spec(project(tmp_path, body + package)), None)
+    systemd = [d for d in info.depends if d.startswith("systemd")]
+    assert systemd == ([depends] if depends else [])

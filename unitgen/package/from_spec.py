@@ -113,6 +113,16 @@ def _override(fmt: Format, depends: tuple[str, ...], recommends: tuple[str, ...]
     )
 
 
+def _systemd_depends(spec: Spec) -> tuple[str, ...]:
+    """LoadCredential= came with systemd 247, LoadCredentialEncrypted= with 250 (issue 15): an
+    older systemd ignores the line with a warning and starts the service without its secret."""
+    if spec.encrypted_credentials:
+        return ("systemd (>= 250)",)
+    if spec.credentials:
+        return ("systemd (>= 247)",)
+    return ()
+
+
 def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
     """`payload` is the app's venv when the spec has an [app] (None before it is built)."""
     p = spec.package
@@ -132,6 +142,7 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
                 "package cannot be 'all'",
                 hint="set package.architecture to the build machine's architecture, e.g. 'amd64'",
             )
+    depends = depends + _systemd_depends(spec)
     summary = _summary(spec)
     units = [f"{spec.unit_stem}.service"]
     if spec.timer is not None:
