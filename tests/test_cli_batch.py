@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -197,3 +198,23 @@ def test_a_deb_package_run_loads_no_code_it_does_not_use(specs: Path) -> None:
     loaded = set(result.stdout.split())
     assert "unitgen.package.deb" in loaded  # it did build
     assert loaded & {"logging", "unitgen.package.rpm", "unitgen.package.zstd", "ctypes", "unitgen.run"} == set()
+
+
+def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_the_parser_set_up_for_one_command_equals_the_full_one() -> None:
+    """Only the asked-for command's options are set up (a few ms of every run): its help, the
+    list of commands and the top-level help are exactly those of the parser with every command."""
+    from unitgen.cli import _parser
+
+    full = _parser()
+    names = list(_choices(full))
+    assert {"init", "render", "check", "package", "completion"} <= set(names)
+    for name in names:
+        lazy = _parser(name)
+        assert lazy.format_help() == full.format_help()
+        assert list(_choices(lazy)) == names
+        assert _choices(lazy)[name].format_help() == _choices(full)[name].format_help()
