@@ -4,6 +4,7 @@ unix socket of its own)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,10 +79,13 @@ def test_a_template_timer_job_runs_each_instance_under_its_own_lock(sb: Sandbox)
     assert sb.show("job@x.timer", "Triggers")["Triggers"] == "job@x.service"
     sb.systemctl("start", "--no-block", "job@x.service", "job@y.service")
     sb.wait_for(lambda: all(main_pid(sb, f"job@{i}.service") > 0 for i in "xy"), 20, "both runs")
-    for instance in "xy":
+
+    def holds_its_lock(instance: str) -> bool:
         pid = main_pid(sb, f"job@{instance}.service")
-        sb.wait_for(lambda i=instance, p=pid: sb.run(["cat", f"/run/job/{i}.pid"], check=False).stdout == f"{p}\n",
-                    10, f"job@{instance} to hold its lock")  # fmt: skip
+        return sb.run(["cat", f"/run/job/{instance}.pid"], check=False).stdout == f"{pid}\n"
+
+    for instance in "xy":
+        sb.wait_for(functools.partial(holds_its_lock, instance), 10, f"job@{instance} to hold its lock")
     # A second run of x while x runs is skipped (exit 17, a success for a timer job); y is unaffected.
     result = sb.run(["/usr/bin/env", "UNITGEN_INSTANCE=x", "/usr/libexec/job/job-launcher"], check=False)
     assert result.returncode == 17
