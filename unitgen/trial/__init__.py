@@ -141,7 +141,21 @@ def put_credentials(sb: Sandbox, spec: Spec, credentials: tuple[tuple[str, Path]
 
 
 def _main_unit(spec: Spec) -> str:
-    return f"{spec.name}.timer" if spec.timer is not None else f"{spec.name}.service"
+    return _unit(spec, "timer") if spec.timer is not None else _unit(spec, "service")
+
+
+# Issue 14: a template is tried through its first listed instance (NAME@a.service, its lock
+# /run/NAME/a.pid), and the second instance by hand gets that instance as the unit would give it.
+def _unit(spec: Spec, suffix: str) -> str:
+    return f"{spec.name}@{spec.instances[0].name}.{suffix}" if spec.instances else f"{spec.name}.{suffix}"
+
+
+def _lock_file(spec: Spec) -> str:
+    return spec.lock_file.replace("{instance}", spec.instances[0].name) if spec.instances else spec.lock_file
+
+
+def _by_hand(spec: Spec, argv: list[str]) -> list[str]:
+    return ["/usr/bin/env", f"UNITGEN_INSTANCE={spec.instances[0].name}", *argv] if spec.instances else argv
 
 
 class Outcome(enum.Enum):
@@ -167,7 +181,7 @@ def start(sb: Sandbox, spec: Spec, timeout: float) -> Outcome:
     A job's run is not waited for by the calendar: `minutely` would take up to a minute, and a
     quick run (`/bin/true`) is over long before anyone could look at it while it runs.
     """
-    service = f"{spec.name}.service"
+    service = _unit(spec, "service")
     if spec.timer is None:
         if sb.run(["systemctl", "start", service], check=False, timeout=timeout).returncode != 0:
             return Outcome.FAILED
@@ -176,13 +190,13 @@ def start(sb: Sandbox, spec: Spec, timeout: float) -> Outcome:
         except UnitgenError:
             return Outcome.FAILED
         return Outcome.RUNNING
-    sb.systemctl("start", f"{spec.name}.timer")
+    sb.systemctl("start", _unit(spec, "timer"))
     sb.systemctl("start", "--no-block", service)
 
     def settled() -> bool:
         props = sb.show(service, *RUN_PROPS)
         if props["ActiveState"] == "activating" and props["SubState"] == "start":
-            return bool(lock_holders(sb, spec.lock_file))  # a long run: its launcher holds the lock
+            return bool(lock_holders(sb, _lock_file(spec)))  # a long run: its launcher holds the lock
         return _run_over(props)
 
     try:
@@ -220,21 +234,21 @@ def lock_holders(sb: Sandbox, path: str) -> list[int]:
 
 def lock_holder(sb: Sandbox, spec: Spec) -> str:
     try:
-        content = sb.read_file(spec.lock_file).decode(errors="replace").strip()
+        content = sb.read_file(_lock_file(spec)).decode(errors="replace").strip()
     except (OSError, UnitgenError):
-        return f"{spec.lock_file} does not exist"
-    holders = lock_holders(sb, spec.lock_file)
+        return f"{_lock_file(spec)} does not exist"
+    holders = lock_holders(sb, _lock_file(spec))
     if not holders:
-        return f"{spec.lock_file} contains {content or 'nothing'}, but no process holds a lock on it"
+        return f"{_lock_file(spec)} contains {content or 'nothing'}, but no process holds a lock on it"
     comm = sb.run(["cat", f"/proc/{holders[0]}/comm"], check=False).stdout.strip() or "?"
-    return f"{spec.lock_file}: POSIX write lock held by PID {holders[0]} ({comm}); the file says {content}"
+    return f"{_lock_file(spec)}: POSIX write lock held by PID {holders[0]} ({comm}); the file says {content}"
 
 
 def show_status(sb: Sandbox, spec: Spec, say: Print, report: TryReport | None = None) -> None:
-    service = f"{spec.name}.service"
+    service = _unit(spec, "service")
     if spec.timer is not None:
-        timer = sb.show(f"{spec.name}.timer", "ActiveState", "NextElapseUSecRealtime")
-        say(f"{spec.name}.timer: {timer['ActiveState']}, next run {timer['NextElapseUSecRealtime'] or '-'}")
+        timer = sb.show(_unit(spec, "timer"), "ActiveState", "NextElapseUSecRealtime")
+        say(f"{_unit(spec, 'timer')}: {timer['ActiveState']}, next run {timer['NextElapseUSecRealtime'] or '-'}")
     props = sb.show(service, "ActiveState", "SubState", "MainPID", "StatusText", "NRestarts", "Result", *RUN_PROPS)
     say(f"{service}: {props['ActiveState']} ({props['SubState']}), result {props['Result']}")
     if spec.timer is not None and _run_over(props):
@@ -246,19 +260,19 @@ def show_status(sb: Sandbox, spec: Spec, say: Print, report: TryReport | None = 
     say(f"  lock:       {lock}")
     say(f"  security:   {score} (systemd-analyze security, live)")
     if report is not None:
-        holders = lock_holders(sb, spec.lock_file)
+        holders = lock_holders(sb, _lock_file(spec))
         report.state, report.sub_state, report.result = props["ActiveState"], props["SubState"], props["Result"]
         report.main_pid, report.restarts = int(props["MainPID"] or 0), int(props["NRestarts"] or 0)
-        report.lock_file, report.lock_holder_pid = spec.lock_file, (holders[0] if holders else None)
+        report.lock_file, report.lock_holder_pid = _lock_file(spec), (holders[0] if holders else None)
         report.lock, report.security = lock, score
 
 
 def show_journal(sb: Sandbox, spec: Spec, say: Print, lines: int = 15, report: TryReport | None = None) -> None:
     # The unit's own lines, and the launcher's entries from runs by hand (same identifier).
     matches = [
-        f"_SYSTEMD_UNIT={spec.name}.service",
+        f"_SYSTEMD_UNIT={_unit(spec, 'service')}",
         "+",
-        f"UNIT={spec.name}.service",
+        f"UNIT={_unit(spec, 'service')}",
         "+",
         f"SYSLOG_IDENTIFIER={spec.name}",
     ]
@@ -307,7 +321,8 @@ def _contention_entries(sb: Sandbox, say: Print) -> bool:
     if entries:
         entry = entries[-1]
         say(f"  journal: {entry.get('MESSAGE', '')}")
-        fields = {k: v for k, v in entry.items() if k.startswith("LOCK_") or k in ("PRIORITY", "MESSAGE_ID")}
+        shown = ("PRIORITY", "MESSAGE_ID", "UNITGEN_INSTANCE")
+        fields = {k: v for k, v in entry.items() if k.startswith("LOCK_") or k in shown}
         say("  fields:  " + json.dumps(fields, sort_keys=True))
         say(f"  find them all: journalctl MESSAGE_ID={MESSAGE_ID_ALREADY_RUNNING}")
     return bool(entries)
@@ -317,11 +332,11 @@ def _second_instance_waits(sb: Sandbox, spec: Spec, launcher: str, say: Print) -
     """With on_contention = "wait" a second instance blocks until the lock is free (or until
     wait_timeout, then exit 75): it must still be waiting, without the lock, a moment later."""
     watch = 2.0 if spec.wait_timeout is None else min(2.0, spec.wait_timeout / 2)
-    holders = lock_holders(sb, spec.lock_file)
-    pid = _background(sb, [launcher])
+    holders = lock_holders(sb, _lock_file(spec))
+    pid = _background(sb, _by_hand(spec, [launcher]))
     try:
         time.sleep(watch)
-        waiting = _alive(sb, pid) and lock_holders(sb, spec.lock_file) == holders
+        waiting = _alive(sb, pid) and lock_holders(sb, _lock_file(spec)) == holders
         state = "still waiting" if waiting else "not waiting"
         say(f"  {state} after {watch:g} s (expected: on_contention = wait blocks until the lock is free)")
     finally:
@@ -338,8 +353,8 @@ def demonstrate_contention(
     if outcome is Outcome.FINISHED:
         # The job's run is already over: a stand-in process holds the lock, as a long run would.
         say("the run is over; a stand-in process takes the lock the way a long run holds it")
-        stand_in = _background(sb, ["/usr/bin/python3", "-I", "-c", STAND_IN, spec.lock_file])
-        sb.wait_for(lambda: bool(lock_holders(sb, spec.lock_file)), 10, f"a stand-in to hold {spec.lock_file}")
+        stand_in = _background(sb, ["/usr/bin/python3", "-I", "-c", STAND_IN, _lock_file(spec)])
+        sb.wait_for(lambda: bool(lock_holders(sb, _lock_file(spec))), 10, f"a stand-in to hold {_lock_file(spec)}")
     try:
         say(f"second instance, by hand: {launcher}")
         if spec.on_contention is OnContention.WAIT:
@@ -347,7 +362,7 @@ def demonstrate_contention(
             if report is not None:
                 report.second_instance = "waited" if waited else "not waiting"
             return waited
-        result = sb.run([launcher], check=False, timeout=30)
+        result = sb.run(_by_hand(spec, [launcher]), check=False, timeout=30)
         say(f"  exit code {result.returncode} (expected {EXIT_ALREADY_RUNNING}: already running)")
         refused = _contention_entries(sb, say) and result.returncode == EXIT_ALREADY_RUNNING
         if report is not None:
@@ -436,7 +451,8 @@ def _try_service(spec: Spec, staging: Path, options: TryOptions, say: Print, rep
             say(f"the sandbox keeps running: get a shell with `{' '.join(sb.enter_argv(['/bin/bash']))}`")
             say(f"tear it down with `unitgen try {spec.name} --teardown`")
         if not up:
-            what = f"the run of {spec.name}.service failed" if spec.timer else f"{spec.name}.service did not come up"
+            service = _unit(spec, "service")
+            what = f"the run of {service} failed" if spec.timer else f"{service} did not come up"
             say(f"ERROR {what}; the journal above says why")
             return 1
         if not refused:
