@@ -189,5 +189,13 @@ def package_info(spec: Spec, payload: AppPayload | None) -> PackageInfo:
                 else ()
             ),
             *lintian_overrides(spec.python),
+            *(
+                (
+                    "maintainer-script-calls-systemctl [postinst:*]"
+                    " # deb-systemd-helper knows no template instances: the listed ones are enabled with systemctl",
+                )
+                if spec.instances
+                else ()
+            ),
         ),
     )
