@@ -1,6 +1,7 @@
-"""Issue 14 in a real systemd (sandboxed): a template timer job (NAME@.timer, a lock per instance)
-and a template on sockets (NAME@.socket: every instance's socket on one tcp port, ReusePort=, and a
-unix socket of its own)."""
+"""Issue 14 in a real systemd (sandboxed): a template timer job (NAME@.timer, a lock per instance),
+a template on sockets (NAME@.socket: every instance's socket on one tcp port, ReusePort=, and a
+unix socket of its own), and a python-mode app serving on what `unitgen_launcher.listen_sockets()`
+returns."""
 
 from __future__ import annotations
 
@@ -45,12 +46,36 @@ TEMPLATES: dict[str, dict[str, Any]] = {
 }
 
 
+# A python-mode app: serves on what the documented call returns (installed into the system python).
+PY_APP = """
+import http.server, os, threading
+import unitgen_launcher
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        names = ",".join(name for _fd, name in unitgen_launcher.listen_fds())
+        body = f"{names} {os.getpid()}".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+
+def serve():
+    (sock,) = unitgen_launcher.listen_sockets()
+    server = http.server.HTTPServer(("", 0), Handler, bind_and_activate=False)
+    server.socket = sock
+    server.serve_forever()
+"""
+
+
 @pytest.fixture(scope="module")
 def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     tmp = tmp_path_factory.mktemp("templates")
     with Sandbox.boot("i14-templates") as box:
         for name, raw in TEMPLATES.items():
             install(box, tmp, name, raw)
+        app = tmp / "i14app.py"
+        app.write_text(PY_APP)
+        box.copy_in(app, "/usr/lib/python3/dist-packages/i14app.py")
+        install(box, tmp, "pyweb", {"description": "Python web", "entry": "i14app:serve", "listen": ["tcp:8092"]})
         yield box
 
 
@@ -89,3 +114,9 @@ def test_a_template_timer_job_runs_each_instance_under_its_own_lock(sb: Sandbox)
     # A second run of x while x runs is skipped (exit 17, a success for a timer job); y is unaffected.
     result = sb.run(["/usr/bin/env", "UNITGEN_INSTANCE=x", "/usr/libexec/job/job-launcher"], check=False)
     assert result.returncode == 17
+
+
+def test_python_mode_serves_on_the_sockets_from_listen_sockets(sb: Sandbox) -> None:
+    sb.systemctl("start", "pyweb.socket")
+    answer = http_get(sb, 8092)
+    assert answer == f"200 pyweb {main_pid(sb, 'pyweb.service')}", answer  # the launcher's own process
