@@ -428,3 +428,308 @@ def test_an_app_is_refused_before_its_venv_is_built(host: Host) -> None:
     assert f"{host.root}/{UNIT} exists and is not unitgen's" in result.stderr, result.stderr
     assert "could not build" not in result.stderr
     assert tree(host.root) == before
+
+
+# [config] files: kept when edited, as dpkg keeps a conffile and rpm a %config(noreplace) file.
+CONF = f"etc/{NAME}/{NAME}.conf"
+NEW = f"{CONF}.unitgen-new"
+CONFIG_SPEC = SPEC + f'\n[config]\n"/{CONF}" = "{NAME}.conf"\n'
+
+
+class ConfigHost(Host):
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.spec.write_text(CONFIG_SPEC)
+        self.default("port = 1\n")
+
+    def default(self, text: str) -> None:
+        """The project's default config file, what the next install ships."""
+        (self.dir / f"{NAME}.conf").write_text(text)
+
+    def config_entries(self) -> dict[str, dict[str, Any]]:
+        return {e["path"]: e for e in self.manifest()["entries"] if "config" in e}
+
+
+@pytest.fixture
+def chost(tmp_path: Path) -> ConfigHost:
+    return ConfigHost(tmp_path)
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def changed(before: dict[str, tuple[object, ...]], after: dict[str, tuple[object, ...]]) -> set[str]:
+    return {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+
+
+def _edit(root: Path) -> None:
+    (root / CONF).write_text("port = 8080  # the admin's\n")
+
+
+def _to_new_default(root: Path) -> None:
+    (root / CONF).write_text("port = 2\n")  # the admin made the very change the new version makes
+
+
+def _delete(root: Path) -> None:
+    (root / CONF).unlink()
+
+
+def _symlink(root: Path) -> None:
+    (root / "srv").mkdir()
+    (root / "srv/shared.conf").write_text("port = 9\n")
+    (root / CONF).unlink()
+    (root / CONF).symlink_to("/srv/shared.conf")
+
+
+def _nothing(root: Path) -> None:
+    pass
+
+
+EDITED = "port = 8080  # the admin's\n"
+
+
+@pytest.mark.parametrize(
+    ("admin", "default", "conf", "new", "action", "edited"),
+    [
+        pytest.param(_nothing, "port = 2\n", "port = 2\n", None, "installed", False, id="unedited-new-default"),
+        pytest.param(_nothing, "port = 1\n", "port = 1\n", None, "unchanged", False, id="unedited-same-default"),
+        pytest.param(_edit, "port = 2\n", EDITED, "port = 2\n", "kept", True, id="edited-new-default"),
+        pytest.param(_edit, "port = 1\n", EDITED, None, "kept", True, id="edited-same-default"),
+        pytest.param(_to_new_default, "port = 2\n", "port = 2\n", None, "unchanged", False, id="edited-to-new-default"),
+        pytest.param(_delete, "port = 2\n", "port = 2\n", None, "installed", False, id="deleted-restored"),
+        pytest.param(_symlink, "port = 2\n", "/srv/shared.conf", "port = 2\n", "kept", True, id="symlink-kept"),
+    ],
+)
+def test_reinstall_treats_a_config_file_as_a_conffile(
+    chost: ConfigHost, admin: Any, default: str, conf: str, new: str | None, action: str, edited: bool
+) -> None:
+    assert chost.install().returncode == 0
+    admin(chost.root)
+    chost.default(default)
+    before = tree(chost.root)
+    result = chost.install("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    path = chost.root / CONF
+    assert (str(path.readlink()) if path.is_symlink() else path.read_text()) == conf
+    new_path = f"{chost.root}/{NEW}"
+    assert doc["config"] == [
+        {"path": str(path), "action": action, "edited": edited, "new": new_path if new else None, "dropped": False}
+    ]
+    if new is None:
+        assert not (chost.root / NEW).exists()
+    else:
+        assert (chost.root / NEW).read_text() == new
+        st = (chost.root / NEW).lstat()
+        assert stat.S_ISREG(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+        assert f"NOTE {path}: edited, kept; the new default is in {new_path}" in result.stderr
+    # Nothing else changed: the config file only when it takes the default, FILE.unitgen-new
+    # only when written (and the manifest, which records the default installed).
+    expect = ({CONF} if action == "installed" else set()) | ({NEW} if new else set())
+    assert changed(before, tree(chost.root)) - {MANIFEST} == expect
+    assert chost.config_entries()[f"/{CONF}"]["sha256"] == sha(default)  # what dpkg records, too
+    if path.is_symlink():
+        assert (chost.root / "srv/shared.conf").read_text() == "port = 9\n"  # not followed
+    assert not list(chost.root.rglob(f".*{rootfs.TMP_INFIX}*"))  # no temporary file left
+
+
+def test_a_config_files_unitgen_new_is_replaced_by_the_next_upgrade_and_goes_once_merged(chost: ConfigHost) -> None:
+    assert chost.install().returncode == 0
+    _edit(chost.root)
+    for default in ("port = 2\n", "port = 3\n"):
+        chost.default(default)
+        assert chost.install().returncode == 0
+        assert (chost.root / NEW).read_text() == default
+    pending = {"path": f"/{NEW}", "type": "file", "mode": "0644", "owner": "root:root", "sha256": sha("port = 3\n")}
+    assert chost.config_entries()[f"/{NEW}"] == {**pending, "config": "new"}
+    # The same default again: the pending one stays, still listed.
+    result = chost.install("--json")
+    assert result.returncode == 0, result.stderr
+    assert document(result)["config"][0]["new"] == f"{chost.root}/{NEW}"
+    assert (chost.root / NEW).read_text() == "port = 3\n" and f"/{NEW}" in chost.config_entries()
+    # The admin merges (takes the new default as it is): unedited again, the next default goes in.
+    (chost.root / CONF).write_text((chost.root / NEW).read_text())
+    chost.default("port = 4\n")
+    result = chost.install("--json")
+    assert result.returncode == 0, result.stderr
+    assert document(result)["config"][0]["action"] == "installed"
+    assert (chost.root / CONF).read_text() == "port = 4\n"
+    assert not (chost.root / NEW).exists() and f"/{NEW}" not in chost.config_entries()
+    assert f"{chost.root}/{NEW}" in document(result)["removed"]
+
+
+@pytest.mark.parametrize("edited", [pytest.param(True, id="edited-kept"), pytest.param(False, id="unedited-removed")])
+def test_a_config_file_the_new_version_drops_is_kept_only_if_edited(chost: ConfigHost, edited: bool) -> None:
+    assert chost.install().returncode == 0
+    if edited:
+        _edit(chost.root)
+    chost.spec.write_text(SPEC)  # no [config] any more
+    result = chost.install("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    conf = f"{chost.root}/{CONF}"
+    assert doc["config"] == [{"path": conf, "action": "kept" if edited else "removed", "edited": edited,
+                              "new": None, "dropped": True}]  # fmt: skip
+    if edited:
+        assert (chost.root / CONF).read_text() == EDITED and doc["kept"] == [conf]
+        assert f"WARNING {conf}: changed since unitgen installed it; kept" in result.stderr
+        assert set(chost.config_entries()) == {f"/{CONF}"}  # still listed: a purge finds it
+        result = chost.uninstall("--purge", "--json")
+        assert result.returncode == 0, result.stderr
+        assert conf in document(result)["removed"]
+    else:
+        assert conf in doc["removed"] and doc["kept"] == []
+    assert not (chost.root / f"etc/{NAME}").exists()  # made by the install, empty now
+
+
+def test_uninstall_keeps_an_edited_config_file_and_purge_removes_only_what_install_made(chost: ConfigHost) -> None:
+    before = tree(chost.root)
+    assert chost.install().returncode == 0
+    _edit(chost.root)
+    chost.default("port = 2\n")
+    assert chost.install().returncode == 0
+    (chost.root / f"etc/{NAME}/local.conf").write_text("an admin's own file\n")
+    result = chost.uninstall("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    conf, new = f"{chost.root}/{CONF}", f"{chost.root}/{NEW}"
+    assert doc["kept"] == [conf]
+    assert doc["config"] == [{"path": conf, "action": "kept", "edited": True, "new": new, "dropped": False}]
+    assert (chost.root / CONF).read_text() == EDITED and (chost.root / NEW).read_text() == "port = 2\n"
+    assert not (chost.root / UNIT).exists()
+    manifest = chost.manifest()  # like dpkg's config-files state: what a purge will remove
+    assert manifest["state"] == "removed"
+    assert [e["path"] for e in manifest["entries"]] == [f"/etc/{NAME}", f"/{CONF}", f"/{NEW}"]
+    result = chost.uninstall("--purge", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    assert doc["config"] == [{"path": conf, "action": "removed", "edited": True, "new": None, "dropped": False}]
+    assert {conf, new} <= set(doc["removed"])
+    after = tree(chost.root)
+    # The admin's own file stays, and so does the directory holding it; nothing else of unitgen's.
+    users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
+    enable = {"etc/systemd", "etc/systemd/system"}
+    assert set(after) - set(before) == {*users, *enable, "run", f"run/{NAME}", f"etc/{NAME}", f"etc/{NAME}/local.conf"}
+    assert not (chost.root / MANIFEST).exists()
+
+
+def test_uninstall_removes_an_unedited_config_file_and_its_directory(chost: ConfigHost) -> None:
+    assert chost.install().returncode == 0
+    result = chost.uninstall("--json")
+    assert result.returncode == 0, result.stderr
+    doc = document(result)
+    conf = f"{chost.root}/{CONF}"
+    assert doc["config"] == [{"path": conf, "action": "removed", "edited": False, "new": None, "dropped": False}]
+    assert not (chost.root / f"etc/{NAME}").exists() and doc["kept"] == []
+
+
+def _admin_new(root: Path) -> None:
+    (root / NEW).write_text("the admin's notes\n")
+
+
+def _symlink_new(root: Path) -> None:
+    (root / NEW).symlink_to("/etc/passwd")
+
+
+def _dir_new(root: Path) -> None:
+    (root / NEW).mkdir()
+
+
+@pytest.mark.parametrize(
+    ("plant", "message"),
+    [
+        pytest.param(_admin_new, f"{NEW} exists and is not unitgen's", id="admin-file"),
+        pytest.param(_symlink_new, f"{NEW} exists and is not unitgen's", id="symlink"),
+        pytest.param(_dir_new, f"{NEW} exists and is not unitgen's", id="directory"),
+    ],
+)
+def test_an_upgrade_that_would_overwrite_a_foreign_unitgen_new_is_refused(
+    chost: ConfigHost, plant: Any, message: str
+) -> None:
+    assert chost.install().returncode == 0
+    _edit(chost.root)
+    plant(chost.root)
+    chost.default("port = 2\n")
+    before = tree(chost.root)
+    result = chost.install("--json")
+    assert result.returncode == 1
+    error = document(result)["error"]
+    assert "nothing was written" in error["message"] and message in error["message"], error
+    assert tree(chost.root) == before
+
+
+def test_an_upgrade_that_would_overwrite_an_edited_unitgen_new_is_refused(chost: ConfigHost) -> None:
+    assert chost.install().returncode == 0
+    _edit(chost.root)
+    chost.default("port = 2\n")
+    assert chost.install().returncode == 0
+    (chost.root / NEW).write_text("port = 2  # merging here\n")
+    chost.default("port = 3\n")
+    before = tree(chost.root)
+    result = chost.install()
+    assert result.returncode == 1
+    assert f"{NEW} was changed since unitgen installed it" in result.stderr
+    assert tree(chost.root) == before
+
+
+def test_an_upgrade_killed_half_way_leaves_an_edited_config_file_edited(chost: ConfigHost) -> None:
+    # SIGKILL at the first file after the in-progress manifest: the config file must still count
+    # as edited then, or the uninstall that cleans up would remove it as unitgen's own.
+    code = (
+        "import os, signal, sys\n"
+        "from unitgen.install import rootfs\n"
+        "real = rootfs.Root.write_file\n"
+        "def write_file(self, rel, content, mode, created):\n"
+        "    if not str(rel).endswith('.manifest'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(self, rel, content, mode, created)\n"
+        "rootfs.Root.write_file = write_file\n"
+        "from unitgen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    assert chost.install().returncode == 0
+    _edit(chost.root)
+    chost.default("port = 2\n")
+    killed = subprocess.run(
+        [sys.executable, "-c", code, "install", NAME, "--root", str(chost.root)],
+        cwd=chost.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert chost.manifest()["state"] == "installing"
+    # A re-install takes it over and still writes the new default beside the edit ...
+    result = chost.install("--json")
+    assert result.returncode == 0, result.stderr
+    assert document(result)["config"][0]["new"] == f"{chost.root}/{NEW}"
+    assert (chost.root / CONF).read_text() == EDITED and (chost.root / NEW).read_text() == "port = 2\n"
+    # ... and, killed again, an uninstall keeps the edit.
+    chost.default("port = 3\n")
+    killed = subprocess.run(
+        [sys.executable, "-c", code, "install", NAME, "--root", str(chost.root)],
+        cwd=chost.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    result = chost.uninstall("--json")
+    assert result.returncode == 0, result.stderr
+    assert document(result)["kept"] == [f"{chost.root}/{CONF}"]
+    assert (chost.root / CONF).read_text() == EDITED
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/etc/passwd", id="etc-passwd"),
+        pytest.param("/etc/other/other.conf", id="another-service"),
+        pytest.param(f"/etc/{NAME}", id="the-directory"),
+    ],
+)
+def test_a_manifest_config_entry_outside_etc_name_purges_nothing(chost: ConfigHost, path: str) -> None:
+    assert chost.install().returncode == 0
+    manifest = chost.manifest()
+    manifest["entries"].append({"path": path, "type": "file", "mode": "0644", "sha256": "0" * 64, "config": "file"})
+    (chost.root / MANIFEST).write_text(json.dumps(manifest))
+    before = tree(chost.root)
+    result = chost.uninstall("--purge")
+    assert result.returncode == 1
+    assert "not a manifest unitgen can read" in result.stderr and f"is not below /etc/{NAME}" in result.stderr
+    assert tree(chost.root) == before

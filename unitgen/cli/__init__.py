@@ -363,6 +363,8 @@ def cmd_install(args: argparse.Namespace) -> Result:
     ]
     for path in done.kept:
         print(f"WARNING {path}: changed since unitgen installed it; kept", file=sys.stderr)
+    for note in done.notes():  # edited [config] files, kept
+        print(note, file=sys.stderr)
     if not args.json:
         what = "upgraded" if done.upgrade else "installed"
         state = f"; {done.state}" if done.state else " (offline: not started)" if not done.live else ""
@@ -380,6 +382,7 @@ def cmd_install(args: argparse.Namespace) -> Result:
         "removed": done.removed,
         "kept": done.kept,
         "steps": done.steps,
+        "config": [o.to_json() for o in done.config],
     }
 
 
@@ -401,6 +404,7 @@ def cmd_uninstall(args: argparse.Namespace) -> Result:
         "kept": done.kept,
         "purged": done.purged,
         "steps": done.steps,
+        "config": [o.to_json() for o in done.config],
     }
 
 
@@ -660,7 +664,9 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         description="(root) stop, disable and remove exactly the unchanged files of NAME's manifest",
     )
     p.add_argument("name", help="the service name")
-    p.add_argument("--purge", action="store_true", help="also remove the state directories the install created")
+    p.add_argument(
+        "--purge", action="store_true", help="also remove the state directories the install created, and config files"
+    )
     p.add_argument("--root", metavar="DIR", help="the root it was installed under (default: /)")
     p.add_argument(
         "--json",

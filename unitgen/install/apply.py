@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from unitgen.errors import UnitgenError
+from unitgen.install import conffiles
 from unitgen.install import manifest as manifests
 from unitgen.install.manifest import COMPLETE, INSTALLING, Entry, Manifest
 from unitgen.install.plan import collect, refusals, rendered
@@ -52,6 +53,10 @@ class InstallResult:
     kept: list[str] = field(default_factory=list)  # files of the old version, edited, left in place
     steps: list[str] = field(default_factory=list)
     state: str = ""  # ActiveState of the main unit after the install ("" offline)
+    config: list[conffiles.Outcome] = field(default_factory=list)  # the spec's [config] files
+
+    def notes(self) -> list[str]:
+        return [n for o in self.config if (n := o.note())]
 
 
 @dataclass
@@ -63,6 +68,7 @@ class UninstallResult:
     kept: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    config: list[conffiles.Outcome] = field(default_factory=list)  # the [config] files
 
 
 def require_root(command: str) -> None:
@@ -119,41 +125,54 @@ def install(
     with Root(root_dir) as root, tempfile.TemporaryDirectory(prefix="unitgen-install.") as tmp:
         if spec.app is not None:
             # The rendered files first: a refusal should not wait for a venv build.
-            files = rendered(render(spec, template_dirs=template_dirs), [spec.app.venv])
-            _refuse(
-                spec.name, refusals(root, files, manifests.read(root, spec.name), manifests.others(root, spec.name), [])
-            )
+            files = conffiles.mark(rendered(render(spec, template_dirs=template_dirs), [spec.app.venv]), spec)
+            own = manifests.read(root, spec.name)
+            news = conffiles.plan(root, files, own.by_path() if own is not None else {}).new
+            _refuse(spec.name, refusals(root, [*files, *news], own, manifests.others(root, spec.name), []))
         staging = Path(tmp) / "tree"
         _, payload = stage(spec, staging, template_dirs=template_dirs, inputs=inputs)
         root.lock(say)  # after the (maybe long) venv build; held until the service is started
-        planned = collect(staging)
+        planned = conffiles.mark(collect(staging), spec)
         unit_files, units, wanted = _units(staging, spec)
         own = manifests.read(root, spec.name)
-        _refuse(spec.name, refusals(root, planned, own, manifests.others(root, spec.name), [*unit_files, *units]))
+        old = own.by_path() if own is not None else {}
+        config = conffiles.plan(root, planned, old)
+        others = manifests.others(root, spec.name)
+        _refuse(spec.name, refusals(root, [*planned, *config.new], own, others, [*unit_files, *units]))
         upgrade = own is not None and own.state != REMOVED
         live = live_systemd(root_dir)
         steps = Steps(root_dir, live, say)
         result = InstallResult(spec.name, root_dir, root.show(manifests.manifest_path(spec.name)), upgrade, live)
 
-        old = own.by_path() if own is not None else {}
         old_created = {e.path for e in old.values() if e.type == "dir" and e.created}
         entries = tuple(
             replace(e, created=e.path in old_created or not _exists(root, e.path)) if e.type == "dir" else e
             for e in planned
         )
-        new_paths = {e.path for e in entries}
+        # What the manifest lists afterwards: the new version's entries, the FILE.unitgen-new
+        # beside edited config files, and the edited config files the new version dropped.
+        listed = tuple(sorted((*entries, *config.new, *config.carry), key=lambda e: str(e.path).encode()))
+        new_paths = {e.path for e in listed}
         leaving = [e for e in old.values() if e.path not in new_paths]
         purge = (
             own.purge
             if own is not None
             else tuple(p for p in _purge_candidates(spec) if not _exists(root, PurePosixPath(p.lstrip("/"))))
         )
-        final = Manifest(spec.name, COMPLETE, entries, purge, tuple(units), tuple(wanted),
+        final = Manifest(spec.name, COMPLETE, listed, purge, tuple(units), tuple(wanted),
                          {"version": spec.package.version if spec.package else "", "spec": spec.source})  # fmt: skip
 
         # Before the first file: what a crash from here on may leave, so uninstall can clean it.
+        # A file kept as it is (an edited config file, a carried entry) keeps its old record, so
+        # that it still counts as edited if the install dies.
+        carried = {e.path for e in config.carry}
         in_progress = tuple(
-            replace(e, previous=root.sha256(e.path) or "") if e.type == "file" and e.path in old else e for e in entries
+            old[e.path]
+            if e.path in config.edited or e.path in carried
+            else replace(e, previous=root.sha256(e.path) or "")
+            if e.type == "file" and e.path in old
+            else e
+            for e in listed
         )
         manifests.write(root, replace(final, state=INSTALLING, entries=in_progress + tuple(leaving)))
         if own is not None:
@@ -169,10 +188,15 @@ def install(
             if entry.type == "dir":
                 root.make_dirs(entry.path, created)
             elif entry.type == "file":
-                root.write_file(entry.path, staging / entry.path, entry.mode, created)
+                if entry.path not in config.keep:
+                    root.write_file(entry.path, staging / entry.path, entry.mode, created)
             else:
                 root.symlink(entry.path, entry.target, created)
+        for entry in config.new:
+            root.write_file(entry.path, staging / config.source(entry), entry.mode, created)
         result.removed, result.kept = _remove_entries(root, leaving)
+        result.kept += [o.path for o in config.outcomes if o.dropped and o.action is conffiles.Action.KEPT]
+        result.config = config.outcomes
         manifests.write(root, final)
         result.entries = entries
         _configure(spec, steps, payload, wanted, upgrade=upgrade)
@@ -258,8 +282,18 @@ def _remove_tmp_leftovers(root: Root, entries: Sequence[Entry]) -> None:
             continue
         for name in present:
             base = name[1:].partition(TMP_INFIX)[0]
-            if name.startswith(".") and TMP_INFIX in name and base in names:
+            # (a listed name is no leftover: .FILE.unitgen-new, the newer default of a config file .FILE)
+            if name.startswith(".") and TMP_INFIX in name and base in names and name not in names:
                 root.unlink(directory / name)
+
+
+def _holding(root: Root, entries: Sequence[Entry], files: Sequence[Entry]) -> list[Entry]:
+    """The directories the install created that still hold one of `files`."""
+    return [
+        e
+        for e in entries
+        if e.type == "dir" and e.created and _exists(root, e.path) and any(f.path.is_relative_to(e.path) for f in files)
+    ]
 
 
 def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = print) -> UninstallResult:
@@ -281,12 +315,19 @@ def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = prin
         steps.disable(own.enable)
         _remove_bytecode(root, own.entries)
         _remove_tmp_leftovers(root, own.entries)
-        result.removed, result.kept = _remove_entries(root, own.entries)
+        # The config files first, so that the directories holding them can go after them.
+        config = conffiles.remove(root, own.entries, purge=purge)
+        result.removed, result.kept = _remove_entries(root, [e for e in own.entries if not e.config])
+        result.removed[:0], result.kept[:0], result.config = config.removed, config.kept, config.outcomes
         steps.daemon_reload()
         if purge:
             result.purged = [p for p in own.purge if root.rmtree(PurePosixPath(p.lstrip("/")))]
-        if own.purge and not purge:
-            manifests.write(root, replace(own, state=REMOVED, entries=(), units=(), enable=()))
+        # Without --purge, what a later purge needs: the state directories and the edited config
+        # files kept, with the directories the install made for them (dpkg's config-files state).
+        remaining = [*config.remaining, *_holding(root, own.entries, config.remaining)]
+        if (own.purge or remaining) and not purge:
+            entries = tuple(sorted(remaining, key=lambda e: str(e.path).encode()))
+            manifests.write(root, replace(own, state=REMOVED, entries=entries, units=(), enable=()))
         else:
             manifests.remove(root, name)
         result.steps = steps.done

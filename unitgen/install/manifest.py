@@ -33,6 +33,9 @@ SUFFIX = ".manifest"
 FORMAT = 1
 INSTALLING = "installing"
 COMPLETE = "complete"
+CONFIG_FILE = "file"  # Entry.config of a [config] file
+CONFIG_NEW = "new"  # Entry.config of the FILE.unitgen-new beside it
+CONFIG_ROLES = (CONFIG_FILE, CONFIG_NEW)
 
 
 def manifest_path(name: str) -> PurePosixPath:
@@ -49,6 +52,10 @@ class Entry:
     created: bool = False  # directories: made by the install (removed when empty)
     owner: str = "root:root"
     previous: str = ""  # while installing: the hash the file had before this install replaced it
+    # A [config] file ("file": its sha256 is the default last installed, as dpkg records a
+    # conffile's) or the FILE.unitgen-new beside an edited one that holds a newer default ("new").
+    # Both are kept when edited, and removed edited or not by `uninstall --purge` (unitgen.install.conffiles).
+    config: str = ""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"path": f"/{self.path}", "type": self.type, "mode": f"{self.mode:04o}",
@@ -61,6 +68,8 @@ class Entry:
             doc["created"] = self.created
         if self.previous:
             doc["previous_sha256"] = self.previous
+        if self.config:
+            doc["config"] = self.config
         return doc
 
     @classmethod
@@ -68,6 +77,9 @@ class Entry:
         path = PurePosixPath(str(doc["path"]).lstrip("/"))
         if ".." in path.parts or not path.parts or doc["type"] not in ("file", "symlink", "dir"):
             raise ValueError(f"bad entry {doc!r}")
+        config = str(doc.get("config", ""))
+        if config and (config not in CONFIG_ROLES or doc["type"] != "file"):
+            raise ValueError(f"bad config entry {doc!r}")
         return cls(
             path=path,
             type=str(doc["type"]),
@@ -77,6 +89,7 @@ class Entry:
             created=bool(doc.get("created", False)),
             owner=str(doc.get("owner", "root:root")),
             previous=str(doc.get("previous_sha256", "")),
+            config=config,
         )
 
     def matches(self, root: Root) -> bool:
@@ -133,7 +146,7 @@ def read(root: Root, name: str) -> Manifest | None:
         return Manifest(
             name=name,
             state=str(doc["state"]),
-            entries=tuple(Entry.from_json(e) for e in doc["entries"]),
+            entries=_config_checked(name, tuple(Entry.from_json(e) for e in doc["entries"])),
             purge=tuple(_purge_path(str(p)) for p in doc.get("purge", ())),
             units=tuple(str(u) for u in doc.get("units", ())),
             enable=tuple(str(u) for u in doc.get("enable", ())),
@@ -144,6 +157,15 @@ def read(root: Root, name: str) -> Manifest | None:
             f"{root.show(path)}: not a manifest unitgen can read ({exc})",
             hint="it was edited or damaged; restore it, or remove the service's files and the manifest by hand",
         ) from None
+
+
+def _config_checked(name: str, entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
+    # A purge removes config files edited or not: only ever below /etc/NAME (all the spec allows),
+    # whatever a damaged or forged manifest says.
+    for entry in entries:
+        if entry.config and (len(entry.path.parts) < 3 or entry.path.parts[:2] != ("etc", name)):
+            raise ValueError(f"config entry /{entry.path} is not below /etc/{name}")
+    return entries
 
 
 # What a purge may ever remove: a service's own state, cache or log directory (what

@@ -18,7 +18,9 @@ install must not touch:
 A file unitgen installed and an admin then edited is refused too, on upgrade as on install:
 the edit would otherwise be lost (replacing it) or leave the service half old, half new
 (keeping it). The README says so: changes belong in a drop-in (`systemctl edit NAME`) or the
-spec; restore the file or remove it to go on.
+spec; restore the file or remove it to go on. The spec's [config] files are the exception:
+editing them is what they are for, so an edited one is kept (`unitgen.install.conffiles`); only
+a FILE.unitgen-new that is not unitgen's, or that someone changed, refuses the upgrade.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
-from unitgen.install.manifest import Entry, Manifest
+from unitgen.install.manifest import CONFIG_FILE, Entry, Manifest
 from unitgen.install.rootfs import Root, SymlinkInPathError, sha256_fd
 from unitgen.render.units import RenderedFile
 from unitgen.run import run
@@ -117,7 +119,7 @@ def refusals(
         old = mine.get(entry.path)
         if old is None or old.type == "dir":
             problems.append(f"{where} exists and is not unitgen's (an admin's file, or another program's)")
-        elif old.type != kind or not old.matches(root):
+        elif entry.config != CONFIG_FILE and (old.type != kind or not old.matches(root)):
             problems.append(
                 f"{where} was changed since unitgen installed it; unitgen replaces only its own, unchanged files"
             )
