@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from unitgen.render.units import render
-from unitgen.spec import parse_spec
+from unitgen.spec import load_spec, parse_spec
+from unitgen.staging.check import check_many
+from unitgen.staging.tree import write_tree
+
+ROOT = Path(__file__).parent.parent
 
 
 def rendered(name: str = "pool", **raw: Any) -> dict[str, str]:
@@ -101,3 +106,18 @@ def test_a_template_timer_job() -> None:
 def test_a_plain_service_is_rendered_as_before() -> None:
     service = rendered()["usr/lib/systemd/system/pool.service"]
     assert "%i" not in service and "UNITGEN_INSTANCE" not in service and ".socket" not in service
+
+
+def test_templates_and_sockets_verify_clean_and_score_no_worse_than_a_plain_service(tmp_path: Path) -> None:
+    """systemd-analyze itself: verify instantiates the template; the exposure score of the
+    socket-activated port-80 service and of the template is not above the plain hello's."""
+    trees = []
+    for name in ("hello", "echo", "pool"):
+        spec = load_spec(ROOT / "examples" / name / f"{name}.toml")
+        write_tree(render(spec), tmp_path / name)
+        trees.append((tmp_path / name, name, 1.5))
+    hello, echo, pool = check_many(trees)
+    assert echo.units == ["echo.service", "echo.socket"] and pool.units == ["pool@.service"]
+    for report in (hello, echo, pool):
+        assert report.verify_output == "" and report.ok, report
+    assert echo.score <= hello.score and pool.score <= hello.score, (hello.score, echo.score, pool.score)
