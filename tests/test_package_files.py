@@ -210,6 +210,20 @@ def test_compression_pipeline_round_trips_and_reports_write_errors(compression: 
             stream.write(data)
 
 
+@pytest.mark.parametrize("compression", [pytest.param(c, id=c.value) for c in Compression])
+def test_a_stream_below_one_chunk_is_compressed_without_a_thread(compression: Compression) -> None:
+    """A small tree's data (and every control.tar): no worker thread to start and join."""
+    data = b"unit file text\n" * 1000
+    out = io.BytesIO()
+    with compressed(out, compression) as stream:
+        stream.write(data)
+        assert stream.worker is None  # type: ignore[attr-defined]
+    decompress = {Compression.GZIP: gzip.decompress, Compression.XZ: lzma.decompress, Compression.ZSTD: unzstd}
+    assert decompress[compression](out.getvalue()) == data
+    with pytest.raises(OSError, match="No space"), compressed(_Full(), compression) as stream:
+        stream.write(data)  # the error comes from the end of the stream, in the caller
+
+
 def test_compression_pipeline_stops_when_the_producer_fails() -> None:
     with pytest.raises(KeyError), compressed(io.BytesIO(), Compression.GZIP) as stream:
         stream.write(b"x" * (3 << 20))

@@ -45,8 +45,11 @@ def _compressor(compression: Compression, level: int) -> _Compressor:
 class _Pipeline(io.RawIOBase):
     """Compress on a worker thread while the caller keeps producing: the `tar | gzip` of dpkg-deb.
 
-    zlib, liblzma and hashlib release the GIL on large buffers, so reading, hashing and framing
-    files overlap with compressing them; output order is kept by the single worker.
+    zlib, liblzma, libzstd and hashlib release the GIL on large buffers, so reading, hashing and
+    framing files overlap with compressing them; output order is kept by the single worker. The
+    worker starts with the first full chunk: a stream that ends below one (a small service's
+    tree, every control.tar) is compressed in the caller, without a thread to start and join,
+    which under load took longer than compressing.
     """
 
     def __init__(self, raw: Writable, compressor: _Compressor) -> None:
@@ -55,8 +58,7 @@ class _Pipeline(io.RawIOBase):
         self.buffer = bytearray()
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
-        self.worker = threading.Thread(target=self._work, name="unitgen-compress", daemon=True)
-        self.worker.start()
+        self.worker: threading.Thread | None = None
 
     def writable(self) -> bool:
         return True
@@ -70,6 +72,9 @@ class _Pipeline(io.RawIOBase):
     def _hand_over(self) -> None:
         if self.error is not None:
             raise self.error
+        if self.worker is None:
+            self.worker = threading.Thread(target=self._work, name="unitgen-compress", daemon=True)
+            self.worker.start()
         self.queue.put(bytes(self.buffer))
         self.buffer.clear()
 
@@ -86,6 +91,10 @@ class _Pipeline(io.RawIOBase):
 
     def finish(self) -> None:
         """Compress what is left and end the stream; raise what the worker hit."""
+        if self.worker is None:  # all of it below one chunk: here, in one go
+            self.raw.write(self.compressor.compress(bytes(self.buffer)) + self.compressor.flush())
+            self.buffer.clear()
+            return
         if self.buffer:
             self._hand_over()
         self.queue.put(None)
@@ -95,13 +104,15 @@ class _Pipeline(io.RawIOBase):
 
     def abandon(self) -> None:
         self.buffer.clear()
-        self.queue.put(None)
-        self.worker.join()
+        if self.worker is not None:
+            self.queue.put(None)
+            self.worker.join()
 
 
 @contextmanager
 def compressed(raw: Writable, compression: Compression, level: int | None = None) -> Iterator[Writable]:
-    """A write stream that compresses into `raw`, reproducibly, on a second thread."""
+    """A write stream that compresses into `raw`, reproducibly, on a second thread (from the first
+    full chunk on)."""
     pipeline = _Pipeline(raw, _compressor(compression, compression.default_level() if level is None else level))
     try:
         yield pipeline
