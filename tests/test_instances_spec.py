@@ -49,7 +49,8 @@ def test_a_plain_service_is_no_template() -> None:
     ],
 )
 def test_listen_forms(value: str, kind: ListenKind, address: str) -> None:
-    (sock,) = parse_spec(spec(listen=[value]), name="pool").listen
+    raw = spec(listen=[value]) if "{instance}" in value else spec(listen=[value], instances=None, exec=["/bin/x"])
+    (sock,) = parse_spec(raw, name="pool").listen
     assert (sock.kind, sock.address) == (kind, address)
 
 
@@ -91,6 +92,7 @@ def test_listen_forms(value: str, kind: ListenKind, address: str) -> None:
             id="unix-placeholder-no-instances",
         ),
         pytest.param(spec(listen=["tcp:80"], network=False), "listen[0]", "needs the network", id="no-network"),
+        pytest.param(spec(listen=["unix:/run/pool/one.sock"]), "listen[0]", "its own unix socket", id="unix-shared"),
         pytest.param(spec(listen=["tcp:80"], ready="tcp:80"), "ready", "pass at once", id="tcp-ready"),
         pytest.param(spec(listen=["tcp:80"], timer={"on_calendar": "daily"}), "listen", "timer job", id="timer-listen"),
     ],

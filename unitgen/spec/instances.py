@@ -205,6 +205,14 @@ def check(top: dict[str, Any], name: str, where: str, *, timer: bool) -> None:
                     hint=f"e.g. 'unix:/run/{name}/{name}.sock' ({PLACEHOLDER} only in the file name)",
                 )
             own_directory(where, key, str(parent.relative_to("/run")), name, "/run", sock.address)
+            if instances and PLACEHOLDER not in sock.address:
+                # Each instance has its own socket unit: one path for all would be bound twice.
+                raise SpecError(
+                    where,
+                    key,
+                    f"{shown(sock.address)} must name {PLACEHOLDER}: each instance listens on its own unix socket",
+                    hint=f"e.g. 'unix:/run/{name}/{PLACEHOLDER}.sock'",
+                )
         elif not top["network"]:
             raise SpecError(
                 where,
