@@ -210,7 +210,7 @@ TOP_KEYS: tuple[Key[Any], ...] = (
         parse_listen,
         "Socket activation: systemd listens (NAME.socket, NAME@.socket with instances) and hands the "
         "sockets to the app ($LISTEN_FDS); the package enables the socket. " + LISTEN_ALLOWED + "; "
-        "unix: paths in the service's own /run directory, `{instance}` allowed in the file name.",
+        "unix: paths in the service's own /run directory, `{instance}` in the file name (required with instances).",
         default=(),
         allowed="array of sockets",
     ),
