@@ -1,8 +1,8 @@
 """What instances and sockets add to the rendered files (issue 14): pure, like the rest of render/.
 
-A template service is NAME@.service: `%i` (the instance name, unescaped by nothing: the spec's
-instance names are restricted so that %i is safe as a file name and an argument) reaches the unit
-only where unitgen puts it, never from user text, which is escaped (`%` → `%%`) as everywhere:
+A template service is NAME@.service. `%i` (the instance name as written: the spec's instance names
+are restricted so that it is safe as a file name and an argument) reaches the unit only where
+unitgen puts it, never from user text, which is escaped (`%` → `%%`) as everywhere:
     - `Environment=UNITGEN_INSTANCE=%i`: the launcher's instance, and the app's;
     - `{instance}` in an exec argument becomes `%i` in ExecStart= (and only there);
     - the lock file `/run/NAME/{instance}.pid` is resolved by the launcher from $UNITGEN_INSTANCE,
@@ -16,11 +16,13 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from unitgen import escape
+from unitgen.launcher.runtime import INSTANCE_ENV
 from unitgen.spec import Spec
 from unitgen.spec.instances import PLACEHOLDER
 from unitgen.spec.model import ListenKind
 
-INSTANCE_ENV = "UNITGEN_INSTANCE"
+__all__ = ["DROP_IN", "INSTANCE_ENV", "exec_line", "instance_drop_ins", "listen_streams", "reuse_port", "socket_unit"]
+
 DROP_IN = "unitgen-instance.conf"
 
 
