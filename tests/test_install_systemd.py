@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests import test_config as config_test
 from tests.test_install import SCHEMA
 from unitgen.sandbox import Sandbox
 
@@ -210,3 +211,55 @@ def test_a_file_of_the_same_name_is_refused_and_the_host_left_untouched(
     assert message in doc["error"]["message"] and "nothing was written" in doc["error"]["message"], doc
     assert tree_hash(box) == before
     assert box.systemctl("is-active", "hello.service", check=False).stdout.strip() != "active"
+
+
+CFG_SPEC = f"""description = "configuration under /etc, installed by unitgen install"
+exec = ["/usr/bin/python3", "-c", {json.dumps(config_test.APP)}]
+reload_signal = "SIGHUP"
+
+[config]
+"{config_test.CONF}" = "{config_test.NAME}.conf"
+"""
+
+
+def test_an_edited_config_file_survives_reinstall_and_uninstall_and_purge_removes_it(box: Sandbox) -> None:
+    name, conf, edit = config_test.NAME, config_test.CONF, config_test.ADMIN_EDIT
+    unit, new = f"{name}.service", f"{config_test.CONF}.unitgen-new"
+    edited_line = f"config: {edit.strip()}"
+    before = files(box)
+    box.write_file(f"/root/{name}.toml", CFG_SPEC)
+    box.write_file(f"/root/{name}.conf", "greeting = default one\n")
+    install = ("install", name, "--spec", f"/root/{name}.toml")
+    result, doc = unitgen(box, *install)
+    assert result.returncode == 0, result.stderr
+    assert doc["state"] == "active" and doc["config"][0]["action"] == "installed"
+    config_test.wait_for_line(box, "config: greeting = default one")
+
+    # The admin edits it and reloads: the service reads the edit.
+    box.write_file(conf, edit)
+    box.systemctl("reload", unit)
+    config_test.wait_for_line(box, edited_line)
+    pid = box.show(unit, "MainPID")["MainPID"]
+
+    # A re-install with a changed default: the edit stays, the new default lands beside it, and
+    # the restarted service runs on the edit.
+    box.write_file(f"/root/{name}.conf", "greeting = default two\n")
+    result, doc = unitgen(box, *install)
+    assert result.returncode == 0, result.stderr
+    assert doc["upgrade"] is True and doc["state"] == "active"
+    assert doc["config"] == [{"path": conf, "action": "kept", "edited": True, "new": new, "dropped": False}]
+    assert box.read_file(conf).decode() == edit and box.read_file(new).decode() == "greeting = default two\n"
+    assert box.show(unit, "MainPID")["MainPID"] != pid
+    box.wait_for(lambda: config_test.config_lines(box).count(edited_line) == 2, 10, "the edit read after the restart")
+    assert box.systemctl("is-active", unit).stdout.strip() == "active"
+
+    # uninstall keeps the edit (and the default beside it), like dpkg -r; --purge removes both.
+    result, doc = unitgen(box, "uninstall", name)
+    assert result.returncode == 0, result.stderr
+    assert doc["kept"] == [conf] and doc["config"][0]["new"] == new
+    assert box.read_file(conf).decode() == edit and box.show(unit, "LoadState")["LoadState"] == "not-found"
+    result, doc = unitgen(box, "uninstall", name, "--purge")
+    assert result.returncode == 0, result.stderr
+    assert {conf, new} <= set(doc["removed"])
+    box.run(["rm", f"/root/{name}.toml", f"/root/{name}.conf"])
+    assert files(box) == before  # /etc/NAME too: the install made it

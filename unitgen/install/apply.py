@@ -5,13 +5,15 @@ service's manifest and every other one, list every refusal (`plan.refusals`) and
 there is any, having written nothing. Then: the manifest in state "installing", the bytecode of
 the old version removed (an upgrade), every directory and file put in place (each atomically),
 the files the new version no longer has removed (only when unchanged), the final manifest, and
-the systemd steps (`steps`). Re-installing the same name is the upgrade.
+the systemd steps (`steps`). Re-installing the same name is the upgrade. The spec's [config]
+files follow `conffiles`: an edited one is kept, the new default goes beside it.
 
 uninstall: stop, disable, remove the bytecode and exactly the manifest's files and links that
 are unchanged (an edited one is kept and reported), the directories the install created when
-empty, daemon-reload; --purge also removes the state directories the first install created.
-Without --purge, a manifest with no entries stays behind to remember those (dpkg's
-"config-files" state), so that a later `uninstall --purge` still knows them.
+empty, daemon-reload; --purge also removes the state directories the first install created and
+the config files, edited or not. Without --purge, a manifest in state "removed" stays behind
+with the state directories and the edited config files kept (dpkg's "config-files" state), so
+that a later `uninstall --purge` still knows them.
 """
 
 from __future__ import annotations

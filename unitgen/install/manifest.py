@@ -4,8 +4,11 @@ A JSON document, root's, 0644, in a directory only root can write (the deb posti
 record lives there too), so a service cannot widen what its uninstall removes. One entry per
 file, symbolic link and directory of the staging tree: path, type, mode, owner, sha256 (files),
 target (links), and for directories whether the install created them (only those are removed,
-and only when empty). `purge` lists the state directories that did not exist before the first
-install: `uninstall --purge` removes those and no others, like the packages' postrm.
+and only when empty). The spec's [config] files are marked `"config": "file"` (their sha256 is
+the default last installed: the file on disk differs from it once edited), the FILE.unitgen-new
+beside an edited one `"config": "new"`; only paths below /etc/NAME may be. `purge` lists the
+state directories that did not exist before the first install: `uninstall --purge` removes those
+and no others, like the packages' postrm.
 
 Crash safety: before the first file is written, the manifest is written with `"state":
 "installing"`, listing every path the install may leave behind (the new files and, on an
