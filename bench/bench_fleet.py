@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_fleet.py [--runs N] [--handovers N] [--ttl S] [--python /usr/bin/python3]
 
-Started in one run on the same cluster, interleaved, so that load hits both alike:
+Started in one run on the same cluster, on the same lock KEY, interleaved (one run of each variant in turn,
+after a warm-up run of each), so that load hits all alike; whole processes, spawn to exit:
   etcdctl    `etcdctl --endpoints E lock KEY /usr/bin/touch MARK` (Go: session, lock, run, unlock)
   fleet      `python3 -I -S prog` where prog is unitgen/launcher/fleet.py's source with a short main appended
              (the deployed launcher inlines the module the same way, so it is compiled on every start):
@@ -17,7 +18,7 @@ Started in one run on the same cluster, interleaved, so that load hits both alik
              directory, Guard(..., log=runtime.log).acquire() (journal entry included, to a socket this
              process drains), then run_exec(touch MARK): fork, PDEATHSIG, exec, wait, stop leftovers, release
 Measured per run: spawn -> app running (MARK's mtime, both read the same CLOCK_REALTIME) and spawn -> exit.
-Issue 13 target: fleet median (app running) at most 1.0x etcdctl's.
+Issue 13 target: the launcher's median (app running) at most 1.0x etcdctl's; --runs 100 on a busy machine.
 
 Then the handover latency after kill -9: a holder process (fleet lock, TTL S) is killed; a waiter in this
 process measures kill -> acquired, N times. The floor is the TTL (the lease must expire on the server;
@@ -46,6 +47,10 @@ sys.path.insert(0, str(ROOT))
 from tests.etcd_cluster import ETCDCTL, EtcdCluster, Netns, start_cluster  # noqa: E402
 from unitgen.launcher.fleet import FleetLock  # noqa: E402
 
+# Every variant takes the same lock (etcdctl lock KEY and the launcher's fleet_key interoperate): runs
+# are sequential, so nobody waits, and each pays for the same etcd work on the same keys' range.
+KEY = "/bench/lock"
+
 MAIN = '''
 
 def _bench_main() -> None:
@@ -67,7 +72,6 @@ import os, sys
 sys.path.insert(0, sys.argv[4])
 import unitgen_fleet_guard as fleet_guard, unitgen_launcher as runtime
 guard = fleet_guard.Guard("bench", sys.argv[1].split(","), sys.argv[2], 10, log=runtime.log, notify=runtime.notify)
-guard.prepare_exec()
 if guard.acquire("wait") >= 0:
     raise SystemExit(1)
 raise SystemExit(guard.run_exec(["/usr/bin/touch", sys.argv[3]], os.environ))
@@ -90,7 +94,7 @@ def deployed_launcher(work: Path, endpoints: list[str], python: str) -> Path:
                 # "exit": "wait" takes the local lock from a thread (threading costs ~4 ms); runs here are
                 # sequential, so nothing contends
                 "on_contention": "exit", "wait_timeout_sec": None, "oneshot": False, "user": None,
-                "fleet_etcd": endpoints, "fleet_key": "/bench/launcher", "fleet_ttl": 10}
+                "fleet_etcd": endpoints, "fleet_key": KEY, "fleet_ttl": 10}
     stub = libexec / "bench-launcher"
     stub.write_text(render_launcher(settings, python=python))  # type: ignore[arg-type]
     stub.chmod(0o755)
@@ -144,10 +148,10 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
     mark = work / "mark"
     eps = ",".join(cluster.endpoints)
     variants = {
-        "etcdctl": [ETCDCTL, "--endpoints", eps, "lock", "/bench/etcdctl", "/usr/bin/touch", str(mark)],
-        "fleet": [python, "-I", "-S", str(prog), eps, "/bench/fleet", str(mark)],
-        "fleet-pyc": [python, "-I", "-S", str(stub), eps, "/bench/fleet", str(mark)],
-        "guard": [python, "-I", "-S", str(guard_stub), eps, "/bench/guard", str(mark), str(module_dir)],
+        "etcdctl": [ETCDCTL, "--endpoints", eps, "lock", KEY, "/usr/bin/touch", str(mark)],
+        "fleet": [python, "-I", "-S", str(prog), eps, KEY, str(mark)],
+        "fleet-pyc": [python, "-I", "-S", str(stub), eps, KEY, str(mark)],
+        "guard": [python, "-I", "-S", str(guard_stub), eps, KEY, str(mark), str(module_dir)],
         "launcher": [str(launcher), "--", "/usr/bin/touch", str(mark)],
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}

@@ -167,8 +167,6 @@ def _guard(argv: list[str]) -> int:
     rest = argv[7:] if argv[6:7] == ["--"] else argv[6:]
     guard = fleet_guard.Guard("demo", endpoints, prefix, ttl, log=runtime.log, notify=runtime.notify,
                               request_timeout=1.0)
-    if mode == "exec":
-        guard.prepare_exec()
     code = guard.acquire(on_contention, wait_timeout)
     if code >= 0:
         return code

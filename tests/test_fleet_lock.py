@@ -464,3 +464,87 @@ def test_a_whole_acquire_and_release_imports_nothing_heavy_and_no_unitgen(etcd_c
                          check=True, timeout=20).stdout.split()
     assert "fleet" in out
     assert not [m for m in out if m.split(".")[0] in HEAVY | {"unitgen"}], out
+
+
+# ---- round trips: what start-up costs when etcd is far away ------------------------------------------
+
+class SlowLink:
+    """A TCP proxy in front of one etcd member that holds every client-to-etcd chunk for `delay` seconds
+    (answers pass at once): each round trip the client waits for costs `delay`, like a distant member."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float, cut_first: bool = False) -> None:
+        self.delay, self.upstream, self.cut_first = delay, upstream, cut_first
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            if self.cut_first:  # etcd gets the first write, the client never hears back: a cut mid-call
+                self.cut_first = False
+                threading.Thread(target=self._cut, args=(client, server), daemon=True).start()
+                continue
+            threading.Thread(target=self._relay, args=(client, server, self.delay), daemon=True).start()
+            threading.Thread(target=self._relay, args=(server, client, 0.0), daemon=True).start()
+
+    @staticmethod
+    def _relay(source: socket.socket, target: socket.socket, delay: float) -> None:
+        try:
+            while data := source.recv(65536):
+                time.sleep(delay)
+                target.sendall(data)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _cut(client: socket.socket, server: socket.socket) -> None:
+        server.sendall(client.recv(65536))
+        time.sleep(0.5)  # etcd applies what it got
+        client.close()
+        server.close()
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def test_acquire_waits_for_etcd_once_grant_and_transaction_go_in_one_write(etcd_cluster: EtcdCluster) -> None:
+    """The lease grant and the lock's transaction are pipelined (the lease ID is ours): one round trip
+    before the token, where etcd's recipe done call by call (and `etcdctl lock`) waits twice."""
+    delay = 0.3
+    link = SlowLink(("127.0.0.1", etcd_cluster.members[0].client_port), delay)
+    lock = FleetLock([link.endpoint], "/t/rtt", TTL)
+    try:
+        began = time.monotonic()
+        token = lock.acquire()
+        took = time.monotonic() - began
+        assert token > 0 and lock.held()
+        assert took < 1.5 * delay, f"acquire took {took:.2f} s: {took / delay:.1f} round trips of {delay} s"
+        # The lease is the one our key names, and etcdctl sees the key as the owner.
+        out = etcd_cluster.etcdctl("get", "--prefix", "/t/rtt/", "--keys-only").stdout.split()
+        assert out == [lock.key] and lock.key.endswith(f"/{lock.lease_id:x}")
+    finally:
+        lock.release()
+        link.close()
+    assert etcd_cluster.etcdctl("get", "--prefix", "/t/rtt/", "--keys-only").stdout.split() == []
+
+
+def test_a_connection_cut_after_the_pipelined_write_leaves_no_key_behind(etcd_cluster: EtcdCluster) -> None:
+    """etcd applied the grant and the transaction, the answers never came: the lease is revoked (and
+    our key with it) before the ordinary path takes the lock, so no orphan key queues ahead of us."""
+    link = SlowLink(("127.0.0.1", etcd_cluster.members[0].client_port), 0.0, cut_first=True)
+    lock = FleetLock([link.endpoint], "/t/cut", TTL)
+    try:
+        token = lock.acquire()  # wait=False: an orphan key of ours ahead would be Contended
+        assert token > 0 and lock.held()
+        assert etcd_cluster.etcdctl("get", "--prefix", "/t/cut/", "--keys-only").stdout.split() == [lock.key]
+    finally:
+        lock.release()
+        link.close()

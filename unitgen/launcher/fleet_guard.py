@@ -200,14 +200,36 @@ def _signal_module() -> ModuleType:
 
 
 def _prctl() -> Callable[[int, int], int] | None:
-    # No os.prctl before Python 3.14 (maybe): ctypes, imported only on the exec-mode fleet path (~2 ms).
-    try:
-        import ctypes
+    """libc's prctl(option, arg2) (no os.prctl before Python 3.14, maybe).
 
-        function: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
-        return function
+    Through `_ctypes` itself, as runtime._unshare_fd_table does: the `ctypes` package around it cost
+    ~1.6 ms more per fleet start (dozens of classes), on the path to the app's exec."""
+    try:
+        import _ctypes
+
+        class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+            _type_ = "i"
+
+        class CULong(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_ulong
+            _type_ = "L"
+
+        class Prctl(_ctypes.CFuncPtr):  # a function of CDLL(None, use_errno=True)
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = CInt
+            _argtypes_ = (CInt, CULong, CULong, CULong, CULong)
+
+        class Libc:
+            _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # dlopen(NULL)
+
+        function = Prctl(("prctl", Libc()))  # type: ignore[arg-type]  # any object with _handle
     except Exception:  # ctypes unusable (MemoryDenyWriteExecute=, no libffi): go on without
         return None
+
+    def prctl(option: int, arg: int) -> int:
+        result: int = function(option, arg, 0, 0, 0)
+        return result
+
+    return prctl
 
 
 class Guard:
@@ -241,11 +263,9 @@ class Guard:
         self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
         self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
         self._logged = fleet._Event()  # set once the lost lock's journal entry is out
-        self._prctl_done: fleet._Event | None = None
         self._pings: list[int] = []  # renewals not yet reported to systemd's watchdog
         self._ping_ready = _thread.allocate_lock()
         self._ping_ready.acquire()
-        self._prctl_function: list[Callable[[int, int], int] | None] = []
 
     # ---- taking the lock -------------------------------------------------------------------------
 
@@ -489,32 +509,17 @@ class Guard:
 
     # ---- exec mode ---------------------------------------------------------------------------------
 
-    def prepare_exec(self) -> None:
-        """Load prctl (ctypes, ~2-3 ms) in a thread while acquire() waits for etcd: call it first."""
-        if self._prctl_done is None:
-            self._prctl_done = fleet._Event()
-            _thread.start_new_thread(self._load_prctl, (self._prctl_done,))
-
-    def _load_prctl(self, done: fleet._Event) -> None:
-        try:
-            self._prctl_function[:] = [_prctl()]
-        finally:
-            done.set()
-
-    def _prctl_ready(self) -> Callable[[int, int], int] | None:
-        self.prepare_exec()
-        assert self._prctl_done is not None
-        self._prctl_done.wait(30)
-        return self._prctl_function[0] if self._prctl_function else None
-
     def run_exec(self, argv: list[str], environ: Mapping[str, str]) -> int:
         """Run argv as a supervised child while the lock is held; its exit status, or EXIT_FLEET_LOST."""
         signal = _signal_module()
 
-        prctl = self._prctl_ready()
+        # Loaded here, after the lock is taken (~0.8 ms): loading it in a thread while acquire() waited
+        # for etcd made the answers wait for the GIL (+2.7 ms median per start, bench/bench_fleet.py).
+        prctl = _prctl()
         if prctl is not None:
             prctl(_PR_SET_CHILD_SUBREAPER, 1)  # the app's orphans stay ours to stop
         parent = os.getpid()
+        env = dict(environ)  # here, not in the child: every object the child touches is a page to copy
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         self._forward_signals()
         pid = os.fork()
@@ -528,8 +533,8 @@ class Guard:
                 for name in ("SIGINT", "SIGTERM", *_FORWARDED):  # the app starts with the defaults
                     signal.signal(getattr(signal, name), signal.SIG_DFL)
                 if "/" in argv[0]:
-                    os.execve(argv[0], argv, dict(environ))  # noqa: S606 - running the service is the point
-                os.execvpe(argv[0], argv, dict(environ))  # noqa: S606
+                    os.execve(argv[0], argv, env)  # noqa: S606 - running the service is the point
+                os.execvpe(argv[0], argv, env)  # noqa: S606
             except OSError as e:
                 os.write(write_end, f"{e.strerror or e}".encode())
             finally:

@@ -171,7 +171,6 @@ if TYPE_CHECKING:
     class FleetGuard(Protocol):
         """What the launcher uses of unitgen_fleet_guard.Guard (a sibling module, loaded on demand)."""
 
-        def prepare_exec(self) -> None: ...
         def acquire(self, on_contention: str = ..., wait_timeout: float | None = ...) -> int: ...
         def run_exec(self, argv: list[str], environ: Mapping[str, str]) -> int: ...
         def guard_python(self, request_stop: Callable[[int], None]) -> None: ...
@@ -1529,8 +1528,6 @@ def _take_fleet_lock(settings: LauncherSettings) -> tuple[FleetGuard | None, int
     etcd, key, ttl = settings.get("fleet_etcd") or [], str(settings.get("fleet_key")), settings.get("fleet_ttl") or 0
     guard: FleetGuard = module.Guard(name, list(etcd), key, int(ttl), log=log, notify=notify,
                                      tls=module.tls_from_credentials(os.environ))
-    if settings["mode"] == "exec":
-        guard.prepare_exec()  # loads prctl while acquire() waits for etcd
     if settings["on_contention"] == "wait":
         _stop_while_waiting()
     code: int = guard.acquire(settings["on_contention"], settings["wait_timeout_sec"])
