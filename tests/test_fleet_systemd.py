@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.etcd_cluster import EtcdCluster, SandboxLink, start_cluster
+from tests.etcd_cluster import EtcdCluster, SandboxLink, TLSMaterial, start_cluster
 from unitgen.launcher import fleet_guard
 from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
 from unitgen.render.units import launcher_compile_argv, render
@@ -131,11 +131,12 @@ def main():
 """
 
 
-def install(host: Host, cluster: EtcdCluster, hold: float, work: Path, python_mode: bool = False) -> None:
+def install(host: Host, cluster: EtcdCluster, hold: float, work: Path, python_mode: bool = False,
+            lock_extra: str = "") -> None:
     """Render the service for this host (its endpoints are the host side of its own veth) with unitgen,
-    and install the staging tree as `unitgen try` does."""
+    and install the staging tree as `unitgen try` does. lock_extra: more lines for the [lock] table."""
     endpoints = ", ".join(f'"{e}"' for e in cluster.endpoints_via(host.link.host_address))
-    text = SPEC.format(hold=hold, endpoints=endpoints)
+    text = SPEC.format(hold=hold, endpoints=endpoints) + lock_extra
     if python_mode:
         text = text.replace(f'exec = ["/usr/bin/python3", "-I", "/usr/lib/fleetdemo/app.py", "{hold}"]',
                             'entry = "fleetapp:main"')
@@ -392,3 +393,54 @@ def test_the_same_partition_with_etcdctl_lock_as_the_wrapper_runs_two_holders_at
     assert overlap > 2.5, f"old holder stopped {-overlap:.2f} s before the new one started"
     print(f"etcdctl lock: {new_host.name} took over {new.start - cut:.2f} s after the cut; the cut-off "
           f"holder's command was still running {overlap:.2f} s later (and keeps running)")
+
+
+TLS_LOCK = """\
+ca_file = "/etc/fleetdemo/etcd-ca.pem"
+cert_file = "/etc/fleetdemo/etcd-client.pem"
+key_file = "/etc/fleetdemo/etcd-client.key"
+"""
+
+
+def test_tls_client_certificate_reaches_the_launcher_through_load_credential(
+        sandbox_factory: Callable[[str], Sandbox], tmp_path: Path) -> None:
+    """etcd over https with client certificates required. The spec's ca_file/cert_file/key_file are
+    root-only files (0600) on the host; the service runs as a DynamicUser, which cannot read them: it
+    holds the lock only if systemd handed them over with LoadCredential= in $CREDENTIALS_DIRECTORY."""
+    sb = sandbox_factory("tls")
+    [index] = SandboxLink.indexes(1)
+    link = SandboxLink(sb.pid, index)
+    try:
+        tls = TLSMaterial.make(tmp_path / "pki", addresses=(link.host_address,))
+        cluster = start_cluster(tmp_path / "etcd", size=1, tls=tls, more_addresses=(link.host_address,))
+        try:
+            host = Host(sb, link)
+            for source, target in ((tls.ca, "etcd-ca.pem"), (tls.client_cert, "etcd-client.pem"),
+                                   (tls.client_key, "etcd-client.key")):
+                sb.write_file(f"/etc/fleetdemo/{target}", source.read_bytes(), mode=0o600)
+            install(host, cluster, -1, tmp_path, lock_extra=TLS_LOCK)
+            unit = sb.run(["systemctl", "cat", f"{NAME}.service"]).stdout
+            assert "LoadCredential=etcd-cert:/etc/fleetdemo/etcd-client.pem" in unit and "DynamicUser=yes" in unit
+            sb.systemctl("start", f"{NAME}.service")
+            sb.wait_for(lambda: "start " in host.holds(), 30, "the app to hold the fleet lock over TLS")
+            [taken] = sb.journal(f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_ACQUIRED}")
+            assert all(e.startswith("https://") for e in taken["LOCK_ENDPOINTS"].split(",")), taken
+            # What the launcher got: the credentials directory, with the three files, and no path in its
+            # environment pointing at the files on disk.
+            pid = sb.show(f"{NAME}.service", "MainPID")["MainPID"]
+            environ = sb.read_file(f"/proc/{pid}/environ").decode().split("\0")
+            [directory] = [v.split("=", 1)[1] for v in environ if v.startswith("CREDENTIALS_DIRECTORY=")]
+            assert sb.run(["ls", directory]).stdout.split() == ["etcd-ca", "etcd-cert", "etcd-key"]
+            assert not any("/etc/fleetdemo" in v for v in environ)
+            uid = sb.run(["ps", "-o", "uid=", "-p", pid]).stdout.strip()
+            denied = sb.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                             "cat", "/etc/fleetdemo/etcd-client.key"], check=False)
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr  # only systemd could read it
+            # etcd (through etcdctl with the same CA) sees this host's key as the owner, with the token.
+            keys = cluster.etcdctl("get", "--prefix", KEY + "/", "--keys-only").stdout.split()
+            assert keys == [f"{KEY}/{taken['LEASE_ID']}"] and int(taken["FENCING_TOKEN"]) > 0
+        finally:
+            sb.systemctl("stop", f"{NAME}.service", check=False)
+            cluster.stop_all()
+    finally:
+        link.delete()

@@ -70,8 +70,10 @@ class TLSMaterial:
     client_key: Path
 
     @classmethod
-    def make(cls, root: Path) -> TLSMaterial:
+    def make(cls, root: Path, addresses: tuple[str, ...] = ()) -> TLSMaterial:
+        """The server certificate names 127.0.0.1 and `addresses` (where sandboxed hosts reach etcd)."""
         root.mkdir(parents=True, exist_ok=True)
+        names = ",".join(f"IP:{a}" for a in ("127.0.0.1", *addresses))
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
         def openssl(*args: str) -> None:
@@ -81,7 +83,7 @@ class TLSMaterial:
         # The server certificate also needs clientAuth: etcd's JSON gateway dials etcd's own gRPC
         # port with it, and a server-only certificate makes every gateway call fail with "connection closed".
         for name, usage in (("server", "serverAuth,clientAuth"), ("client", "clientAuth")):
-            (root / f"{name}.ext").write_text(f"subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")
+            (root / f"{name}.ext").write_text(f"subjectAltName={names}\nextendedKeyUsage={usage}\n")
             openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
             openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                     "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
