@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-from importlib import resources
 
 import jinja2
 
@@ -41,7 +40,7 @@ from unitgen.launcher.runtime import (
     check_settings,
     parse_ready,
 )
-from unitgen.resources import bytecode_cache, template_root
+from unitgen.resources import bytecode_cache, launcher_file, template_root
 
 TEMPLATE = "launcher/launcher.py.j2"
 MODULE = "unitgen_launcher"
@@ -59,7 +58,7 @@ def notify_access(settings: LauncherSettings) -> str:
 @functools.cache
 def launcher_source() -> str:
     """The launcher module's source without its direct-run `__main__` block."""
-    source = resources.files("unitgen.launcher").joinpath("runtime.py").read_text(encoding="utf-8")
+    source = launcher_file("runtime.py").decode("utf-8")
     head, marker, _ = source.partition(CUT_MARKER)
     if not marker:
         raise AssertionError(f"unitgen/launcher/runtime.py lost its marker line {CUT_MARKER!r}")

@@ -13,7 +13,6 @@ templates/catalog/unitgen.catalog.j2, rendered with the IDs alone: the same byte
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import PurePosixPath
 
 import jinja2
@@ -21,7 +20,7 @@ import jinja2
 from unitgen import escape
 from unitgen.launcher import fleet_guard
 from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING, MESSAGE_ID_LOCK_ERROR
-from unitgen.resources import template_root
+from unitgen.resources import launcher_file, template_root
 from unitgen.spec import Spec
 
 CATALOG_DIR = PurePosixPath("usr/lib/systemd/catalog")
@@ -75,7 +74,7 @@ def config_files(spec: Spec) -> list[tuple[PurePosixPath, bytes, int]]:
 
 @functools.cache
 def _credentials_source() -> bytes:
-    return resources.files("unitgen.launcher").joinpath("credentials.py").read_bytes()
+    return launcher_file("credentials.py")
 
 
 def credentials_module(spec: Spec, install_dir: PurePosixPath) -> list[tuple[PurePosixPath, bytes, int]]:

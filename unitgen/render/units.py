@@ -19,7 +19,6 @@ import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,7 @@ from unitgen.launcher.script import (
 )
 from unitgen.render import config, instances
 from unitgen.render.hardening import hardening_directives, limit_directives
-from unitgen.resources import bytecode_cache, template_root
+from unitgen.resources import bytecode_cache, launcher_file, template_root
 from unitgen.spec import ReadyKind, Spec
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ def fleet_modules(spec: Spec) -> list[tuple[str, PurePosixPath]]:
 
 @functools.cache
 def _fleet_source(module: str) -> bytes:
-    return resources.files("unitgen.launcher").joinpath(f"{module}.py").read_bytes()
+    return launcher_file(f"{module}.py")
 
 
 # Unicode's category Cc, exactly: C0 controls, DEL and C1 controls (one regex search, not a
