@@ -601,6 +601,10 @@ def test_uninstall_keeps_an_edited_config_file_and_purge_removes_only_what_insta
     manifest = chost.manifest()  # like dpkg's config-files state: what a purge will remove
     assert manifest["state"] == "removed"
     assert [e["path"] for e in manifest["entries"]] == [f"/etc/{NAME}", f"/{CONF}", f"/{NEW}"]
+    again = chost.uninstall()
+    assert again.returncode == 1
+    assert f"{NAME} was uninstalled already; what is left of it: {conf}, {new}, /var/lib/{NAME}" in again.stderr
+    assert f"'unitgen uninstall {NAME} --purge' removes that too" in again.stderr
     result = chost.uninstall("--purge", "--json")
     assert result.returncode == 0, result.stderr
     doc = document(result)

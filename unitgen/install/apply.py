@@ -305,10 +305,16 @@ def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = prin
     with Root(root_dir) as root:
         root.lock(say)
         own = manifests.read(root, name)
-        if own is None or (own.state == REMOVED and not purge):
+        if own is None:
             raise UnitgenError(
                 f"{name} is not installed by unitgen: there is no {root.show(manifests.manifest_path(name))}",
                 hint="a service installed from a package is removed with apt or dnf",
+            )
+        if own.state == REMOVED and not purge:
+            left = [root.show(e.path) for e in own.entries if e.config] + list(own.purge)
+            raise UnitgenError(
+                f"{name} was uninstalled already; what is left of it: {', '.join(left)}",
+                hint=f"'unitgen uninstall {name} --purge' removes that too",
             )
         live = live_systemd(root_dir)
         steps = Steps(root_dir, live, say)
