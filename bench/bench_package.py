@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--mib", type=int, default=40)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--compression", nargs="+", choices=[c.value for c in Compression], default=["gzip", "xz", "zstd"])
+    compressions = [c.value for c in Compression]
+    parser.add_argument("--compression", nargs="+", choices=compressions, default=compressions)
     args = parser.parse_args(argv)
     for tool in ("dpkg-deb", "rpmbuild"):
         if shutil.which(tool) is None:
