@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -35,6 +36,9 @@ UNIT = f"usr/lib/systemd/system/{NAME}.service"
 LAUNCHER = f"usr/libexec/{NAME}/{NAME}-launcher"
 SYSUSERS = f"usr/lib/sysusers.d/{NAME}.conf"
 MANIFEST = f"var/lib/unitgen/{NAME}.manifest"
+# journalctl's catalog database, rebuilt by install and uninstall as by the packages' trigger:
+# the system's, like the user; it stays, without the service's entries.
+CATALOG_DB = {"var/lib/systemd", "var/lib/systemd/catalog", "var/lib/systemd/catalog/database"}
 
 
 def unitgen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -135,7 +139,7 @@ def test_uninstall_removes_exactly_what_was_installed_and_nothing_foreign(host: 
     # (in /run, a tmpfs at boot), the directories systemctl enable made, the admin's note and
     # so the directory that holds it.
     users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
-    kept = {*users, "run", f"run/{NAME}", "etc/systemd", "etc/systemd/system"}
+    kept = {*users, *CATALOG_DB, "run", f"run/{NAME}", "etc/systemd", "etc/systemd/system"}
     kept |= {"usr/libexec", f"usr/libexec/{NAME}", f"usr/libexec/{NAME}/notes.txt"}
     assert set(after) - set(before) == kept
     assert {k: v for k, v in after.items() if k in before} == before  # the foreign unit untouched
@@ -372,7 +376,8 @@ def test_an_app_venv_is_installed_with_its_links_and_removed_whole(host: Host) -
     assert result.returncode == 0, result.stderr
     assert not (host.root / "usr/lib/webapp").exists()  # bytecode and all
     users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
-    assert set(tree(host.root)) - set(before) == {*users, "run", "run/webapp", "etc/systemd", "etc/systemd/system"}
+    assert set(tree(host.root)) - set(before) == {*users, *CATALOG_DB, "run", "run/webapp", "etc/systemd",
+                                                  "etc/systemd/system"}  # fmt: skip
 
 
 def test_a_second_install_waits_for_the_first_under_the_same_root(host: Host) -> None:
@@ -613,8 +618,8 @@ def test_uninstall_keeps_an_edited_config_file_and_purge_removes_only_what_insta
     after = tree(chost.root)
     # The admin's own file stays, and so does the directory holding it; nothing else of unitgen's.
     users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}
-    enable = {"etc/systemd", "etc/systemd/system"}
-    assert set(after) - set(before) == {*users, *enable, "run", f"run/{NAME}", f"etc/{NAME}", f"etc/{NAME}/local.conf"}
+    system = {*users, *CATALOG_DB, "etc/systemd", "etc/systemd/system", "run", f"run/{NAME}"}
+    assert set(after) - set(before) == {*system, f"etc/{NAME}", f"etc/{NAME}/local.conf"}
     assert not (chost.root / MANIFEST).exists()
 
 
@@ -737,3 +742,27 @@ def test_a_manifest_config_entry_outside_etc_name_purges_nothing(chost: ConfigHo
     assert result.returncode == 1
     assert "not a manifest unitgen can read" in result.stderr and f"is not below /etc/{NAME}" in result.stderr
     assert tree(chost.root) == before
+
+
+def catalog_ids(root: Path) -> str:
+    return subprocess.run(["journalctl", f"--root={root}", "--list-catalog"], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+
+
+def test_install_and_uninstall_rebuild_the_journal_catalog(host: Host) -> None:
+    from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
+
+    # systemd's own entries, as on every system (journalctl leaves the database as it is when
+    # it finds no entry at all, so an empty root would keep the service's after uninstall).
+    (host.root / "usr/lib/systemd/catalog").mkdir(parents=True)
+    shutil.copy("/usr/lib/systemd/catalog/systemd.catalog", host.root / "usr/lib/systemd/catalog")
+    result = host.install("--json")
+    assert result.returncode == 0, result.stderr
+    assert f"journalctl --root={host.root} --update-catalog" in document(result)["steps"]
+    assert (host.root / f"usr/lib/systemd/catalog/{NAME}.catalog").is_file()
+    assert MESSAGE_ID_ALREADY_RUNNING in catalog_ids(host.root)  # what journalctl -x shows
+    result = host.uninstall("--json")
+    assert result.returncode == 0, result.stderr
+    assert f"journalctl --root={host.root} --update-catalog" in document(result)["steps"]
+    assert MESSAGE_ID_ALREADY_RUNNING not in catalog_ids(host.root)
+    assert catalog_ids(host.root)  # systemd's are still there

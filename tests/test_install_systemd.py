@@ -20,6 +20,7 @@ import pytest
 
 from tests import test_config as config_test
 from tests.test_install import SCHEMA
+from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
 from unitgen.sandbox import Sandbox
 
 pytestmark = pytest.mark.root
@@ -82,6 +83,7 @@ def test_install_runs_it_reinstall_upgrades_uninstall_leaves_nothing(box: Sandbo
     assert box.systemctl("is-enabled", "hello.service").stdout.strip() == "enabled"
     assert http(box) == "200"
     assert box.run(["sh", "-c", "ls /usr/libexec/hello/__pycache__/*.pyc"]).returncode == 0  # compiled
+    assert MESSAGE_ID_ALREADY_RUNNING in box.run(["journalctl", "--list-catalog"]).stdout  # journalctl -x explains it
     first = box.show("hello.service", "MainPID")["MainPID"]
 
     # The upgrade: a changed spec, re-installed; restarted on the new unit.
@@ -99,6 +101,7 @@ def test_install_runs_it_reinstall_upgrades_uninstall_leaves_nothing(box: Sandbo
     assert doc["kept"] == [] and UNIT in doc["removed"] and LAUNCHER in doc["removed"]
     assert box.show("hello.service", "LoadState")["LoadState"] == "not-found"
     assert box.run(["ss", "-Htln", "sport = :8080"]).stdout.strip() == ""  # stopped
+    assert MESSAGE_ID_ALREADY_RUNNING not in box.run(["journalctl", "--list-catalog"]).stdout
     assert files(box) == before  # not one path more or less (the user stays: Debian never removes one)
     assert box.run(["sha256sum", "/etc/systemd/system/foreign.service", "/usr/libexec/foreign/tool"]).stdout == foreign
 

@@ -32,6 +32,7 @@ from unitgen.install.manifest import COMPLETE, INSTALLING, Entry, Manifest
 from unitgen.install.plan import collect, refusals, rendered
 from unitgen.install.rootfs import TMP_INFIX, Root, SymlinkInPathError
 from unitgen.install.steps import Steps, live_systemd
+from unitgen.render.config import CATALOG_DIR
 from unitgen.render.units import UNIT_DIR, launcher_compile_argv, render
 from unitgen.spec.ownership import validate_name
 
@@ -201,7 +202,7 @@ def install(
         result.config = config.outcomes
         manifests.write(root, final)
         result.entries = entries
-        _configure(spec, steps, payload, wanted, upgrade=upgrade)
+        _configure(spec, steps, payload, wanted, upgrade=upgrade, catalog=_has_catalog(listed))
     result.steps = steps.done
     if live:
         from unitgen.run import run
@@ -220,10 +221,18 @@ def _refuse(name: str, problems: Sequence[str]) -> None:
         )
 
 
-def _configure(spec: Spec, steps: Steps, payload: AppPayload | None, wanted: list[str], *, upgrade: bool) -> None:
-    """What the deb postinst does once the files are in place (the same order)."""
+def _has_catalog(entries: Sequence[Entry]) -> bool:
+    return any(e.path.parent == CATALOG_DIR and e.path.suffix == ".catalog" for e in entries)
+
+
+def _configure(
+    spec: Spec, steps: Steps, payload: AppPayload | None, wanted: list[str], *, upgrade: bool, catalog: bool
+) -> None:
+    """What the deb postinst (and the catalog trigger) does once the files are in place."""
     steps.sysusers([f"{spec.name}.conf"] if spec.user else [])
     steps.tmpfiles([f"{spec.name}.conf"])
+    if catalog:
+        steps.update_catalog()
     steps.commands([*([payload.compile_argv] if payload else []), launcher_compile_argv(spec)])
     steps.daemon_reload()
     steps.enable(wanted)
@@ -327,6 +336,8 @@ def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = prin
         config = conffiles.remove(root, own.entries, purge=purge)
         result.removed, result.kept = _remove_entries(root, [e for e in own.entries if not e.config])
         result.removed[:0], result.kept[:0], result.config = config.removed, config.kept, config.outcomes
+        if _has_catalog(own.entries):
+            steps.update_catalog()  # its entries leave the database (other services' stay)
         steps.daemon_reload()
         if purge:
             result.purged = [p for p in own.purge if root.rmtree(PurePosixPath(p.lstrip("/")))]

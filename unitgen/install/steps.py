@@ -1,12 +1,13 @@
 """The systemd steps around the files, as the packages' maintainer scripts run them.
 
 Live (the root is `/` and a systemd runs it: /run/systemd/system exists, as the deb scripts
-test): systemd-sysusers, systemd-tmpfiles --create, the bytecode compiled, daemon-reload,
-enable, then start (a first install, unless start_on_install = false) or restart (an upgrade of a
-running or startable service). Uninstall: stop, disable, bytecode removed, then daemon-reload.
+test): systemd-sysusers, systemd-tmpfiles --create, the journal catalog rebuilt, the bytecode
+compiled, daemon-reload, enable, then start (a first install, unless start_on_install = false)
+or restart (an upgrade of a running or startable service). Uninstall: stop, disable, bytecode
+removed, the catalog rebuilt, then daemon-reload.
 
 Offline (--root DIR, or no running systemd: an image build, a chroot), like a package installed
-with DPKG_ROOT: sysusers, tmpfiles and enable with `--root`, which work on files alone; no
+with DPKG_ROOT: sysusers, tmpfiles, the catalog and enable with `--root`, which work on files alone; no
 daemon-reload, start or stop, and no bytecode (compiling would run the image's interpreter;
 the launcher works without it, a few milliseconds slower to start).
 """
@@ -50,6 +51,12 @@ class Steps:
         if confs:
             # Like the postinst: a line it cannot apply must not fail the install (`|| true`).
             self._run(["systemd-tmpfiles", *self._root_opt(), "--create", *confs], check=False)
+
+    def update_catalog(self) -> None:
+        """Rebuild journalctl's catalog database from /usr/lib/systemd/catalog, as Debian's
+        systemd trigger and the rpm's %post/%postun do, so `journalctl -x` explains the
+        launcher's entries; like theirs, a failure does not fail the install."""
+        self._run(["journalctl", *self._root_opt(), "--update-catalog"], check=False)
 
     def commands(self, argvs: Sequence[Sequence[str]]) -> None:
         """The bytecode compile/clean-up commands (absolute paths on the target): live only."""
