@@ -3,21 +3,33 @@
     .venv/bin/python bench/bench_instances.py [--count 500] [--rounds 2]
 
 Everything runs in one sandboxed real systemd (unitgen.sandbox, as root), never on the host:
-  many@.service   rendered by unitgen from a spec with `instances`: the launcher takes
-                  /run/many/INSTANCE.pid, sends READY=1 (Type=notify, ready = immediate) and
-                  execs the program (exec mode) or calls it (python mode, entry _signal:pause)
-  floor@.service  the same unit with the launcher taken out: Type=simple, ExecStart= the program
-                  itself, everything else (hardening, RuntimeDirectory=, user) unchanged, so the
-                  ratio is what the launcher and the lock add, not what sandboxing costs
-The program: `python3 -I -c "import _signal; _signal.pause()"` (exec mode and its floor); python
-mode's floor is the same program (a python process that pauses).
+  many@.service    rendered by unitgen from a spec with `instances`: the launcher takes
+                   /run/many/INSTANCE.pid, sends READY=1 (Type=notify, ready = immediate) and
+                   execs the program (exec mode)
+  manypy@.service  the same in python mode: the lock in a thread, site, READY=1, the entry
+                   _signal:pause called
+and three floors, each the rendered many@.service with only ExecStart=, Type= and the
+RuntimeDirectory= name changed (hardening, DynamicUser=, RuntimeDirectoryPreserve=, environment
+unchanged), so a ratio is what the launcher adds, not what sandboxing costs:
+  floor@.service   the issue's floor: Type=simple, ExecStart= the program itself. No lock, no
+                   READY=1, and systemd counts it active at fork: it does less work than ours
+  floorn@.service  the honest floor for exec mode: Type=notify, `python3 -I -S` running
+                   floors.FLOOR_READY (the one bench_launcher.py uses): the same fcntl lock on
+                   /run/floorn/INSTANCE.pid, the PID written, READY=1 with the same STATUS= to
+                   $NOTIFY_SOCKET, then exec of the same program
+  floorpy@.service the honest floor for python mode: Type=notify, `python3 -I` (site loaded, as
+                   the launcher loads it for the app) running floors.FLOOR_PYTHON: the lock in a
+                   thread, the PID, READY=1, then pause (the app _signal:pause)
+The program: `python3 -I -c CODE INSTANCE`, which marks itself up in $RUNTIME_DIRECTORY and pauses.
 
 Per variant and round: `systemctl start` of all N instances in one call, timed until it returns
-(the issue's "time to all-active": Type=notify returns once each READY=1 came, Type=simple once each
-process was forked), then checked: all N active; for many@: every /run/many/I.pid locked by its
-own MainPID (/proc/locks), no contention and no lock-error journal entries. PSS: the sum of
+("all active": a Type=notify unit once its READY=1 came, Type=simple once forked; checked right
+after: all N ActiveState=active), and until all N programs run (their .up files; python mode and
+its floor: no program, so the same as all active); every lock held by its own MainPID
+(/proc/locks), no contention and no lock-error journal entries. PSS: the sum of
 /proc/PID/smaps_rollup Pss over the N main processes, divided by N. Then all are stopped.
-Rounds alternate the variants (floor, exec, python, then python, exec, floor, ...).
+Rounds alternate the order of the variants (forward, then backward, ...); medians are reported,
+with each mode's ratio against the issue's floor and against its honest floor.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from floors import FLOOR_PYTHON, FLOOR_READY  # noqa: E402  # bench/ is sys.path[0] when run as a script
 
 from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING, MESSAGE_ID_LOCK_ERROR  # noqa: E402
 from unitgen.render.units import render  # noqa: E402
@@ -102,31 +116,55 @@ def spec_raw(mode: str) -> dict[str, object]:
     return raw
 
 
-def floor_unit(template: str) -> str:
-    """The rendered many@.service without the launcher: Type=simple running the program itself."""
+# The variants: unit prefix (also its RuntimeDirectory= name), and the floor each mode is held to.
+PREFIX = {"floor": "floor", "floorn": "floorn", "exec": "many", "floorpy": "floorpy", "python": "manypy"}
+VARIANTS = ("floor", "floorn", "exec", "floorpy", "python")
+RATIOS = {"exec": ("floor", "floorn"), "python": ("floor", "floorpy")}
+FLOOR_DIR = "/usr/libexec/unitgen-bench"  # the floor programs, root's and read-only as the launcher's
+
+
+def floor_unit(template: str, prefix: str, unit_type: str, exec_start: str) -> str:
+    """The rendered many@.service with the launcher taken out: `unit_type` running `exec_start`."""
     out = []
     for line in template.splitlines():
         if line.startswith("Type="):
-            line = "Type=simple"
-        elif line.startswith("NotifyAccess="):
+            line = f"Type={unit_type}"
+        elif line.startswith("NotifyAccess=") and unit_type == "simple":
             continue
         elif line.startswith("ExecStart="):
-            line = "ExecStart=" + line.split(" -- ", 1)[1]
+            line = f"ExecStart={exec_start}"
         elif line.startswith("RuntimeDirectory="):
-            line = "RuntimeDirectory=floor"
+            line = f"RuntimeDirectory={prefix}"
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def floor_units(template: str) -> dict[str, str]:
+    """floor@, floorn@ and floorpy@.service from the rendered many@.service."""
+    program = template.split("\nExecStart=", 1)[1].split("\n", 1)[0].split(" -- ", 1)[1]  # as unit syntax
+    python = "/usr/bin/python3"
+    return {
+        "floor": floor_unit(template, "floor", "simple", program),
+        "floorn": floor_unit(
+            template, "floorn", "notify",
+            f'{python} -I -S {FLOOR_DIR}/floor_ready.py /run/floorn/%i.pid "floorn is running" {program}',
+        ),
+        "floorpy": floor_unit(
+            template, "floorpy", "notify",
+            f'{python} -I {FLOOR_DIR}/floor_python.py /run/floorpy/%i.pid "floorpy is running"',
+        ),
+    }  # fmt: skip
 
 
 def start_all(sb: Sandbox, prefix: str, n: int) -> float:
     units = [f"{prefix}@{i}.service" for i in range(1, n + 1)]
     started = time.monotonic()
-    sb.systemctl("start", *units)
+    sb.run(["systemctl", "start", *units], timeout=900)
     return time.monotonic() - started
 
 
 def stop_all(sb: Sandbox, prefix: str) -> None:
-    sb.systemctl("stop", f"{prefix}@*.service")
+    sb.run(["systemctl", "stop", f"{prefix}@*.service"], timeout=900)
 
 
 def journal_count(sb: Sandbox, message_id: str) -> int:
@@ -134,18 +172,18 @@ def journal_count(sb: Sandbox, message_id: str) -> int:
 
 
 def measure(sb: Sandbox, variant: str, n: int) -> dict[str, float]:
-    prefix = {"floor": "floor", "exec": "many", "python": "manypy"}[variant]
+    prefix = PREFIX[variant]
     sb.run(["sh", "-c", f"rm -f /run/{prefix}/*.up"])
     started = time.monotonic()
     seconds = start_all(sb, prefix, n)
-    if variant != "python":  # python mode sends READY=1 right before it calls the entry (pause)
+    if variant in ("floor", "floorn", "exec"):  # python mode and its floor run no program
         sb.run(["/usr/bin/python3", "-I", "-c", WAIT_UP, f"/run/{prefix}", str(n)], timeout=600)
     up = time.monotonic() - started
     lockdir = "" if variant == "floor" else f"/run/{prefix}"
     result = json.loads(sb.run(["/usr/bin/python3", "-I", "-c", INSPECT, prefix, str(n), lockdir], timeout=300).stdout)
     stop_all(sb, prefix)
     row = {"seconds": seconds, "up": up, **result}
-    print(f"{variant:6s} {n} instances: all active after {seconds:.2f} s, all up {up:.2f} s "
+    print(f"{variant:7s} {n} instances: all active after {seconds:.2f} s, all up {up:.2f} s "
           f"({result['active']} active), "
           f"PSS {result['pss_kib'] / 1024:.2f} MiB each, locks held by own MainPID: {result['locks_ok']}",
           flush=True)  # fmt: skip
@@ -154,44 +192,49 @@ def measure(sb: Sandbox, variant: str, n: int) -> dict[str, float]:
     return row
 
 
+def install(sb: Sandbox, tmp: Path) -> None:
+    """many@ and manypy@ as unitgen installs them, the floors beside them, then daemon-reload."""
+    for name, mode in (("many", "exec"), ("manypy", "python")):
+        spec = parse_spec(spec_raw(mode), name=name, where=f"{name}.toml")
+        staging = tmp / name
+        write_tree(render(spec), staging)
+        install_staging(sb, staging, spec)
+        if mode == "exec":
+            template = (staging / UNIT_DIR.lstrip("/") / "many@.service").read_text()
+    sb.write_file(f"{FLOOR_DIR}/floor_ready.py", FLOOR_READY)
+    sb.write_file(f"{FLOOR_DIR}/floor_python.py", FLOOR_PYTHON)
+    for prefix, unit in floor_units(template).items():
+        sb.write_file(f"{UNIT_DIR}/{prefix}@.service", unit)
+    sb.systemctl("daemon-reload")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {"floor": [], "exec": [], "python": []}
+    results: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp, Sandbox.boot("bench-instances") as sb:
-        for name, mode in (("many", "exec"), ("manypy", "python")):
-            spec = parse_spec(spec_raw(mode), name=name, where=f"{name}.toml")
-            staging = Path(tmp) / name
-            write_tree(render(spec), staging)
-            install_staging(sb, staging, spec)
-            if mode == "exec":
-                template = (staging / UNIT_DIR.lstrip("/") / "many@.service").read_text()
-        floor = Path(tmp) / "floor@.service"
-        floor.write_text(floor_unit(template))
-        sb.copy_in(floor, f"{UNIT_DIR}/floor@.service")
-        sb.systemctl("daemon-reload")
-        for variant in ("floor", "exec", "python"):  # warm-up: page cache, dynamic user, bytecode
+        install(sb, Path(tmp))
+        for variant in VARIANTS:  # warm-up: page cache, dynamic user, bytecode
             measure(sb, variant, 20)
-        order = ["floor", "exec", "python"]
         for round_ in range(args.rounds):
-            for variant in order if round_ % 2 == 0 else reversed(order):
+            for variant in VARIANTS if round_ % 2 == 0 else reversed(VARIANTS):
                 results[variant].append(measure(sb, variant, args.count))
         errors = journal_count(sb, MESSAGE_ID_LOCK_ERROR)
         contention = journal_count(sb, MESSAGE_ID_ALREADY_RUNNING)
-    floor_s = statistics.median(r["seconds"] for r in results["floor"])
-    floor_up = statistics.median(r["up"] for r in results["floor"])
-    floor_pss = statistics.median(r["pss_kib"] for r in results["floor"])
+    median = {variant: {key: statistics.median(r[key] for r in rows) for key in ("seconds", "up", "pss_kib")}
+              for variant, rows in results.items()}  # fmt: skip
     print(f"\nmedian of {args.rounds} rounds, {args.count} instances; lock errors {errors}, contention entries "
           f"{contention}")  # fmt: skip
-    for variant in ("floor", "exec", "python"):
-        secs = statistics.median(r["seconds"] for r in results[variant])
-        up = statistics.median(r["up"] for r in results[variant])
-        pss = statistics.median(r["pss_kib"] for r in results[variant])
-        print(f"  {variant:6s} all-active {secs:6.2f} s ({secs / floor_s:.2f}x)   "
-              f"all-up {up:6.2f} s ({up / floor_up:.2f}x)   "
-              f"PSS {pss / 1024:6.2f} MiB ({pss / floor_pss:.2f}x)")  # fmt: skip
+    for variant in VARIANTS:
+        m = median[variant]
+        print(f"  {variant:7s} all-active {m['seconds']:6.2f} s   all-up {m['up']:6.2f} s   "
+              f"PSS {m['pss_kib'] / 1024:5.2f} MiB")  # fmt: skip
+        for floor in RATIOS.get(variant, ()):
+            f = median[floor]
+            print(f"      vs {floor:7s} all-active {m['seconds'] / f['seconds']:.2f}x   "
+                  f"all-up {m['up'] / f['up']:.2f}x   PSS {m['pss_kib'] / f['pss_kib']:.2f}x")  # fmt: skip
     return 0 if errors == 0 and contention == 0 else 1
 
 

@@ -46,23 +46,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from floors import FLOOR_PYTHON, FLOOR_READY  # noqa: E402  # bench/ is sys.path[0] when run as a script
+
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, LauncherSettings  # noqa: E402
 from unitgen.launcher.script import compile_argv, launcher_source, module_file, render_launcher  # noqa: E402
 
-# The floors: what any single-instance starter must do, written as plainly as the stdlib allows.
-FLOOR_READY = """
-import _socket, fcntl, os
-fd = os.open(os.environ["LOCK"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-os.ftruncate(fd, 0)
-os.write(fd, b"%d\\n" % os.getpid())
-s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-s.sendto(b"READY=1\\nSTATUS=bench is running", os.environ["NOTIFY_SOCKET"].encode())
-s.close()
-os.set_inheritable(fd, True)
-os.execv("/bin/true", ["/bin/true"])
-"""
-
+# The floors: what any single-instance starter must do, written as plainly as the stdlib allows
+# (FLOOR_READY and FLOOR_PYTHON in floors.py, shared with bench_instances.py).
 FLOOR_CONTENTION = """
 import _socket, fcntl, os, struct, sys
 path = os.environ["LOCK"]
@@ -91,21 +81,6 @@ s.sendto(f"STATUS={message}".encode(), os.environ["NOTIFY_SOCKET"].encode())
 sys.exit(17)
 """
 
-
-FLOOR_PYTHON = """
-import _signal, _socket, fcntl, os, threading
-def hold():
-    fd = os.open(os.environ["LOCK"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.ftruncate(fd, 0)
-    os.write(fd, b"%d\\n" % os.getpid())
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-    s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"].encode())
-    s.close()
-    threading.Event().wait()
-threading.Thread(target=hold, daemon=True).start()
-_signal.pause()
-"""
 
 
 class Receiver:
@@ -267,13 +242,14 @@ def main() -> int:
         fcntl.lockf(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this process is the running instance
 
         floor = [args.python, "-I", "-S", "-c"]
-        free_env, held_env = {**env, "LOCK": str(free_lock)}, {**env, "LOCK": str(held_lock)}
+        floor_args = [str(free_lock), "bench is running", "/bin/true"]  # the launcher's STATUS= and app
+        held_env = {**env, "LOCK": str(held_lock)}
         if args.journal != "native":  # the floor always speaks the native protocol to the receiver
             held_env["UNITGEN_JOURNAL_SOCKET"] = str(journal.path)
         results: dict[str, list[float]] = {"floor ready": [], "launcher ready": [], "floor contention": [],
                                            "contention": []}  # fmt: skip
         variants: list[Callable[[], None]] = [
-            lambda: results["floor ready"].append(spawn_to_ready([*floor, FLOOR_READY], free_env, notify)[0]),
+            lambda: results["floor ready"].append(spawn_to_ready([*floor, FLOOR_READY, *floor_args], env, notify)[0]),
             lambda: results["launcher ready"].append(spawn_to_ready([str(launcher)], env, notify)[0]),
             lambda: results["floor contention"].append(
                 spawn_to_exit([*floor, FLOOR_CONTENTION], held_env, EXIT_ALREADY_RUNNING)
@@ -296,8 +272,8 @@ def main() -> int:
             python_mode = settings(f"idle{i}", work / f"idle{i}.pid", entry="_signal:pause")
             write_launcher(stub, render_launcher(python_mode, python=args.python))
             idle["launcher"].append(([str(stub)], env))
-            floor_env = {**env, "LOCK": str(work / f"floor{i}.pid")}
-            idle["floor"].append(([args.python, "-I", "-c", FLOOR_PYTHON], floor_env))
+            floor_argv = [args.python, "-I", "-c", FLOOR_PYTHON, str(work / f"floor{i}.pid"), f"idle{i} is running"]
+            idle["floor"].append((floor_argv, env))
         pss = idle_pss(idle, notify)
 
     ms = {key: median_ms(values) for key, values in results.items()}
