@@ -766,3 +766,17 @@ def test_install_and_uninstall_rebuild_the_journal_catalog(host: Host) -> None:
     assert f"journalctl --root={host.root} --update-catalog" in document(result)["steps"]
     assert MESSAGE_ID_ALREADY_RUNNING not in catalog_ids(host.root)
     assert catalog_ids(host.root)  # systemd's are still there
+
+
+def test_an_edited_non_config_file_still_refuses_the_upgrade_when_the_config_is_edited_too(chost: ConfigHost) -> None:
+    assert chost.install().returncode == 0
+    _edit(chost.root)
+    launcher = chost.root / LAUNCHER
+    launcher.write_text(launcher.read_text() + "# local change\n")
+    chost.default("port = 2\n")
+    before = tree(chost.root)
+    result = chost.install()
+    assert result.returncode == 1
+    assert f"{launcher} was changed since unitgen installed it" in result.stderr
+    assert str(chost.root / CONF) not in result.stderr  # the config file's edit is no reason to refuse
+    assert tree(chost.root) == before  # no FILE.unitgen-new either
