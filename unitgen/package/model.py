@@ -33,9 +33,9 @@ class Compression(enum.Enum):
     and rpm's xz use every core. `--compression xz` is there for the size-bound, `zstd` for
     targets that read it: on the same tree zstd -3 took 0.4 times gzip -6's time for a package 3%
     larger (bench_package.py, one thread each). gzip stays the default all the same: every dpkg,
-    rpm and repository tool reads it (reprepro, aptly, lintian and the Debian archive itself
-    predate or refuse zstd members), and for a service without a large payload the difference is
-    milliseconds.
+    rpm and repository tool reads it, where older reprepro and aptly releases and tools linked to
+    an older libarchive cannot read zstd members, and for a service without a large payload the
+    difference is milliseconds.
     """
 
     GZIP = "gzip"
