@@ -1,6 +1,7 @@
 """Benchmark the fleet lock (issue 13) against `etcdctl lock` on one real 3-member etcd. Not a test.
 
     .venv/bin/python bench/bench_fleet.py [--runs N] [--handovers N] [--ttl S] [--python /usr/bin/python3]
+                                          [--variants launcher,guard,...]
 
 Started in one run on the same cluster, on the same lock KEY, interleaved (one run of each variant in turn,
 after a warm-up run of each), so that load hits all alike; whole processes, spawn to exit:
@@ -129,7 +130,7 @@ def one_run(argv: list[str], mark: Path) -> tuple[float, float]:
     return (mark.stat().st_mtime_ns - began) / 1e6, (ended - began) / 1e6
 
 
-def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
+def startup(cluster: EtcdCluster, work: Path, runs: int, python: str, only: list[str]) -> None:
     prog = work / "fleet_prog.py"
     prog.write_text((ROOT / "unitgen" / "launcher" / "fleet.py").read_text() + MAIN)
     module_dir = work / "module"
@@ -154,6 +155,8 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
         "guard": [python, "-I", "-S", str(guard_stub), eps, KEY, str(mark), str(module_dir)],
         "launcher": [str(launcher), "--", "/usr/bin/touch", str(mark)],
     }
+    if only:  # etcdctl, the floor, always runs
+        variants = {name: argv for name, argv in variants.items() if name == "etcdctl" or name in only}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for argv in variants.values():  # warm-up: page cache, etcd's first requests
         one_run(argv, mark)
@@ -169,7 +172,7 @@ def startup(cluster: EtcdCluster, work: Path, runs: int, python: str) -> None:
             medians[name, column] = med
             p10, p90 = values[len(values) // 10], values[(len(values) * 9) // 10]
             print(f"  {name:9} spawn -> {label:12} {med:7.1f}  [{p10:6.1f} .. {p90:6.1f}]")
-    for name in ("fleet", "fleet-pyc", "guard", "launcher"):
+    for name in [n for n in ("fleet", "fleet-pyc", "guard", "launcher") if n in variants]:
         for column, label in ((0, "app running"), (1, "exit")):
             ratio = medians[name, column] / medians["etcdctl", column]
             print(f"  ratio {name}/etcdctl ({label}): {ratio:.2f}x")
@@ -249,6 +252,7 @@ def main() -> None:
     parser.add_argument("--handovers", type=int, default=10)
     parser.add_argument("--ttl", type=int, default=2)
     parser.add_argument("--python", default="/usr/bin/python3")
+    parser.add_argument("--variants", default="", help="comma-separated variants besides etcdctl (default: all)")
     args = parser.parse_args()
     netns = Netns("bench") if os.geteuid() == 0 else None
     try:
@@ -257,7 +261,7 @@ def main() -> None:
             cluster = start_cluster(work / "etcd", extra_address=netns.host_address if netns else None)
             try:
                 print(f"etcd {cluster.endpoints}, python {args.python}, pid {os.getpid()}")
-                startup(cluster, work, args.runs, args.python)
+                startup(cluster, work, args.runs, args.python, [v for v in args.variants.split(",") if v])
                 handover(cluster, args.handovers, args.ttl)
                 if netns is not None:
                     partition_handover(cluster, netns, args.handovers, args.ttl)

@@ -370,12 +370,15 @@ class _Gateway:
             raise _EtcdError(f"{self.endpoints[index]}{path}: {message}")
         raise Unreachable(self.endpoints, last_error)
 
-    def pipeline(self, calls: list[tuple[str, Mapping[str, Any]]], timeout: float) -> list[tuple[int, dict[str, Any]]]:
+    def pipeline(
+        self, calls: list[tuple[str, Mapping[str, Any]]], timeout: float, meanwhile: Callable[[], None] | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
         """POST several calls in one write on the current endpoint's connection and read their answers
         (HTTP/1.1 pipelining: etcd's gateway, Go's net/http, serves one connection's requests one after
         the other, in order). (status, answer) per call; no failover, and the time is this endpoint's
         share of `timeout`, as in call(). Raises _Sent when the connection failed once something was
-        written (what etcd applied is unknown), OSError when nothing was."""
+        written (what etcd applied is unknown), OSError when nothing was. `meanwhile` runs once the
+        calls are written, before their answers are read."""
         n, index = len(self.endpoints), self._current
         end = time.monotonic() + max(timeout / n, min(timeout, 0.2))
         written = False
@@ -386,6 +389,8 @@ class _Gateway:
             conn.sock.settimeout(max(0.001, end - time.monotonic()))
             conn.sock.sendall(b"".join(conn.request(path, _dumps(body).encode()) for path, body in calls))
             written = True
+            if meanwhile is not None:
+                meanwhile()
             answers = []
             for _ in calls:
                 conn.sock.settimeout(max(0.001, end - time.monotonic()))
@@ -482,6 +487,9 @@ class FleetLock:
         self.identity = dict(default_identity() if identity is None else identity)
         self.on_lost = on_lost
         self.on_renewed = on_renewed  # called with the round-trip time of each successful renewal
+        # Called once acquire()'s first requests are written, while etcd works on them: work the caller
+        # needs next (the launcher: loading prctl) then costs no time of its own. Must not raise.
+        self.while_waiting: Callable[[], None] | None = None
         self.request_timeout = request_timeout
         self._gateway = _Gateway(self.endpoints, tls, connect_timeout)
         self._tls = tls
@@ -608,6 +616,7 @@ class FleetLock:
             (grant_status, grant), (txn_status, txn) = self._gateway.pipeline(
                 [("/v3/lease/grant", {"TTL": str(self.ttl), "ID": str(lease)}), ("/v3/kv/txn", self._txn(key, lease))],
                 self.request_timeout,
+                self.while_waiting,
             )
         except _Sent as e:
             # Unknown what was applied: a key under our lease would queue ahead of our next try, so the

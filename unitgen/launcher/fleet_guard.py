@@ -148,7 +148,7 @@ def descendants(root: int) -> list[int]:
             continue  # gone
         for tid in tasks:
             try:
-                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:  # bytes: no codec to import
                     children = [int(child) for child in f.read().split()]
             except OSError:
                 continue
@@ -263,6 +263,10 @@ class Guard:
         self._request_stop: Callable[[int], None] | None = None  # python mode: the launcher's stop
         self._enforced: fleet._Event | None = None  # set once a lost lock's app is stopped
         self._logged = fleet._Event()  # set once the lost lock's journal entry is out
+        # exec mode's prctl, loaded while etcd works on acquire()'s requests (a thread for it made the
+        # answers wait for the GIL: +2.7 ms median per start); [] until loaded, [None] if unusable
+        self._prctl_loaded: list[Callable[[int, int], int] | None] = []
+        self.lock.while_waiting = self._load_prctl
         self._pings: list[int] = []  # renewals not yet reported to systemd's watchdog
         self._ping_ready = _thread.allocate_lock()
         self._ping_ready.acquire()
@@ -513,9 +517,8 @@ class Guard:
         """Run argv as a supervised child while the lock is held; its exit status, or EXIT_FLEET_LOST."""
         signal = _signal_module()
 
-        # Loaded here, after the lock is taken (~0.8 ms): loading it in a thread while acquire() waited
-        # for etcd made the answers wait for the GIL (+2.7 ms median per start, bench/bench_fleet.py).
-        prctl = _prctl()
+        self._load_prctl()  # if acquire() did not (its ordinary path)
+        prctl = self._prctl_loaded[0]
         if prctl is not None:
             prctl(_PR_SET_CHILD_SUBREAPER, 1)  # the app's orphans stay ours to stop
         parent = os.getpid()
@@ -560,6 +563,10 @@ class Guard:
             )
             return 70  # runtime.EXIT_APP_ERROR
         return EXIT_FLEET_LOST if lost else _exit_like(status)
+
+    def _load_prctl(self) -> None:
+        if not self._prctl_loaded:
+            self._prctl_loaded.append(_prctl())
 
     def _forward_signals(self) -> None:
         """Pass signals meant for the service on to the app. Installed before the fork (the child's
