@@ -27,7 +27,9 @@ Per variant and round: `systemctl start` of all N instances in one call, timed u
 after: all N ActiveState=active), and until all N programs run (their .up files; python mode and
 its floor: no program, so the same as all active); every lock held by its own MainPID
 (/proc/locks), no contention and no lock-error journal entries. PSS: the sum of
-/proc/PID/smaps_rollup Pss over the N main processes, divided by N. Then all are stopped.
+/proc/PID/smaps_rollup Pss over the N main processes, divided by N; CPU: their utime + stime
+(/proc/PID/stat: systemd's set-up of the process after fork, the hardening, included), divided
+by N. Then all are stopped.
 Rounds alternate the order of the variants (forward, then backward, ...); medians are reported,
 with each mode's ratio against the issue's floor and against its honest floor.
 """
@@ -69,7 +71,7 @@ UNIT_DIR = "/usr/lib/systemd/system"
 
 # Runs inside the sandbox: MainPID of each instance, its lock's holder, the mean PSS.
 INSPECT = r"""
-import json, subprocess, sys
+import json, os, subprocess, sys
 prefix, n, lockdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 units = [f"{prefix}@{i}.service" for i in range(1, n + 1)]
 out = subprocess.run(["systemctl", "show", "-p", "Id,MainPID,ActiveState", *units], capture_output=True,
@@ -85,15 +87,16 @@ for line in out.splitlines() + [""]:
     cur[key] = value
 active = sum(1 for u in units if state[u]["ActiveState"] == "active")
 pids = [int(state[u]["MainPID"]) for u in units]
-pss = 0
+pss = cpu = 0
 for pid in pids:
     with open(f"/proc/{pid}/smaps_rollup") as f:
         pss += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+    with open(f"/proc/{pid}/stat") as f:  # utime and stime, after the command name in parentheses
+        cpu += sum(int(t) for t in f.read().rsplit(")", 1)[1].split()[11:13])
 locks_ok = None
 if lockdir:
     # /proc/locks, matched by inode: lslocks finds paths through /proc/PID/fd, which misses a lock
     # taken from a thread with its own fd table (python mode); the kernel still reports the PID.
-    import os
     holders = {}
     with open("/proc/locks") as f:
         for line in f:
@@ -102,7 +105,8 @@ if lockdir:
                 holders[int(parts[5].rsplit(":", 1)[1])] = int(parts[4])
     locks_ok = sum(1 for i, u in enumerate(units, 1)
                    if holders.get(os.stat(f"{lockdir}/{i}.pid").st_ino) == int(state[u]["MainPID"]))
-print(json.dumps({"active": active, "pss_kib": pss / n, "locks_ok": locks_ok}))
+cpu_ms = cpu * 1000 / os.sysconf("SC_CLK_TCK") / n
+print(json.dumps({"active": active, "pss_kib": pss / n, "cpu_ms": cpu_ms, "locks_ok": locks_ok}))
 """
 
 
@@ -185,7 +189,8 @@ def measure(sb: Sandbox, variant: str, n: int) -> dict[str, float]:
     row = {"seconds": seconds, "up": up, **result}
     print(f"{variant:7s} {n} instances: all active after {seconds:.2f} s, all up {up:.2f} s "
           f"({result['active']} active), "
-          f"PSS {result['pss_kib'] / 1024:.2f} MiB each, locks held by own MainPID: {result['locks_ok']}",
+          f"PSS {result['pss_kib'] / 1024:.2f} MiB, CPU {result['cpu_ms']:.1f} ms each, "
+          f"locks held by own MainPID: {result['locks_ok']}",
           flush=True)  # fmt: skip
     if result["active"] != n or (variant != "floor" and result["locks_ok"] != n):
         raise SystemExit(f"{variant}: not all {n} instances active with their own lock: {result}")
@@ -223,18 +228,19 @@ def main() -> int:
                 results[variant].append(measure(sb, variant, args.count))
         errors = journal_count(sb, MESSAGE_ID_LOCK_ERROR)
         contention = journal_count(sb, MESSAGE_ID_ALREADY_RUNNING)
-    median = {variant: {key: statistics.median(r[key] for r in rows) for key in ("seconds", "up", "pss_kib")}
+    median = {variant: {key: statistics.median(r[key] for r in rows) for key in ("seconds", "up", "pss_kib", "cpu_ms")}
               for variant, rows in results.items()}  # fmt: skip
     print(f"\nmedian of {args.rounds} rounds, {args.count} instances; lock errors {errors}, contention entries "
           f"{contention}")  # fmt: skip
     for variant in VARIANTS:
         m = median[variant]
         print(f"  {variant:7s} all-active {m['seconds']:6.2f} s   all-up {m['up']:6.2f} s   "
-              f"PSS {m['pss_kib'] / 1024:5.2f} MiB")  # fmt: skip
+              f"PSS {m['pss_kib'] / 1024:5.2f} MiB   CPU {m['cpu_ms']:5.1f} ms")  # fmt: skip
         for floor in RATIOS.get(variant, ()):
             f = median[floor]
             print(f"      vs {floor:7s} all-active {m['seconds'] / f['seconds']:.2f}x   "
-                  f"all-up {m['up'] / f['up']:.2f}x   PSS {m['pss_kib'] / f['pss_kib']:.2f}x")  # fmt: skip
+                  f"all-up {m['up'] / f['up']:.2f}x   PSS {m['pss_kib'] / f['pss_kib']:.2f}x   "
+                  f"CPU {m['cpu_ms'] / f['cpu_ms']:.2f}x")  # fmt: skip
     return 0 if errors == 0 and contention == 0 else 1
 
 
