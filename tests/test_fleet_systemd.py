@@ -444,3 +444,30 @@ def test_tls_client_certificate_reaches_the_launcher_through_load_credential(
             cluster.stop_all()
     finally:
         link.delete()
+
+
+def test_a_member_down_changes_nothing_quorum_lost_stops_the_holder_and_nobody_starts(
+        fleet: tuple[list[Host], EtcdCluster], tmp_path: Path) -> None:
+    """Issue 13: with 2 of 3 members left the lock keeps working (the leader is killed: an election
+    on top); with 1 of 3 the holder's app is stopped before its lease could expire and no host runs."""
+    hosts, cluster = fleet
+    holder, others = start_all_and_find_holder(hosts, cluster, tmp_path)
+    leader = cluster.leader()
+    cluster.kill(leader)
+    time.sleep(TTL + 1)  # more than a lease's life: renewals went on through the election
+    assert not holder.sandbox.journal(f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_LOST}")
+    [hold] = parse_holds(holder.holds())
+    assert time.monotonic() - hold.last < 3, "the holder's app stopped beating with 2 of 3 members up"
+    assert all(not parse_holds(host.holds()) for host in others)
+    cluster.kill(next(i for i in range(3) if i != leader))
+    lost_quorum = time.monotonic()
+    holder.sandbox.wait_for(lambda: bool(holder.sandbox.journal(f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_LOST}")),
+                            TTL + 5, "the holder to give the lock up")
+    [lost] = holder.sandbox.journal(f"MESSAGE_ID={fleet_guard.MESSAGE_ID_FLEET_LOST}")
+    expiry = int(lost["LAST_RENEWAL_MONOTONIC_USEC"]) / 1e6 + TTL
+    time.sleep(max(0.0, expiry - time.monotonic()) + TTL)  # well past the lease: nobody may start now
+    [old] = parse_holds(holder.holds())
+    assert old.last < expiry, f"the holder's app ran {old.last - expiry:.2f} s past its lease"
+    assert all(not parse_holds(host.holds()) for host in others), [host.holds() for host in others]
+    print(f"quorum lost -> holder's app stopped {old.last - lost_quorum:.2f} s later, {expiry - old.last:.2f} s "
+          f"before its lease could expire; no host ran for {time.monotonic() - lost_quorum:.1f} s")
