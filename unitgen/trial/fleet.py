@@ -224,7 +224,9 @@ class _Trial:
         if host.name == holder:
             return "holder"
         props = self.props(host)
-        if props["ActiveState"] in ("failed", "inactive") and props["ExecMainStatus"] == str(EXIT_ALREADY_RUNNING):
+        # Exit 17 with its contention entry; a timer job's skipped run ends inactive (17 is a success for
+        # it, and systemd may show its status as 0 then): the entry alone says it.
+        if props["ActiveState"] in ("failed", "inactive") and self.contention(host) is not None:
             return "refused"
         if props["ActiveState"] == "activating" and self.contention(host) is not None:
             return "waiting"
@@ -243,9 +245,9 @@ class _Trial:
         self.report.problems.append(text)
         self.say(f"  PROBLEM: {text}")
 
-    def app_processes(self, host: _Host) -> list[int] | None:
+    def app_processes(self, host: _Host) -> list[int]:
         """The processes of the unit other than its main process (exec mode: the app and what it
-        started); python mode: the main process itself, which runs the app. None: no process."""
+        started); python mode: the main process itself, which runs the app. Empty: no app."""
         script = (
             'cg=$(systemctl show -P ControlGroup "$1"); main=$(systemctl show -P MainPID "$1"); echo "$main"; '
             'for h in systemd unified ""; do f=/sys/fs/cgroup/$h$cg/cgroup.procs; '
@@ -283,15 +285,19 @@ class _Trial:
         self.say(f"holder: {first.host}, fencing token {first.token}")
         for host in self.hosts:
             role = self.role(host, first.host)
-            host.report.role = role
             tokens = [a.token for a in found if a.host == host.name]
+            if role == "unknown" and tokens:
+                role = "holder"  # it took the lock once the first holder's run was over (a short job)
+            host.report.role = role
             host.report.token = tokens[0] if tokens else None
             props = self.props(host)
             line = f"  {host.name}: {role}; {self.unit} {props['ActiveState']} ({props['SubState']})"
-            if role == "holder":
+            if role == "holder" and host.name != first.host:
+                line += f", after {first.host}'s run, fencing token {tokens[0]}"
+            elif role == "holder":
                 line += f", main PID {props['MainPID']}"
             elif role == "refused":
-                line += f", exit status {props['ExecMainStatus']} (another host holds the fleet lock)"
+                line += f" (exit {EXIT_ALREADY_RUNNING}: another host holds it)"
             elif role == "waiting":
                 line += f", status: {props['StatusText'] or '-'}"
             self.say(line)
@@ -370,7 +376,11 @@ class _Trial:
                      f"{gone[0] - cut:.2f} s after the cut, {expiry - gone[0]:.2f} s before its lease could expire")
             if gone[0] >= expiry:
                 self.problem(f"{holder.host}'s app ran until its lease could have expired")
-        elif not lost:
+        elif gone and self.spec.timer is not None:
+            # A job's run may simply end while cut off: nothing to stop, its lease runs out on the server.
+            self.say(f"  {holder.host}'s run ended by itself {gone[0] - cut:.2f} s after the cut, before the "
+                     "lock could be lost (no lost-lock entry); its lease runs out on the server")
+        else:
             self.problem(f"{holder.host} logged no lost-lock entry (MESSAGE_ID={MESSAGE_ID_FLEET_LOST})")
         if new is not None:
             handover.to_host, handover.to_token, handover.seconds = new.host, new.token, round(new.at - cut, 3)
@@ -378,9 +388,11 @@ class _Trial:
                      f"(> {holder.token}); the bound is ttl + 1 s = {ttl + 1} s")
             if gone and new.at <= gone[0]:
                 self.problem(f"{new.host} took the lock while {holder.host}'s app was still running")
-        self.launcher_end(old, cut)
+        if lost:
+            self.launcher_end(old, cut)
         self.network.heal(old.number)
-        self.say(f"healed {holder.host}'s link: its service restarts as a contender (exit 76 is not final)")
+        self.say(f"healed {holder.host}'s link" + (": its service restarts as a contender (exit 76 is not final)"
+                                                   if lost and self.spec.timer is None else ""))
         return new
 
     def launcher_end(self, old: _Host, after: float) -> None:
@@ -401,8 +413,8 @@ class _Trial:
 
     def stop(self, holder: _Acquired) -> None:
         old = self.host(holder.host)
-        if self.props(old)["ActiveState"] != "active":
-            self.say(f"{holder.host}'s service is no longer active: no stop to show")
+        if not self.app_processes(old):  # a service's app, or a job's run (its unit still activating)
+            self.say(f"{holder.host}'s app is no longer running: no stop to show")
             return
         stopped = time.monotonic()  # before: a waiting host takes over while `systemctl stop` still runs
         old.sandbox.systemctl("stop", self.unit)
