@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.etcd_cluster import EtcdCluster, free_port
-from tests.launcher_helpers import Receiver, journal_entries, wait_until
+from tests.launcher_helpers import Receiver, StuckSocket, journal_entries, stuck_socket, wait_until
 from unitgen.launcher import fleet_guard, runtime
 
 ROOT = Path(__file__).parent.parent
@@ -45,7 +45,7 @@ beat("app")
 """
 
 
-def guard(launched: list[subprocess.Popen[str]], journal: Receiver, endpoints: list[str], mode: str,
+def guard(launched: list[subprocess.Popen[str]], journal: Receiver | StuckSocket, endpoints: list[str], mode: str,
           *argv: str, on_contention: str = "exit", wait_timeout: str = "-",
           notify: Receiver | None = None) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "INVOCATION_ID")}
@@ -271,3 +271,18 @@ def test_python_app_reads_the_token_and_is_stopped_with_its_workers_when_lost(
     assert not alive(worker)
     assert ("ignoring the stop" in out) == (app == "stubborn")
     assert entry["FENCING_TOKEN"] == token_line[1]
+
+
+def test_exec_app_starts_before_the_taken_entry_so_a_stuck_journal_never_delays_it(
+        etcd_cluster: EtcdCluster, launched: list[subprocess.Popen[str]], work: Path) -> None:
+    """The 'holds the fleet lock' entry is sent once the app is forked: a journald that does not
+    read (the entry waits 1 s, then goes to stderr instead) never holds the app's start back."""
+    import select
+
+    with stuck_socket(work / "stuck") as stuck:
+        p = guard(launched, stuck, etcd_cluster.endpoints, "exec", "/bin/sh", "-c", "echo started; exec sleep 30")
+        assert p.stdout is not None and p.stderr is not None
+        assert p.stdout.readline() == "started\n"
+        waiting, _, _ = select.select([p.stderr], [], [], 0)
+        assert not waiting, "the launcher gave up on the journal before the app started"
+        assert "holds the fleet lock" in p.stderr.readline()  # ~1 s later, the entry's stderr stand-in

@@ -267,6 +267,7 @@ class Guard:
         # answers wait for the GIL: +2.7 ms median per start); [] until loaded, [None] if unusable
         self._prctl_loaded: list[Callable[[int, int], int] | None] = []
         self.lock.while_waiting = self._load_prctl
+        self._acquired_entry: tuple[str, dict[str, str]] | None = None  # (message, fields), not yet logged
         self._pings: list[int] = []  # renewals not yet reported to systemd's watchdog
         self._ping_ready = _thread.allocate_lock()
         self._ping_ready.acquire()
@@ -306,15 +307,20 @@ class Guard:
         os.environ[KEY_ENV] = self.lock.key
         _current[:] = [self]
         self._arm_watchdog()
-        self.log(
-            self.name,
-            6,
+        # Logged by run_exec once the app is forked (guard_python, release otherwise): a journald slow
+        # to read, or just its socket's round trip, never delays the app's start.
+        self._acquired_entry = (
             f"{self.name} holds the fleet lock {self.lock.prefix.rstrip('/')} "
             f"(fencing token {token}, lease {self.lock.lease_id:x})",
-            MESSAGE_ID=MESSAGE_ID_FLEET_ACQUIRED,
-            **self.fields(),
+            self.fields(),
         )
         return -1
+
+    def _log_acquired(self) -> None:
+        if self._acquired_entry is not None:
+            message, fields = self._acquired_entry
+            self._acquired_entry = None
+            self.log(self.name, 6, message, MESSAGE_ID=MESSAGE_ID_FLEET_ACQUIRED, **fields)
 
     def _contended(self, holder: Mapping[str, object], action: str) -> None:
         where = f" on {holder['host']}" if holder.get("host") else ""
@@ -482,6 +488,7 @@ class Guard:
         """Stop what is left of the app's processes, then revoke the lease (the next holder goes at once)."""
         signal = _signal_module()
 
+        self._log_acquired()  # the app never ran (exec failed...): the lock was held all the same
         if self._request_stop is not None:
             self._request_stop = None
         left = self._tree()
@@ -507,6 +514,7 @@ class Guard:
         """Make the lock reachable for the app (`import unitgen_fleet`) and stop it through
         `request_stop(EXIT_FLEET_LOST)` (the launcher's SIGTERM path) when the lock is lost."""
         self._request_stop = request_stop
+        self._log_acquired()
         sys.modules.setdefault(PYTHON_MODULE, sys.modules[__name__])
         if not self.lock.held():  # lost between acquire() and now: never start the app
             self._on_lost(self.lock.lost_reason or "lease could have expired")
@@ -544,6 +552,7 @@ class Guard:
                 os._exit(127)
         os.close(write_end)
         self.child = pid
+        self._log_acquired()
         # The pipe is closed by a successful exec (O_CLOEXEC): an empty read means the app runs.
         failure = _read_all(read_end)
         if not self.lock.held():  # lost between acquire() and the fork: the stop may have missed the app
