@@ -155,3 +155,14 @@ def test_https_client_certificate_is_read_from_the_credentials_directory(
             assert "CERTIFICATE_VERIFY_FAILED" in entry["ERROR"] or "certificate" in entry["ERROR"].lower()
     finally:
         cluster.stop_all()
+
+
+def test_the_forked_app_gets_sigpipe_and_sigxfsz_as_exec_mode_leaves_them(
+        etcd_cluster: EtcdCluster, launched: list[subprocess.Popen[str]], journal: Receiver, work: Path) -> None:
+    """The fleet guard forks the app from Python, which ignores both: run by hand, neither stays ignored."""
+    stub = deploy(work / "a", etcd_cluster.endpoints,
+                  argv=["/usr/bin/awk", "/^SigIgn:/ { print $2 }", "/proc/self/status"])
+    p = start(launched, stub, journal)
+    out, err = p.communicate(timeout=20)
+    ignored = int(out, 16)
+    assert (p.returncode, bool(ignored & 1 << (13 - 1)), bool(ignored & 1 << (25 - 1))) == (0, False, False), err

@@ -186,3 +186,31 @@ def test_python_mode_finds_the_app_in_the_interpreters_site_packages(work: Path)
     result = run([str(script)])
     assert result.returncode == 0, result.stderr
     assert result.stdout == "found via site\n"
+
+
+# Not a Python app: Python would ignore SIGPIPE itself. awk prints the signals its process ignores.
+IGNORED_SIGNALS = ["/usr/bin/awk", "/^SigIgn:/ { print $2 }", "/proc/self/status"]
+
+
+@pytest.mark.parametrize(
+    ("environment", "pipe_ignored"),
+    [
+        pytest.param({}, False, id="by-hand-or-cron"),
+        pytest.param({"INVOCATION_ID": "0123456789abcdef0123456789abcdef"}, True, id="systemd-IgnoreSIGPIPE"),
+    ],
+)
+def test_exec_mode_app_gets_the_signal_dispositions_it_would_have_without_python(
+    work: Path, environment: dict[str, str], pipe_ignored: bool
+) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ and exec keeps that: the app must not inherit it."""
+    settings = make_settings(work / "demo.pid", argv=IGNORED_SIGNALS)
+    result = run(launcher_argv(settings), env(**environment))
+    ignored = int(result.stdout, 16)
+    assert (result.returncode, bool(ignored & 1 << (13 - 1)), bool(ignored & 1 << (25 - 1))) == (0, pipe_ignored, False)
+
+
+def test_exec_mode_pipeline_ends_quietly_when_its_reader_goes(work: Path) -> None:
+    """`yes | head -n1` in an app run by hand: yes dies of SIGPIPE, no 'Broken pipe' error."""
+    settings = make_settings(work / "demo.pid", argv=["/bin/sh", "-c", "yes | head -n1"])
+    result = run(launcher_argv(settings))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "y\n", "")

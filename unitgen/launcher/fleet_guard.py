@@ -541,7 +541,10 @@ class Guard:
                     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
                 if os.getppid() != parent:  # the launcher died before PDEATHSIG was armed
                     os._exit(EXIT_FLEET_LOST)
-                for name in ("SIGINT", "SIGTERM", *_FORWARDED):  # the app starts with the defaults
+                # The app starts with the defaults; SIGPIPE and SIGXFSZ as the launcher's exec mode
+                # leaves them (runtime.restore_exec_signals: Python ignored them, systemd ignores SIGPIPE).
+                defaults = ("SIGINT", "SIGTERM", "SIGXFSZ", *_FORWARDED)
+                for name in (*defaults, "SIGPIPE") if not env.get("INVOCATION_ID") else defaults:
                     signal.signal(getattr(signal, name), signal.SIG_DFL)
                 if "/" in argv[0]:
                     os.execve(argv[0], argv, env)  # noqa: S606 - running the service is the point

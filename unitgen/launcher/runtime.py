@@ -1151,6 +1151,7 @@ def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
                 message = f"{settings['name']} cannot start: cannot fork the readiness watcher: {err.strerror}"
                 log(settings["name"], 3, message, ERRNO=str(err.errno))
                 return EXIT_APP_ERROR
+    restore_exec_signals(_signal_module(), os.environ)
     try:
         if "/" in argv[0]:
             os.execv(argv[0], argv)  # noqa: S606 - running the service is the point
@@ -1307,6 +1308,18 @@ def _take_lock_waiting(settings: LauncherSettings, private_table: bool) -> tuple
             LOCK_PATH=path,
         )
     return -1, keeper
+
+
+def restore_exec_signals(signal: ModuleType, environ: Mapping[str, str]) -> None:
+    """Give an exec'd app the signal dispositions it would have had without a Python launcher.
+
+    Python ignores SIGPIPE and SIGXFSZ at start-up and exec keeps ignored signals: run by hand or
+    from cron, `yes | head -n1` in the app would then print EPIPE errors instead of ending quietly.
+    Under systemd SIGPIPE stays ignored, as IgnoreSIGPIPE=yes (systemd's default, which unitgen's
+    units keep) gives every service; systemd sets INVOCATION_ID for exactly those processes."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    if not environ.get("INVOCATION_ID"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 def _signal_module() -> ModuleType:
