@@ -432,6 +432,21 @@ def _keep(value: str) -> int:
 ARCHITECTURES = ("amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x")
 
 
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,  # keeps a --json given before the command
+        help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
+    )
+
+
+def _debug_option(p: argparse.ArgumentParser) -> None:
+    # Also after the command, as the README writes it ('render x --debug'); SUPPRESS keeps
+    # a --debug given before the command when this one is absent.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log commands and show tracebacks")
+
+
 def _signing_options(p: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
     p.add_argument("--sign", metavar="KEYID", required=required, help=help)
     p.add_argument("--homedir", metavar="DIR", help="gpg's home for --sign (default: $GNUPGHOME or ~/.gnupg)")
@@ -517,12 +532,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
         if json:
-            p.add_argument(
-                "--json",
-                action="store_true",
-                default=argparse.SUPPRESS,  # keeps a --json given before the command
-                help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
-            )
+            _json_option(p)
         if diff:
             p.add_argument(
                 "--diff",
@@ -557,11 +567,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
                 type=_existing_dir,
                 help="a directory of templates that override the built-in ones (repeatable)",
             )
-        # Also after the command, as the README writes it ('render x --debug'); SUPPRESS keeps
-        # a --debug given before the command when this one is absent.
-        p.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help="log commands and show tracebacks"
-        )
+        _debug_option(p)
         return p
 
     p = command("init", "write a commented starter spec NAME.toml", out=False, json=True)
@@ -622,13 +628,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--keep", type=_keep, default=3, metavar="N", help="versions kept per package (default: 3)")
     p.add_argument("--url", help="where hosts reach REPO, for the lines printed (default: its file: URL)")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
-    )
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log commands and show tracebacks")
+    _json_option(p)
+    _debug_option(p)
     p.set_defaults(func=cmd_publish)
 
     p = command(
@@ -668,13 +669,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "--purge", action="store_true", help="also remove the state directories the install created, and config files"
     )
     p.add_argument("--root", metavar="DIR", help="the root it was installed under (default: /)")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print one JSON document on stdout (schemas/unitgen-output.schema.json); progress goes to stderr",
-    )
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log commands and show tracebacks")
+    _json_option(p)
+    _debug_option(p)
     p.set_defaults(func=cmd_uninstall)
 
     p = sub.add_parser(
