@@ -103,3 +103,17 @@ def test_refused_with_the_key_and_what_is_allowed(raw: dict[str, Any], key: str,
     assert err.value.key.startswith(key)
     assert problem in str(err.value)
     assert str(err.value).startswith("pool.toml: ")
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        pytest.param(spec(instances=["a", "b/c"]), "item 1: ", id="instance"),
+        pytest.param(spec(listen=["tcp:80", "udp:53"]), "item 1: ", id="listen"),
+    ],
+)
+def test_a_bad_array_item_is_named_by_its_index(raw: dict[str, Any], where: str) -> None:
+    # Both arrays go through fields.each_item, as every other array of the spec does.
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw, name="pool", where="pool.toml")
+    assert where in str(err.value)

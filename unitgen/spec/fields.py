@@ -268,19 +268,24 @@ def matching(pattern: str, what: str) -> Parser[str]:
     return parse
 
 
+def each_item(item: Parser[T], values: list[Any]) -> tuple[T, ...]:
+    """Every value of an array through `item`; a bad one is named by its index ('item 2: ...')."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(item(v))
+        except FieldError as exc:
+            raise FieldError(f"item {i}: {exc.problem}", exc.hint) from None
+    return tuple(out)
+
+
 def array(item: Parser[T], *, min_items: int = 0) -> Parser[tuple[T, ...]]:
     def parse(value: Any) -> tuple[T, ...]:
         if not isinstance(value, list):
             raise FieldError(f"expected an array, got {_type_name(value)}")
         if len(value) < min_items:
             raise FieldError(f"needs at least {min_items} item{'s' if min_items > 1 else ''}")
-        out = []
-        for i, v in enumerate(value):
-            try:
-                out.append(item(v))
-            except FieldError as exc:
-                raise FieldError(f"item {i}: {exc.problem}", exc.hint) from None
-        return tuple(out)
+        return each_item(item, value)
 
     return parse
 

@@ -23,6 +23,7 @@ from unitgen.spec.fields import (
     FieldError,
     SpecError,
     absolute_path,
+    each_item,
     shown,
     shown_key,
     string_table,
@@ -62,13 +63,7 @@ def _bad_env_name(name: str) -> str:
 def parse_instances(value: Any) -> tuple[Instance, ...]:
     """An array of names, or a table of names to {environment = {NAME = "value"}}."""
     if isinstance(value, list):
-        names = []
-        for i, item in enumerate(value):
-            try:
-                names.append(instance_name(item))
-            except FieldError as exc:
-                raise FieldError(f"item {i}: {exc.problem}", exc.hint) from None
-        instances = tuple(Instance(n) for n in names)
+        instances = tuple(Instance(n) for n in each_item(instance_name, value))
     elif isinstance(value, dict):
         out = []
         for raw_name, body in value.items():
@@ -153,17 +148,12 @@ def parse_listen(value: Any) -> tuple[Listen, ...]:
         raise FieldError("expected an array of sockets", hint=f"each one of {LISTEN_ALLOWED}")
     if not 1 <= len(value) <= LISTEN_MAX:
         raise FieldError(f"needs 1 to {LISTEN_MAX} sockets, got {len(value)}")
-    out = []
-    for i, item in enumerate(value):
-        try:
-            out.append(parse_listen_item(item))
-        except FieldError as exc:
-            raise FieldError(f"item {i}: {exc.problem}", exc.hint) from None
+    out = each_item(parse_listen_item, value)
     addresses = [x.address for x in out]
     for i, address in enumerate(addresses):
         if address in addresses[:i]:
             raise FieldError(f"item {i}: {shown(address)} is listed twice")
-    return tuple(out)
+    return out
 
 
 def default_lock_file(name: str, instances: tuple[Instance, ...]) -> str:
