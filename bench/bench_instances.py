@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from floors import FLOOR_PYTHON, FLOOR_READY  # noqa: E402  # bench/ is sys.path[0] when run as a script
 
+from tests.e2e_helpers import LOCK_HOLDERS  # noqa: E402
 from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING, MESSAGE_ID_LOCK_ERROR  # noqa: E402
 from unitgen.render.units import render  # noqa: E402
 from unitgen.sandbox import Sandbox  # noqa: E402
@@ -93,16 +94,9 @@ for pid in pids:
         pss += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
     with open(f"/proc/{pid}/stat") as f:  # utime and stime, after the command name in parentheses
         cpu += sum(int(t) for t in f.read().rsplit(")", 1)[1].split()[11:13])
+""" + LOCK_HOLDERS + r"""
 locks_ok = None
 if lockdir:
-    # /proc/locks, matched by inode: lslocks finds paths through /proc/PID/fd, which misses a lock
-    # taken from a thread with its own fd table (python mode); the kernel still reports the PID.
-    holders = {}
-    with open("/proc/locks") as f:
-        for line in f:
-            parts = line.split()
-            if "->" not in parts and parts[1] == "POSIX":
-                holders[int(parts[5].rsplit(":", 1)[1])] = int(parts[4])
     locks_ok = sum(1 for i, u in enumerate(units, 1)
                    if holders.get(os.stat(f"{lockdir}/{i}.pid").st_ino) == int(state[u]["MainPID"]))
 cpu_ms = cpu * 1000 / os.sysconf("SC_CLK_TCK") / n

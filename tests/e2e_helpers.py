@@ -15,6 +15,19 @@ from unitgen.trial import install_staging
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
+# Part of a program run inside the sandbox: `holders`, inode -> PID of each POSIX lock in
+# /proc/locks. Matched by inode: lslocks finds paths through /proc/PID/fd, which misses a lock taken
+# from a thread with its own fd table (python mode); the kernel still reports the PID.
+LOCK_HOLDERS = r"""
+holders = {}
+with open("/proc/locks") as f:
+    for line in f:
+        parts = line.split()
+        if "->" not in parts and parts[1] == "POSIX":
+            holders[int(parts[5].rsplit(":", 1)[1])] = int(parts[4])
+"""
+
+
 def example_toml(name: str, **overrides: Any) -> dict[str, Any]:
     raw = tomllib.loads((EXAMPLES / name / f"{name}.toml").read_text())
     raw.update(overrides)

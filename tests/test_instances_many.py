@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e_helpers import install, launcher
+from tests.e2e_helpers import LOCK_HOLDERS, install, launcher
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING, MESSAGE_ID_LOCK_ERROR
 from unitgen.sandbox import Sandbox
 from unitgen.spec import Spec
@@ -35,12 +35,7 @@ n = int(sys.argv[1])
 units = [f"many@{i}.service" for i in range(1, n + 1)]
 out = subprocess.run(["systemctl", "show", "-p", "MainPID,ActiveState", *units], capture_output=True, text=True,
                      check=True).stdout.strip().split("\n\n")
-holders = {}
-with open("/proc/locks") as f:
-    for line in f:
-        parts = line.split()
-        if "->" not in parts and parts[1] == "POSIX":
-            holders[int(parts[5].rsplit(":", 1)[1])] = int(parts[4])
+""" + LOCK_HOLDERS + r"""
 result = {}
 for i, block in enumerate(out, 1):
     props = dict(line.split("=", 1) for line in block.splitlines())
