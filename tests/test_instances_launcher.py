@@ -144,14 +144,8 @@ def test_an_admin_added_instance_with_systemd_escapes_works(work: Path) -> None:
 
 def test_exec_mode_passes_the_sockets_through_with_listen_pid_its_own(work: Path, listener: socket.socket) -> None:
     settings = template_settings(work, argv=[DEBIAN_PYTHON, "-I", "-c", SERVE_FD3, "{instance}"])
-    proc = subprocess.Popen(
-        with_sockets(launcher_argv(settings), listener),
-        env=env(UNITGEN_INSTANCE="a"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        pass_fds=(listener.fileno(),),
+    proc = start(
+        with_sockets(launcher_argv(settings), listener), env(UNITGEN_INSTANCE="a"), pass_fds=(listener.fileno(),)
     )
     try:
         pid, listen_pid, fds, names, instance, arg = read_line(proc).split()
@@ -192,13 +186,9 @@ def test_a_contender_closes_and_accepts_nothing_it_was_given(work: Path, listene
 
 def test_python_mode_returns_the_sockets_from_the_documented_call(work: Path, listener: socket.socket) -> None:
     settings = template_settings(work, mode="python", entry="listenapp:serve")
-    proc = subprocess.Popen(
+    proc = start(
         with_sockets(launcher_argv(settings, isolated=False), listener, names="api"),
-        env=env(UNITGEN_INSTANCE="b", PYTHONPATH=APPS),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env(UNITGEN_INSTANCE="b", PYTHONPATH=APPS),
         pass_fds=(listener.fileno(),),
     )
     try:
