@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_json import document
+from tests.cli_helpers import document
 
 ROOT = Path(__file__).parent.parent
 SPEC = (

@@ -4,7 +4,6 @@ with the same exit codes as the text output. Real `unitgen` processes in scratch
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -17,26 +16,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.cli_helpers import SCHEMA, document, unitgen
 from tests.test_interrupts import SLOW_BACKEND, SLOW_PYPROJECT
 
 ROOT = Path(__file__).parent.parent
-SCHEMA = json.loads((ROOT / "schemas/unitgen-output.schema.json").read_text())
 HELLO = ROOT / "examples/hello/hello.toml"
 SPEC = 'description = "demo"\nexec = ["/bin/true"]\n\n[package]\nversion = "1.0"\nmaintainer = "A <a@example.com>"\n'
-
-
-def unitgen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "unitgen", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def document(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The whole of stdout is one JSON document, and the schema accepts it."""
-    doc = json.loads(result.stdout)
-    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
-    return doc  # type: ignore[no-any-return]
 
 
 def sha256(path: Path) -> str:

@@ -17,15 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
+from tests.cli_helpers import document, unitgen
 from unitgen.install import rootfs
 
 pytestmark = pytest.mark.root
 
 ROOT = Path(__file__).parent.parent
-SCHEMA = json.loads((ROOT / "schemas/unitgen-output.schema.json").read_text())
 NAME = "demo"
 SPEC = f"""description = "demo service"
 exec = ["/bin/sleep", "infinity"]
@@ -39,19 +38,6 @@ MANIFEST = f"var/lib/unitgen/{NAME}.manifest"
 # journalctl's catalog database, rebuilt by install and uninstall as by the packages' trigger:
 # the system's, like the user; it stays, without the service's entries.
 CATALOG_DB = {"var/lib/systemd", "var/lib/systemd/catalog", "var/lib/systemd/catalog/database"}
-
-
-def unitgen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "unitgen", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def document(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    doc = json.loads(result.stdout)
-    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
-    return doc  # type: ignore[no-any-return]
 
 
 def tree(root: Path) -> dict[str, tuple[object, ...]]:

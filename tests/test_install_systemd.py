@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import test_config as config_test
-from tests.test_install import SCHEMA
+from tests.cli_helpers import SCHEMA
 from unitgen.launcher.runtime import MESSAGE_ID_ALREADY_RUNNING
 from unitgen.sandbox import Sandbox
 
