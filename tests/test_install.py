@@ -77,6 +77,24 @@ class Host:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.root / MANIFEST).read_text())  # type: ignore[no-any-return]
 
+    def install_killed(self, kill_if: str, setup: str = "") -> subprocess.CompletedProcess[str]:
+        """`unitgen install` SIGKILLed in Root.write_file, before writing, once the Python
+        expression `kill_if` (of `rel`, run on every file in turn) is true; `setup` runs first."""
+        code = (
+            f"import os, signal, sys\nfrom unitgen.install import rootfs\n{setup}real = rootfs.Root.write_file\n"
+            "def write_file(self, rel, content, mode, created):\n"
+            f"    if {kill_if}:\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    real(self, rel, content, mode, created)\n"
+            "rootfs.Root.write_file = write_file\n"
+            "from unitgen.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code, "install", NAME, "--root", str(self.root)],
+            cwd=self.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
 
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
@@ -285,25 +303,13 @@ def test_purge_never_removes_a_state_directory_that_was_there_before(host: Host)
 
 def test_an_install_killed_half_way_is_cleaned_by_uninstall_and_taken_over_by_install(host: Host) -> None:
     # SIGKILL after the third file: the in-progress manifest was written before the first.
-    code = (
-        "import os, signal, sys\n"
-        "from unitgen.install import rootfs\n"
-        "real = rootfs.Root.write_file\n"
-        "count = [0]\n"
-        "def write_file(self, rel, content, mode, created):\n"
-        "    count[0] += 1\n"
-        "    if count[0] == 4 and str(rel) != 'var/lib/unitgen/demo.manifest':\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    real(self, rel, content, mode, created)\n"
-        "rootfs.Root.write_file = write_file\n"
-        "from unitgen.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
+    def kill() -> subprocess.CompletedProcess[str]:
+        # next(count) first: every file counts, as the fourth one is what is killed.
+        return host.install_killed("next(count) == 4 and str(rel) != 'var/lib/unitgen/demo.manifest'",
+                                   setup="import itertools\ncount = itertools.count(1)\n")  # fmt: skip
+
     before = tree(host.root)
-    killed = subprocess.run(
-        [sys.executable, "-c", code, "install", NAME, "--root", str(host.root)],
-        cwd=host.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    killed = kill()
     assert killed.returncode == -9, killed.stderr
     assert host.manifest()["state"] == "installing"
     written = [p for p in tree(host.root) if p not in before and (host.root / p).is_file()]
@@ -312,8 +318,7 @@ def test_an_install_killed_half_way_is_cleaned_by_uninstall_and_taken_over_by_in
     assert result.returncode == 0, result.stderr
     assert set(tree(host.root)) == set(before)
     # Again, then a re-install takes the half-done one over.
-    subprocess.run([sys.executable, "-c", code, "install", NAME, "--root", str(host.root)], cwd=host.dir,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, check=False)  # fmt: skip
+    kill()
     result = host.install()
     assert result.returncode == 0, result.stderr
     assert host.manifest()["state"] == "complete" and (host.root / LAUNCHER).is_file()
@@ -671,25 +676,11 @@ def test_an_upgrade_that_would_overwrite_an_edited_unitgen_new_is_refused(chost:
 def test_an_upgrade_killed_half_way_leaves_an_edited_config_file_edited(chost: ConfigHost) -> None:
     # SIGKILL at the first file after the in-progress manifest: the config file must still count
     # as edited then, or the uninstall that cleans up would remove it as unitgen's own.
-    code = (
-        "import os, signal, sys\n"
-        "from unitgen.install import rootfs\n"
-        "real = rootfs.Root.write_file\n"
-        "def write_file(self, rel, content, mode, created):\n"
-        "    if not str(rel).endswith('.manifest'):\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    real(self, rel, content, mode, created)\n"
-        "rootfs.Root.write_file = write_file\n"
-        "from unitgen.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
+    kill_if = "not str(rel).endswith('.manifest')"
     assert chost.install().returncode == 0
     _edit(chost.root)
     chost.default("port = 2\n")
-    killed = subprocess.run(
-        [sys.executable, "-c", code, "install", NAME, "--root", str(chost.root)],
-        cwd=chost.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    killed = chost.install_killed(kill_if)
     assert killed.returncode == -9, killed.stderr
     assert chost.manifest()["state"] == "installing"
     # A re-install takes it over and still writes the new default beside the edit ...
@@ -699,10 +690,7 @@ def test_an_upgrade_killed_half_way_leaves_an_edited_config_file_edited(chost: C
     assert (chost.root / CONF).read_text() == EDITED and (chost.root / NEW).read_text() == "port = 2\n"
     # ... and, killed again, an uninstall keeps the edit.
     chost.default("port = 3\n")
-    killed = subprocess.run(
-        [sys.executable, "-c", code, "install", NAME, "--root", str(chost.root)],
-        cwd=chost.dir, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    killed = chost.install_killed(kill_if)
     assert killed.returncode == -9, killed.stderr
     result = chost.uninstall("--json")
     assert result.returncode == 0, result.stderr
