@@ -51,110 +51,21 @@ and `unitgen.run`):
 - `host`: `Sandbox`, the host side (boot, run, copy_in, journal, teardown, clean_stale);
 - `leftovers`: finding and removing what a killed run left (cgroups, state, app builds).
 
-This module only re-exports the public names.
+This module re-exports what the rest of unitgen, the tests and the benchmarks use; the other
+names (syscall constants, the operations, the plan's constants) are imported from their module.
 """
 
 from __future__ import annotations
 
-from unitgen.sandbox.host import FROZEN, RECORD_SUFFIX, TIMED_OUT, Sandbox, require_root
-from unitgen.sandbox.leftovers import LEGACY_BOOT_GRACE
-from unitgen.sandbox.operations import (
-    BindConsole,
-    CheckMarker,
-    CheckMounts,
-    MakeDirectory,
-    MakeNode,
-    Mount,
-    Operation,
-    PivotRoot,
-    Symlink,
-    WriteFile,
-)
-from unitgen.sandbox.plan import (
-    CGROUP_PREFIX,
-    CONTAINER,
-    DROPPED_CAPABILITIES,
-    JOURNALD_DROPIN,
-    MASKED_UNITS,
-    PATH,
-    STATE_ROOT,
-    SYSTEMD,
-    SYSTEMD_ARGS,
-    TARGET,
-    TARGET_UNIT,
-    Hierarchy,
-    boot_plan,
-    describe_plan,
-    host_hierarchies,
-)
-from unitgen.sandbox.syscalls import (
-    CLONE_NEWCGROUP,
-    CLONE_NEWIPC,
-    CLONE_NEWNET,
-    CLONE_NEWNS,
-    CLONE_NEWPID,
-    CLONE_NEWUTS,
-    MNT_DETACH,
-    MS_BIND,
-    MS_NODEV,
-    MS_NOEXEC,
-    MS_NOSUID,
-    MS_PRIVATE,
-    MS_RDONLY,
-    MS_REC,
-    MS_REMOUNT,
-    MS_SHARED,
-    PR_CAPBSET_DROP,
-    PR_SET_PDEATHSIG,
-)
+from unitgen.sandbox.host import RECORD_SUFFIX, Sandbox, require_root
+from unitgen.sandbox.plan import CGROUP_PREFIX, MASKED_UNITS, STATE_ROOT, describe_plan, host_hierarchies
 
 __all__ = [
     "CGROUP_PREFIX",
-    "CLONE_NEWCGROUP",
-    "CLONE_NEWIPC",
-    "CLONE_NEWNET",
-    "CLONE_NEWNS",
-    "CLONE_NEWPID",
-    "CLONE_NEWUTS",
-    "CONTAINER",
-    "DROPPED_CAPABILITIES",
-    "FROZEN",
-    "JOURNALD_DROPIN",
-    "LEGACY_BOOT_GRACE",
     "MASKED_UNITS",
-    "MNT_DETACH",
-    "MS_BIND",
-    "MS_NODEV",
-    "MS_NOEXEC",
-    "MS_NOSUID",
-    "MS_PRIVATE",
-    "MS_RDONLY",
-    "MS_REC",
-    "MS_REMOUNT",
-    "MS_SHARED",
-    "PATH",
-    "PR_CAPBSET_DROP",
-    "PR_SET_PDEATHSIG",
     "RECORD_SUFFIX",
     "STATE_ROOT",
-    "SYSTEMD",
-    "SYSTEMD_ARGS",
-    "TARGET",
-    "TARGET_UNIT",
-    "TIMED_OUT",
-    "BindConsole",
-    "CheckMarker",
-    "CheckMounts",
-    "Hierarchy",
-    "MakeDirectory",
-    "MakeNode",
-    "Mount",
-    "Operation",
-    "PivotRoot",
     "Sandbox",
-    "Symlink",
-    "WriteFile",
-    "boot_plan",
     "describe_plan",
     "host_hierarchies",
     "require_root",
