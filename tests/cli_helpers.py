@@ -28,3 +28,11 @@ def document(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     doc = json.loads(result.stdout)
     jsonschema.Draft202012Validator(SCHEMA).validate(doc)
     return doc  # type: ignore[no-any-return]
+
+
+def try_example(name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`unitgen try NAME` on examples/NAME/NAME.toml, its staging tree in tmp_path; it must succeed."""
+    spec = ROOT / "examples" / name / f"{name}.toml"
+    result = unitgen("try", name, "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result

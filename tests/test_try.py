@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import try_example
 from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RUNNING
 from unitgen.sandbox import Sandbox
 
@@ -32,11 +33,7 @@ def sandboxes_left() -> list[str]:
 
 
 def test_try_shows_a_running_service_and_a_refused_second_instance(tmp_path: Path) -> None:
-    spec = ROOT / "examples/hello/hello.toml"
-    result = unitgen("try", "hello", "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    out = try_example("hello", tmp_path).stdout
     assert "hello.service: active (running)" in out
     assert "lock:       /run/hello/hello.pid: POSIX write lock held by PID" in out
     assert "GET http://127.0.0.1:8080/ -> 200 OK" in out
@@ -92,10 +89,7 @@ def test_try_as_a_normal_user_says_root_is_needed_and_builds_nothing(tmp_path: P
 
 
 def test_try_a_timer_job_shows_the_timer_and_skips_an_overlapping_run(tmp_path: Path) -> None:
-    spec = ROOT / "examples/ticker/ticker.toml"
-    result = unitgen("try", "ticker", "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
-
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = try_example("ticker", tmp_path)
     assert "ticker.timer: active, next run " in result.stdout
     assert "ticker.service: activating (start)" in result.stdout  # the run started now
     assert "lock:       /run/ticker/ticker.pid: POSIX write lock held by PID" in result.stdout
@@ -107,10 +101,7 @@ EXAMPLES = sorted(p.name for p in (ROOT / "examples").iterdir() if (p / f"{p.nam
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_try_succeeds_on_every_example(example: str, tmp_path: Path) -> None:
-    spec = ROOT / "examples" / example / f"{example}.toml"
-    result = unitgen("try", example, "--spec", str(spec), "--out", str(tmp_path / "stage"), cwd=tmp_path)
-
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = try_example(example, tmp_path)
     assert "ERROR" not in result.stdout + result.stderr
     assert "journal: " in result.stdout  # the second instance's contention entry
 
