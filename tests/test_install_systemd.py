@@ -39,9 +39,17 @@ TREE_HASH = (
 )
 
 
+# unitgen's code copied in: the checkout (and its venv) may live where the sandbox has its own
+# /tmp. Run by Debian's python3, whose python3-jinja2 scripts/bootstrap installs, as unitgen's .deb
+# runs it; no bytecode written, so the source copy never changes while a test hashes the tree.
+SOURCE = "/root/unitgen-src"
+UNITGEN = ["/usr/bin/python3", "-m", "unitgen"]
+UNITGEN_ENV = {"PYTHONPATH": SOURCE, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def unitgen(sb: Sandbox, *args: str, json_doc: bool = True) -> tuple[subprocess.CompletedProcess[str], Any]:
-    argv = [sys.executable, "-m", "unitgen", *args, *(["--json"] if json_doc else [])]
-    result = sb.run(argv, check=False, timeout=300)
+    argv = [*UNITGEN, *args, *(["--json"] if json_doc else [])]
+    result = sb.run(argv, check=False, timeout=300, env=UNITGEN_ENV)
     doc = None
     if json_doc:
         import jsonschema
@@ -67,6 +75,8 @@ def http(sb: Sandbox) -> str:
 
 @pytest.fixture
 def box(sandbox: Sandbox) -> Sandbox:
+    for folder in ("unitgen", "templates"):
+        sandbox.copy_in(ROOT / folder, f"{SOURCE}/{folder}")
     sandbox.write_file(SPEC, HELLO.read_text())
     return sandbox
 
