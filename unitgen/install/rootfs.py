@@ -197,23 +197,22 @@ class Root:
             pass
 
     def unlink(self, rel: PurePosixPath) -> bool:
-        with self.directory(rel.parent) as fd:
-            if fd is None:
-                return False
-            try:
-                os.unlink(rel.name, dir_fd=fd)
-            except FileNotFoundError:
-                return False
-            return True
+        """Remove a file or symbolic link; False when it is absent."""
+        return self._remove(rel, os.unlink, FileNotFoundError)
 
     def rmdir(self, rel: PurePosixPath) -> bool:
         """Remove an empty directory; False when it is absent, not empty or not a directory."""
+        return self._remove(rel, os.rmdir, OSError)
+
+    def _remove(self, rel: PurePosixPath, remove: Callable[..., None], expected: type[OSError]) -> bool:
+        """`remove(name, dir_fd=...)` in rel's parent (opened by `directory`); False when
+        the parent is missing or `remove` fails with `expected`."""
         with self.directory(rel.parent) as fd:
             if fd is None:
                 return False
             try:
-                os.rmdir(rel.name, dir_fd=fd)
-            except OSError:
+                remove(rel.name, dir_fd=fd)
+            except expected:
                 return False
             return True
 
