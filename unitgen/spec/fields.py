@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -328,15 +329,28 @@ class Key(Generic[T]):
     required: bool = False
     allowed: str = ""  # what the README shows as the accepted values
 
-    @property
+    @functools.cached_property  # read for every key of every table of every spec in a batch
     def attr(self) -> str:
         return self.name.replace("-", "_")
+
+
+# keys -> {name: key}: the tables are module constants, so a batch of specs builds each map once.
+# Keyed by id() with the sequence kept alive in the value, so an id is never reused for another.
+_KNOWN: dict[int, tuple[Sequence[Key[Any]], dict[str, Key[Any]]]] = {}
+
+
+def _known(keys: Sequence[Key[Any]]) -> dict[str, Key[Any]]:
+    cached = _KNOWN.get(id(keys))
+    if cached is None or cached[0] is not keys or len(cached[1]) != len(keys):
+        cached = (keys, {k.name: k for k in keys})
+        _KNOWN[id(keys)] = cached
+    return cached[1]
 
 
 def parse_table(raw: Mapping[str, Any], keys: Sequence[Key[Any]], *, where: str, prefix: str = "") -> dict[str, Any]:
     """Check `raw` against `keys`: unknown keys (with a suggestion), missing required keys and
     bad values all raise `SpecError`. Returns {attribute name: parsed value or default}."""
-    known = {k.name: k for k in keys}
+    known = _known(keys)
     for name in raw:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
@@ -344,14 +358,14 @@ def parse_table(raw: Mapping[str, Any], keys: Sequence[Key[Any]], *, where: str,
             raise SpecError(where, prefix + name, "unknown key", hint=hint)
     out: dict[str, Any] = {}
     for key in keys:
-        path = prefix + key.name
-        if key.name not in raw:
+        name = key.name
+        if name not in raw:
             if key.required:
-                raise SpecError(where, path, "is required", hint=key.doc)
+                raise SpecError(where, prefix + name, "is required", hint=key.doc)
             out[key.attr] = key.default
             continue
         try:
-            out[key.attr] = key.parse(raw[key.name])
+            out[key.attr] = key.parse(raw[name])
         except FieldError as exc:
-            raise SpecError(where, path, exc.problem, hint=exc.hint) from None
+            raise SpecError(where, prefix + name, exc.problem, hint=exc.hint) from None
     return out

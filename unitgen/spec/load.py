@@ -8,6 +8,7 @@ directories the service owns, the [app] inputs, [extra] sections and the length 
 from __future__ import annotations
 
 import difflib
+import functools
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,7 +197,7 @@ def _check_app_inputs(app: App, where: str) -> None:
 def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_dir: Path | None = None) -> Spec:
     validate_name(name)
     tables = {"limits", "hardening", "timer", "package", "extra", "app", "lock"}
-    top = parse_table({k: v for k, v in raw.items() if k not in tables}, TOP_KEYS + _table_placeholders(), where=where)
+    top = parse_table({k: v for k, v in raw.items() if k not in tables}, _top_keys(), where=where)
     for t in tables:
         top.pop(t, None)
 
@@ -408,6 +409,12 @@ def _unit_lines(spec: Spec) -> Iterator[tuple[str, str]]:
 def _table_placeholders() -> tuple[Key[Any], ...]:
     # The sub-tables are parsed separately; listing them keeps "did you mean" aware of them.
     return tuple(Key(t, lambda v: v, "") for t in ("limits", "hardening", "timer", "package", "extra", "app", "lock"))
+
+
+@functools.cache
+def _top_keys() -> tuple[Key[Any], ...]:
+    # One tuple for every spec of a batch: parse_table keeps its name map per key sequence.
+    return TOP_KEYS + _table_placeholders()
 
 
 def _parse_extra(raw: dict[str, Any], where: str) -> tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]:

@@ -7,6 +7,7 @@ and `unitgen.spec.load` builds a `Spec` from a file.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,7 +264,7 @@ class Spec:
         """The unit files' stem: NAME, or NAME@ for a template."""
         return f"{self.name}@" if self.instances else self.name
 
-    @property
+    @functools.cached_property  # read four times per render by the templates; a Path each time
     def runtime_directory(self) -> str:
         """RuntimeDirectory= relative to /run: the lock file's directory."""
         return str(Path(self.lock_file).parent.relative_to("/run"))
