@@ -283,16 +283,19 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
         except jinja2.TemplateError as exc:
             raise UnitgenError(f"template {template}: {exc}", hint="check your --templates directory") from exc
 
+    # Paths as text, each parsed once: PurePosixPath joins and relative_to("/") were a sixth of a
+    # render. The launcher's and the doc's are absolute ('/usr/...'), the tree's relative.
+    unit_dir, name = str(UNIT_DIR), spec.name
     files = [
-        RenderedFile(UNIT_DIR / f"{spec.unit_stem}.service", text("units/service.j2")),
-        RenderedFile(PurePosixPath("usr/lib/tmpfiles.d", f"{spec.name}.conf"), text("system/tmpfiles.j2")),
+        RenderedFile(PurePosixPath(f"{unit_dir}/{spec.unit_stem}.service"), text("units/service.j2")),
+        RenderedFile(PurePosixPath(f"usr/lib/tmpfiles.d/{name}.conf"), text("system/tmpfiles.j2")),
         RenderedFile(
-            launcher.relative_to("/"),
+            PurePosixPath(str(launcher)[1:]),
             render_launcher(launcher_settings(spec), python=spec.python).encode("utf-8"),
             0o755,
         ),
-        RenderedFile(PurePosixPath(module_file(str(launcher.parent))).relative_to("/"), _launcher_module()),
-        RenderedFile(doc_path(spec).relative_to("/"), text("doc/README.unitgen.j2")),
+        RenderedFile(PurePosixPath(module_file(str(launcher.parent))[1:]), _launcher_module()),
+        RenderedFile(PurePosixPath(f"usr/share/doc/{name}/README.unitgen"), text("doc/README.unitgen.j2")),
     ]
     for module, path in fleet_modules(spec):
         files.append(RenderedFile(path.relative_to("/"), _fleet_source(module)))
@@ -303,7 +306,7 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
     for path, content in instances.instance_drop_ins(spec):
         files.append(RenderedFile(UNIT_DIR / path, content.encode("utf-8")))
     if spec.user is not None:
-        files.append(RenderedFile(PurePosixPath("usr/lib/sysusers.d", f"{spec.name}.conf"), text("system/sysusers.j2")))
+        files.append(RenderedFile(PurePosixPath(f"usr/lib/sysusers.d/{name}.conf"), text("system/sysusers.j2")))
     extra = [config.catalog_file(spec), *config.config_files(spec)]
     extra += config.credentials_module(spec, launcher.parent)
     files += [RenderedFile(path, content, mode) for path, content, mode in extra]
