@@ -36,7 +36,7 @@ from unitgen.render.units import RenderedFile
 
 # os and strings rather than pathlib where a batch runs a function for every service (500 and
 # more in one process): the Path objects were most of those functions' time.
-# ruff: noqa: PTH114, PTH116, PTH208
+# ruff: noqa: PTH109, PTH114, PTH116, PTH208
 
 MARKER = ".unitgen-output"
 """The marker file in every output directory unitgen writes; never packaged, never copied by `try`."""
@@ -110,9 +110,12 @@ def check_out_dir(out_dir: Path, protected: Iterable[Path]) -> None:
         raise UnitgenError(f"--out {out_dir}: refusing a symbolic link as the output directory", hint=hint)
     real = os.path.realpath(text)
     homes = _resolved_homes()
+    # getcwd(3) is the kernel's path of the directory: absolute, no '.', '..' or symbolic link, so
+    # realpath() of it (a Python loop and an lstat per component, per service) gives it back.
+    cwd = os.getcwd()
     for path in protected:
         resolved = os.fspath(path)
-        if resolved not in homes:  # those are resolved already
+        if resolved not in homes and resolved != cwd:  # those are resolved already
             resolved = os.path.realpath(resolved)
         if _contains(real, resolved):
             what = "is" if real == resolved else "contains"
@@ -328,10 +331,13 @@ def _holds_exactly(out_dir: Path, files: list[RenderedFile]) -> bool:
     expected: dict[str, tuple[bytes, int | None]] = {f.path.as_posix(): (f.content, f.mode) for f in files}
     expected[MARKER] = (MARKER_TEXT, None)  # written with the umask's mode, which no check relies on
     dirs = {"": 0o755}  # the tree itself is chmod-ed to 0755
-    for path in list(expected):
-        parts = path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            dirs.setdefault("/".join(parts[:depth]), _dir_mode())
+    dir_mode = _dir_mode()
+    for path in expected:
+        # Each parent up to the first one already listed (whose parents are then listed too).
+        end = path.rfind("/")
+        while end > 0 and path[:end] not in dirs:
+            dirs[path[:end]] = dir_mode
+            end = path.rfind("/", 0, end)
     uid = os.geteuid()
     seen = 0
     base = os.fspath(out_dir)
