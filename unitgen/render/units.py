@@ -275,11 +275,19 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
     # Built once per service (five uses below): a batch renders hundreds, and PurePosixPath
     # construction was a tenth of a render.
     launcher = launcher_path(spec)
-    ctx = _context(spec, launcher)
+    # Template.render() copies its variables twice (into a dict, then merged with the globals) for
+    # every template; here that merge is made once per service and passed as it is (shared=True:
+    # a template's own {% set %} goes to its context's vars, never into this dict).
+    ctx = {**env.globals, **_context(spec, launcher)}
 
     def text(template: str) -> bytes:
         try:
-            return env.get_template(template).render(ctx).encode("utf-8")
+            compiled = env.get_template(template)
+            try:
+                out: str = env.concat(compiled.root_render_func(compiled.new_context(ctx, shared=True)))
+            except Exception:
+                env.handle_exception()  # what render() does: Jinja's traceback, the same exception
+            return out.encode("utf-8")
         except jinja2.TemplateError as exc:
             raise UnitgenError(f"template {template}: {exc}", hint="check your --templates directory") from exc
 
