@@ -127,6 +127,12 @@ def utf8_length(value: str) -> int:
     return len(value.encode("utf-8", "surrogatepass"))
 
 
+def longer_than(value: str, limit: int) -> bool:
+    """utf8_length(value) > limit, without encoding a value too short for it: a character is at most
+    4 bytes in UTF-8 (a surrogate 3), and nearly every value is short (this runs for each of a spec's)."""
+    return len(value) * 4 > limit and utf8_length(value) > limit
+
+
 def too_long(length: int, limit: int, what: str = "") -> FieldError:
     return FieldError(
         f"is too long: {length} bytes{what}, at most {limit} allowed",
@@ -142,7 +148,7 @@ def text(value: Any, *, allow_empty: bool = False, max_bytes: int = TEXT_MAX) ->
     if not value and not allow_empty:
         raise FieldError("must not be empty")
     # Length first: a megabyte value gets one short message, not a scan and an echo.
-    if len(value) > max_bytes or utf8_length(value) > max_bytes:
+    if len(value) > max_bytes or longer_than(value, max_bytes):
         raise too_long(utf8_length(value), max_bytes)
     refused = _REFUSED.search(value)
     if refused is not None:
@@ -223,10 +229,10 @@ def choice(enum_type: type[E]) -> Parser[E]:
 
 
 def _check_names(s: str) -> None:
-    if utf8_length(s) >= PATH_MAX:
+    if longer_than(s, PATH_MAX - 1):
         raise too_long(utf8_length(s), PATH_MAX - 1, " for a path")
     for part in s.split("/"):
-        if utf8_length(part) > NAME_MAX:
+        if longer_than(part, NAME_MAX):
             raise FieldError(
                 f"is too long: a file name of {utf8_length(part)} bytes, at most {NAME_MAX} allowed (NAME_MAX)"
             )

@@ -24,6 +24,7 @@ from unitgen.spec.fields import (
     SpecError,
     absolute_path,
     each_item,
+    longer_than,
     shown,
     shown_key,
     string_table,
@@ -213,7 +214,7 @@ def check(top: dict[str, Any], name: str, where: str, *, timer: bool) -> None:
     for instance in instances:
         for env_name, value in instance.environment:
             line = "Environment=" + escape.environment(env_name, value)
-            if utf8_length(line) >= LINE_MAX:
+            if longer_than(line, LINE_MAX - 1):
                 raise SpecError(
                     where,
                     f"instances.{instance.name}.environment.{env_name}",

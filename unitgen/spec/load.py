@@ -22,6 +22,7 @@ from unitgen.spec.fields import (
     Key,
     SpecError,
     absolute_path,
+    longer_than,
     matching,
     one_or_many,
     parse_table,
@@ -249,13 +250,14 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
             f"{shown(lock_file)} must be inside a directory under /run",
             hint=f"e.g. '/run/{name}/{name}.pid' (that directory becomes RuntimeDirectory=)",
         )
+    runtime_dir = str(parent.relative_to("/run"))
     try:
-        relative_dir(str(parent.relative_to("/run")))
+        relative_dir(runtime_dir)
     except FieldError as exc:
         raise SpecError(where, "lock_file", f"its directory {exc.problem}") from None
     # The lock's directory becomes RuntimeDirectory= (and a tmpfiles.d line): systemd and
     # tmpfiles chown and chmod it, so it must be the service's, never /run/lock or /run/user.
-    own_directory(where, "lock_file", str(parent.relative_to("/run")), name, "/run", lock_file)
+    own_directory(where, "lock_file", runtime_dir, name, "/run", lock_file)
     top["lock_file"] = lock_file
     for key, base in _DIRECTORY_BASES:
         top[key] = _directory(top[key], name)
@@ -323,7 +325,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, where: str = "<spec>", base_di
         **top,
     )
     for key, line in _unit_lines(spec):
-        if utf8_length(line) >= LINE_MAX:
+        if longer_than(line, LINE_MAX - 1):
             raise SpecError(
                 where,
                 key,
