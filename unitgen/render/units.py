@@ -318,4 +318,4 @@ def render(spec: Spec, *, template_dirs: Sequence[Path] = ()) -> list[RenderedFi
     extra = [config.catalog_file(spec), *config.config_files(spec)]
     extra += config.credentials_module(spec, launcher.parent)
     files += [RenderedFile(path, content, mode) for path, content, mode in extra]
-    return sorted(files, key=lambda f: f.path)
+    return sorted(files, key=lambda f: f.path.parts)  # PurePath's order, compared as tuples (in C)

@@ -82,7 +82,7 @@ def _contains(outer: str, inner: str) -> bool:
 
 def _has_marker(directory: Path) -> bool:
     try:
-        return stat.S_ISREG((directory / MARKER).lstat().st_mode)
+        return stat.S_ISREG(os.lstat(f"{os.fspath(directory)}/{MARKER}").st_mode)
     except OSError:
         return False
 
