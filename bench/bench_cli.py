@@ -143,6 +143,52 @@ def bench_render(work: Path, runs: int, count: int) -> None:
           f"{count} processes {one_by_one:7.3f} s")  # fmt: skip
     print(f"  floor: {count} trees of the same files written by `cp -r` {floor['write']:.3f} s, "
           f"removed by `rm -rf` {floor['remove']:.3f} s")  # fmt: skip
+    print(f"  breakdown of the unchanged batch (in one process, medians): {_render_breakdown(work, names, runs)}")
+
+
+# The unchanged batch's stages, timed inside one process (a breakdown, not the measurement): the
+# interpreter and imports before, then what `cmd_render` does for every spec, stage by stage.
+RENDER_BREAKDOWN = """
+import sys, time
+t0 = time.perf_counter()
+import tomllib
+from pathlib import Path
+import unitgen.cli
+from unitgen.render.units import render
+from unitgen.spec import load_spec
+from unitgen.staging.tree import check_out_dir, protected_paths, write_tree
+t1 = time.perf_counter()
+names = sys.argv[1:]
+texts = [Path(f"{n}.toml").read_text() for n in names]
+t2 = time.perf_counter()
+for text in texts:
+    tomllib.loads(text)
+t3 = time.perf_counter()
+specs = [load_spec(Path(f"{n}.toml"), n) for n in names]
+t4 = time.perf_counter()
+outs = [(Path("build") / n).absolute() for n in names]
+for n, out in zip(names, outs):
+    check_out_dir(out, protected_paths([Path(f"{n}.toml")]))
+t5 = time.perf_counter()
+files = [render(spec) for spec in specs]
+t6 = time.perf_counter()
+for n, f, out in zip(names, files, outs):
+    write_tree(f, out, inputs=[Path(f"{n}.toml")])
+t7 = time.perf_counter()
+print(t1 - t0, (t3 - t2), (t4 - t3) - (t3 - t2), t5 - t4, t6 - t5, t7 - t6)
+"""
+
+
+def _render_breakdown(work: Path, names: list[str], runs: int) -> str:
+    stages = ("imports", "TOML parsing", "spec checks (load_spec less TOML)", "--out checks", "rendering",
+              "keeping the trees (write_tree)")  # fmt: skip
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", RENDER_BREAKDOWN, *names], cwd=work, env=ENV, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        samples.append([float(x) for x in out.split()])
+    medians = [statistics.median(column) for column in zip(*samples, strict=True)]
+    return ", ".join(f"{stage} {seconds:.3f} s" for stage, seconds in zip(stages, medians, strict=True))
 
 
 def _tree_floor(work: Path, count: int, runs: int) -> dict[str, float]:
