@@ -150,6 +150,18 @@ def test_uninstall_removes_exactly_what_was_installed_and_nothing_foreign(host: 
     assert not (host.root / MANIFEST).exists()
 
 
+def test_bytecode_in_a_directory_the_install_did_not_create_is_never_removed(host: Host) -> None:
+    """Only the __pycache__ of directories the install made is its own compile step's."""
+    foreign = host.root / "usr/lib/systemd/__pycache__/tool.cpython-311.pyc"  # usr/lib/systemd was there
+    foreign.parent.mkdir()
+    foreign.write_bytes(b"someone else's bytecode")
+    assert host.install().returncode == 0
+    assert host.install().returncode == 0  # an upgrade cleans bytecode too
+    result = host.uninstall("--purge")
+    assert result.returncode == 0, result.stderr
+    assert foreign.read_bytes() == b"someone else's bytecode"
+
+
 def test_reinstall_upgrades_replacing_its_files_and_removing_what_the_new_version_lacks(host: Host) -> None:
     assert host.install().returncode == 0
     old_unit = (host.root / UNIT).read_bytes()

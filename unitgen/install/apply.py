@@ -261,12 +261,13 @@ def _remove_entries(root: Root, entries: Sequence[Entry]) -> tuple[list[str], li
 
 
 def _remove_bytecode(root: Root, entries: Sequence[Entry]) -> None:
-    """The __pycache__ the compile step made in the install's directories (not in the manifest:
-    compiled on the host), with nothing but *.pyc files in it."""
+    """The __pycache__ the compile step made in the directories the install created (not in the
+    manifest: compiled on the host), with nothing but *.pyc files in it. A directory that was
+    there before (/usr/lib/systemd, /usr/libexec) may hold someone else's bytecode: never touched."""
     listed = {e.path for e in entries}
     for entry in entries:
         cache = entry.path / "__pycache__"
-        if entry.type != "dir" or cache in listed:
+        if entry.type != "dir" or not entry.created or cache in listed:
             continue
         try:
             names = root.listdir(cache)
