@@ -162,6 +162,16 @@ def test_bytecode_in_a_directory_the_install_did_not_create_is_never_removed(hos
     assert foreign.read_bytes() == b"someone else's bytecode"
 
 
+def test_an_admins_file_that_only_looks_like_a_killed_writes_leftover_is_kept(host: Host) -> None:
+    """Leftovers are exactly `.FILE.unitgen-` and 8 hex digits (what the writer makes), nothing broader."""
+    assert host.install().returncode == 0
+    backup = (host.root / UNIT).parent / f".{Path(UNIT).name}.unitgen-backup"
+    backup.write_text("an admin's copy\n")
+    assert host.install().returncode == 0
+    assert host.uninstall().returncode == 0
+    assert backup.read_text() == "an admin's copy\n"
+
+
 def test_reinstall_upgrades_replacing_its_files_and_removing_what_the_new_version_lacks(host: Host) -> None:
     assert host.install().returncode == 0
     old_unit = (host.root / UNIT).read_bytes()

@@ -30,7 +30,7 @@ from unitgen.install import conffiles
 from unitgen.install import manifest as manifests
 from unitgen.install.manifest import COMPLETE, INSTALLING, Entry, Manifest
 from unitgen.install.plan import collect, refusals, rendered
-from unitgen.install.rootfs import TMP_INFIX, Root, SymlinkInPathError
+from unitgen.install.rootfs import Root, SymlinkInPathError, tmp_base
 from unitgen.install.steps import Steps, live_systemd
 from unitgen.render.config import CATALOG_DIR
 from unitgen.render.units import UNIT_DIR, launcher_compile_argv, render
@@ -293,9 +293,8 @@ def _remove_tmp_leftovers(root: Root, entries: Sequence[Entry]) -> None:
         except SymlinkInPathError:
             continue
         for name in present:
-            base = name[1:].partition(TMP_INFIX)[0]
             # (a listed name is no leftover: .FILE.unitgen-new, the newer default of a config file .FILE)
-            if name.startswith(".") and TMP_INFIX in name and base in names and name not in names:
+            if tmp_base(name) in names and name not in names:
                 root.unlink(directory / name)
 
 

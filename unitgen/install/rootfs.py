@@ -15,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from unitgen.errors import UnitgenError
 
 TMP_INFIX = ".unitgen-"
+_TMP_NAME = re.compile(r"\.(.+)" + re.escape(TMP_INFIX) + r"[0-9a-f]{8}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -34,8 +36,11 @@ def tmp_name(name: str) -> str:
     return f".{name}{TMP_INFIX}{secrets.token_hex(4)}"
 
 
-def is_tmp_name(name: str) -> bool:
-    return name.startswith(".") and TMP_INFIX in name
+def tmp_base(name: str) -> str | None:
+    """FILE when `name` is exactly what `tmp_name(FILE)` makes (a killed write's leftover), else None:
+    an admin's `.FILE.unitgen-backup` is not ours."""
+    match = _TMP_NAME.fullmatch(name)
+    return match[1] if match else None
 
 
 def sha256_fd(fd: int) -> str:
