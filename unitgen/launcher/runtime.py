@@ -1132,25 +1132,43 @@ def _cannot_exec(settings: LauncherSettings, program: str, err: OSError) -> int:
     return EXIT_APP_ERROR
 
 
-def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
-    argv = command(settings, extra)
+def _unrunnable(settings: LauncherSettings, argv: list[str]) -> int | None:
+    """EXIT_APP_ERROR (logged) when argv[0] is a path that cannot be executed, else None: fail before
+    READY=1 rather than report a service as started that cannot run at all."""
     if "/" in argv[0] and not os.access(argv[0], os.X_OK):
-        # Fail before READY=1 rather than report a service as started that cannot run at all.
         code = errno.ENOENT if not os.path.exists(argv[0]) else errno.EACCES
         return _cannot_exec(settings, argv[0], OSError(code, os.strerror(code)))
+    return None
+
+
+def _announce_exec_start(settings: LauncherSettings, fd: int) -> int | None:
+    """READY=1 now (`immediate`) or the watcher that sends it (`tcp:`/`path:`); EXIT_APP_ERROR
+    (logged) when the watcher cannot be forked, else None."""
+    if settings["oneshot"]:
+        return None
+    kind = parse_ready(settings["ready"])[0]
+    if kind == "immediate":
+        notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
+    elif kind in ("tcp", "path"):
+        try:
+            _spawn_watcher(settings, fd)
+        except OSError as err:
+            message = f"{settings['name']} cannot start: cannot fork the readiness watcher: {err.strerror}"
+            log(settings["name"], 3, message, ERRNO=str(err.errno))
+            return EXIT_APP_ERROR
+    return None
+
+
+def _exec(settings: LauncherSettings, fd: int, extra: list[str]) -> int:
+    argv = command(settings, extra)
+    failed = _unrunnable(settings, argv)
+    if failed is not None:
+        return failed
     os.set_inheritable(fd, True)
     os.environ[LOCK_FD_ENV] = str(fd)
-    kind = parse_ready(settings["ready"])[0]
-    if not settings["oneshot"]:
-        if kind == "immediate":
-            notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
-        elif kind in ("tcp", "path"):
-            try:
-                _spawn_watcher(settings, fd)
-            except OSError as err:
-                message = f"{settings['name']} cannot start: cannot fork the readiness watcher: {err.strerror}"
-                log(settings["name"], 3, message, ERRNO=str(err.errno))
-                return EXIT_APP_ERROR
+    failed = _announce_exec_start(settings, fd)
+    if failed is not None:
+        return failed
     restore_exec_signals(_signal_module(), os.environ)
     try:
         if "/" in argv[0]:
@@ -1556,22 +1574,12 @@ def _run_fleet_exec(settings: LauncherSettings, fd: int, extra: list[str]) -> in
     if guard is None:
         return code
     argv = command(settings, extra)
-    if "/" in argv[0] and not os.access(argv[0], os.X_OK):
+    failed = _unrunnable(settings, argv)
+    if failed is None:
+        failed = _announce_exec_start(settings, fd)
+    if failed is not None:
         guard.release()
-        code = errno.ENOENT if not os.path.exists(argv[0]) else errno.EACCES
-        return _cannot_exec(settings, argv[0], OSError(code, os.strerror(code)))
-    kind = parse_ready(settings["ready"])[0]
-    if not settings["oneshot"]:
-        if kind == "immediate":
-            notify(f"READY=1\nSTATUS={ready_status(settings['name'], settings['ready'])}")
-        elif kind in ("tcp", "path"):
-            try:
-                _spawn_watcher(settings, fd)
-            except OSError as err:
-                guard.release()
-                message = f"{settings['name']} cannot start: cannot fork the readiness watcher: {err.strerror}"
-                log(settings["name"], 3, message, ERRNO=str(err.errno))
-                return EXIT_APP_ERROR
+        return failed
     result: int = guard.run_exec(argv, os.environ)
     return result
 
