@@ -17,15 +17,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from unitgen import __version__
 from unitgen.errors import UnitgenError
 
 if TYPE_CHECKING:
+    from unitgen.package.model import PackageInfo
     from unitgen.publish import Signer
     from unitgen.render.units import RenderedFile
     from unitgen.spec import Spec
+    from unitgen.staging import stamp
 
 RAISE_INTERNAL_ERRORS = "UNITGEN_RAISE_INTERNAL_ERRORS"
 
@@ -199,9 +201,6 @@ def cmd_package(args: argparse.Namespace) -> Result:
 
 def _package(args: argparse.Namespace, signer: Signer | None) -> Result:
     from unitgen.package import Compression, Format, build, terminal_progress
-    from unitgen.package.from_spec import package_info
-    from unitgen.spec import load_spec
-    from unitgen.staging.build import stage
 
     if args.diff:
         return _diff(args)  # checks the specs and --out the same way
@@ -210,23 +209,20 @@ def _package(args: argparse.Namespace, signer: Signer | None) -> Result:
         from unitgen.package.zstd import require
 
         require()  # libzstd: before any work, so that its absence builds nothing
-    jobs = []
-    for one in _each(args):  # every input first: one bad spec among many builds nothing
-        spec = load_spec(_spec_path(one), one.name)
-        package_info(spec, None)  # fail before any work when the spec has no [package] table
-        jobs.append((one, spec, _writable_out_dir(one)))
+    jobs = [_package_job(one) for one in _each(args)]  # every input first: one bad spec builds nothing
     packages = []
-    for one, spec, staging in jobs:
-        _, payload = stage(spec, staging, template_dirs=[Path(t) for t in one.templates], inputs=_inputs(one))
-        info = package_info(spec, payload)
+    for job in jobs:
+        one, info = job.args, job.info
+        if job.spec is not None:
+            info = _stage(job.spec, job.staging, one, stamp_info=info)
         formats = [Format(one.format)] if one.format != "both" else [Format.DEB, Format.RPM]
         for fmt in formats:
             # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
-            progress = terminal_progress(f"{fmt.value} {spec.name}")
+            progress = terminal_progress(f"{fmt.value} {info.name}")
             compression = Compression(one.compression)
             path = build(
                 fmt,
-                staging,
+                job.staging,
                 info,
                 Path(one.dist),
                 compression=compression,
@@ -240,8 +236,62 @@ def _package(args: argparse.Namespace, signer: Signer | None) -> Result:
                 add_signature(path, signer)
             if not args.json:
                 print(path)
-            packages.append({"name": spec.name, "format": fmt.value, **_file_facts(path)})
+            packages.append({"name": info.name, "format": fmt.value, **_file_facts(path)})
     return 0, {"command": "package", "packages": packages}
+
+
+class _PackageJob(NamedTuple):
+    args: argparse.Namespace
+    staging: Path
+    info: PackageInfo
+    spec: Spec | None  # None: the staging tree on disk is current (its stamp), nothing to render
+
+
+def _package_job(one: argparse.Namespace) -> _PackageJob:
+    """A service to package: its staging tree as it is on disk when its stamp says that rendering
+    would write it again (issue 12: no spec to load, nothing to render), else its spec, loaded."""
+    from unitgen.package.model import from_plain
+    from unitgen.staging import stamp
+    from unitgen.staging.tree import check_out_dir, protected_paths
+
+    out = _out_dir(one).absolute()
+    try:
+        check_out_dir(out, protected_paths(_inputs(one)))
+    except UnitgenError:
+        pass  # reported below, after the spec's own errors, as for a tree without a stamp
+    else:
+        info = from_plain(stamp.current(out, _stamp_source(one)))
+        if info is not None:
+            return _PackageJob(one, out, info, None)
+    from unitgen.package.from_spec import package_info
+    from unitgen.spec import load_spec
+
+    spec = load_spec(_spec_path(one), one.name)
+    info = package_info(spec, None)  # fails before any work when the spec has no [package] table
+    return _PackageJob(one, _writable_out_dir(one), info, spec)
+
+
+def _stamp_source(one: argparse.Namespace) -> stamp.Source:
+    from unitgen.staging import stamp
+
+    return stamp.Source(_spec_path(one), one.name, tuple(Path(t) for t in one.templates))
+
+
+def _stage(spec: Spec, staging: Path, one: argparse.Namespace, *, stamp_info: PackageInfo) -> PackageInfo:
+    """Render and write the staging tree (and the app's venv); the package's metadata. A spec
+    without [app] has the same metadata before and after staging: the stamp keeps it."""
+    from unitgen.package.from_spec import package_info
+    from unitgen.package.model import to_plain
+    from unitgen.staging.build import stage
+
+    _, payload = stage(
+        spec,
+        staging,
+        template_dirs=[Path(t) for t in one.templates],
+        inputs=_inputs(one),
+        stamped=(_stamp_source(one), to_plain(stamp_info)),
+    )
+    return package_info(spec, payload)
 
 
 def _file_facts(path: Path) -> dict[str, Any]:

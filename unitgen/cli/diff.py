@@ -22,7 +22,7 @@ from typing import Any
 
 from unitgen.render.units import UNIT_DIR, RenderedFile, render
 from unitgen.spec import Spec, load_spec
-from unitgen.staging.tree import MARKER
+from unitgen.staging.tree import NOT_CONTENT
 
 Result = tuple[int, dict[str, Any] | None]
 
@@ -135,7 +135,7 @@ def _staged(base: Path, skip: PurePosixPath | None) -> Iterable[PurePosixPath]:
             continue
         for name in [*filenames, *(d for d in dirnames if (Path(dirpath) / d).is_symlink())]:
             rel = rel_dir / name
-            if rel != PurePosixPath(MARKER):
+            if rel.as_posix() not in NOT_CONTENT:
                 yield rel
 
 

@@ -36,7 +36,7 @@ from unitgen.install.manifest import CONFIG_FILE, Entry, Manifest
 from unitgen.install.rootfs import Root, SymlinkInPathError, sha256_fd
 from unitgen.render.units import RenderedFile
 from unitgen.run import run
-from unitgen.staging.tree import MARKER
+from unitgen.staging.tree import NOT_CONTENT
 
 UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/local/lib/systemd/system", "lib/systemd/system")
 # merged /usr: dpkg's database still names these (Debian 12 ships units in /lib/systemd/system).
@@ -52,7 +52,7 @@ def collect(staging: Path) -> list[Entry]:
         for name in [*dirnames, *sorted(filenames)]:
             full = base / name
             rel = PurePosixPath(full.relative_to(staging).as_posix())
-            if rel == PurePosixPath(MARKER):
+            if rel.as_posix() in NOT_CONTENT:
                 continue
             st = full.lstat()
             mode = stat.S_IMODE(st.st_mode)

@@ -150,7 +150,7 @@ def collect(
         for name in [*dirnames, *filenames]:
             full = base / name
             rel = full.relative_to(staging).as_posix()
-            if rel == ".unitgen-output":  # unitgen.staging.tree.MARKER: marks the tree as unitgen's, not content
+            if rel in (".unitgen-output", ".unitgen-stamp"):  # unitgen.staging.tree.NOT_CONTENT: unitgen's, not content
                 continue
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):

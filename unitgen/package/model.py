@@ -331,3 +331,20 @@ def to_rpm(relation: str) -> str:
         name, op, ver = m.groups()
         parts.append(name if op is None else f"{name} {_RPM_OP[op]} {ver}")
     return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+def to_plain(info: PackageInfo) -> dict[str, object]:
+    """`info` as builtin values only (str, int, bool, None, tuples, dicts): what the staging tree's
+    stamp keeps (unitgen.staging.stamp), so an unchanged spec need not be loaded again."""
+    return {**vars(info), "deb": dict(vars(info.deb)), "rpm": dict(vars(info.rpm))}
+
+
+def from_plain(plain: object) -> PackageInfo | None:
+    """The PackageInfo `to_plain` made, checked again as at construction; None for anything else."""
+    if not isinstance(plain, dict):
+        return None
+    try:
+        fields = {**plain, "deb": Relations(**plain["deb"]), "rpm": Relations(**plain["rpm"])}
+        return PackageInfo(**fields)
+    except (KeyError, TypeError, UnitgenError):
+        return None

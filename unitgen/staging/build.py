@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from unitgen.render.units import render
 from unitgen.spec import Spec
+from unitgen.staging import stamp
 from unitgen.staging.tree import write_tree
 
 if TYPE_CHECKING:
@@ -15,10 +16,16 @@ if TYPE_CHECKING:
 
 
 def stage(
-    spec: Spec, staging: Path, *, template_dirs: Sequence[Path] = (), inputs: Sequence[Path] = ()
+    spec: Spec,
+    staging: Path,
+    *,
+    template_dirs: Sequence[Path] = (),
+    inputs: Sequence[Path] = (),
+    stamped: tuple[stamp.Source, object] | None = None,
 ) -> tuple[list[Path], AppPayload | None]:
     """Write the whole staging tree atomically; returns the rendered paths and the app payload.
-    `inputs` (the spec file, ...) must not be inside `staging`: see `write_tree`."""
+    `inputs` (the spec file, ...) must not be inside `staging`: see `write_tree`. `stamped`: the
+    spec's source and what to attach to the tree's stamp (see stamp.py), for a spec without [app]."""
     payloads: list[AppPayload] = []
     app = spec.app
 
@@ -35,4 +42,7 @@ def stage(
     # these files (a venv is built afresh every time, so a tree with one is always replaced).
     files = render(spec, template_dirs=template_dirs)
     written = write_tree(files, staging, fill=fill if app is not None else None, inputs=sources)
+    if stamped is not None and app is None:
+        source, attached = stamped
+        stamp.write(staging.absolute(), source, files, [config.source for config in spec.config], attached)
     return written, (payloads[0] if payloads else None)

@@ -28,11 +28,15 @@ import pwd
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from unitgen.errors import UnitgenError
-from unitgen.render.units import RenderedFile
+
+if TYPE_CHECKING:
+    # Only a type here: `package` of an unchanged tree (see stamp.py) must not import the renderer.
+    from unitgen.render.units import RenderedFile
 
 # os and strings rather than pathlib where a batch runs a function for every service (500 and
 # more in one process): the Path objects were most of those functions' time.
@@ -40,6 +44,12 @@ from unitgen.render.units import RenderedFile
 
 MARKER = ".unitgen-output"
 """The marker file in every output directory unitgen writes; never packaged, never copied by `try`."""
+
+STAMP = ".unitgen-stamp"
+"""What the tree was rendered from (unitgen.staging.stamp), when `package` wrote it; not content either."""
+
+NOT_CONTENT = frozenset({MARKER, STAMP})
+"""unitgen's own files in an output directory: never packaged, installed, compared or copied."""
 
 MARKER_TEXT = (
     b"This directory was written by unitgen; the next 'unitgen render/package/try' into it replaces it whole.\n"
@@ -328,8 +338,26 @@ def _dir_mode() -> int:
 def _holds_exactly(out_dir: Path, files: list[RenderedFile]) -> bool:
     """`out_dir` is a real directory of ours holding exactly `files` (content, mode, regular files
     of this user) and the marker, and nothing else: what a fresh write would leave, so it can stay."""
-    expected: dict[str, tuple[bytes, int | None]] = {f.path.as_posix(): (f.content, f.mode) for f in files}
-    expected[MARKER] = (MARKER_TEXT, None)  # written with the umask's mode, which no check relies on
+    expected = {f.path.as_posix(): Expected(len(f.content), f.mode, _same_bytes(f.content)) for f in files}
+    return holds_exactly(out_dir, expected)
+
+
+def _same_bytes(content: bytes) -> Callable[[str], bool]:
+    return lambda path: _read(path, len(content) + 1) == content
+
+
+class Expected(NamedTuple):
+    """One regular file a tree must hold: its size, its mode, and a check of its content by path."""
+
+    size: int
+    mode: int
+    same: Callable[[str], bool]
+
+
+def holds_exactly(out_dir: Path, expected: Mapping[str, Expected]) -> bool:
+    """`out_dir` is a real directory of this user (mode 0755) holding exactly the `expected`
+    regular files (relative POSIX paths) of this user, their parent directories (with the mode
+    `mkdir` gives them), the marker, optionally the stamp, and nothing else."""
     dirs = {"": 0o755}  # the tree itself is chmod-ed to 0755
     dir_mode = _dir_mode()
     for path in expected:
@@ -340,6 +368,7 @@ def _holds_exactly(out_dir: Path, files: list[RenderedFile]) -> bool:
             end = path.rfind("/", 0, end)
     uid = os.geteuid()
     seen = 0
+    marked = False
     base = os.fspath(out_dir)
     pending = [""]
     try:
@@ -359,17 +388,25 @@ def _holds_exactly(out_dir: Path, files: list[RenderedFile]) -> bool:
                             return False
                         pending.append(path)
                         continue
+                    if not stat.S_ISREG(st.st_mode):
+                        return False
+                    if path == MARKER:  # written with the umask's mode, which no check relies on
+                        if _read(entry.path, len(MARKER_TEXT) + 1) != MARKER_TEXT:
+                            return False
+                        marked = True
+                        continue
+                    if path == STAMP:  # optional; its readers check it (unitgen.staging.stamp)
+                        continue
                     want = expected.get(path)
-                    if want is None or not stat.S_ISREG(st.st_mode) or st.st_size != len(want[0]):
+                    if want is None or st.st_size != want.size or stat.S_IMODE(st.st_mode) != want.mode:
                         return False
-                    if want[1] is not None and stat.S_IMODE(st.st_mode) != want[1]:
-                        return False
-                    if _read(entry.path, len(want[0]) + 1) != want[0]:
+                    if not want.same(entry.path):
                         return False
                     seen += 1
     except OSError:
         return False
-    return seen == len(expected)  # every file there, so every directory holding one too
+    # Every file there (so every directory holding one too), and the marker.
+    return seen == len(expected) and marked
 
 
 def _read(path: str, limit: int) -> bytes:

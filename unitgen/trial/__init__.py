@@ -25,7 +25,7 @@ from unitgen.launcher.runtime import EXIT_ALREADY_RUNNING, MESSAGE_ID_ALREADY_RU
 from unitgen.render.units import launcher_cleanup_argv, launcher_compile_argv, launcher_path
 from unitgen.sandbox import Sandbox
 from unitgen.spec import OnContention, ReadyKind, Spec
-from unitgen.staging.tree import MARKER
+from unitgen.staging.tree import NOT_CONTENT
 
 Print = Callable[[str], None]
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
@@ -71,7 +71,7 @@ def install_staging(sb: Sandbox, staging: Path, spec: Spec, payload: AppPayload 
     the app's venv and the launcher module (a ProtectSystem=strict service cannot write
     __pycache__ itself)."""
     for top in sorted(staging.iterdir()):
-        if top.name != MARKER:  # unitgen's mark on its output directory, not part of the service
+        if top.name not in NOT_CONTENT:  # unitgen's own files in its output directory, not the service's
             sb.copy_in(top, f"/{top.name}")
     if payload is not None:
         sb.run(payload.cleanup_argv)

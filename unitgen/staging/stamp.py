@@ -1,0 +1,265 @@
+"""A staging tree's stamp: what the tree was rendered from, so that `unitgen package` of an
+unchanged spec builds the tree on disk again without loading the spec or rendering (issue 12).
+
+`package` writes `.unitgen-stamp` (tree.STAMP) into the output directory after writing the tree,
+for services without an [app] (their venv is built afresh every time). It holds:
+- the key: a sha256 of everything the rendered files and the package's metadata are a function
+  of: unitgen's code and templates (size and mtime of every file, as Python's own bytecode cache
+  trusts them), the interpreter, the jinja2 installation, the current directory, the spec's path,
+  the service name and the spec's bytes, the --templates directories' files and the files the
+  spec reads ([config] sources), by content;
+- the sha256 and mode of every file of the tree;
+- what the caller attached (the package metadata), as plain data.
+
+A stamp is used only when its key is the key of the inputs now, and the tree holds exactly the
+stamped files (content, modes, nothing else, all of this user): then the tree is what rendering
+would write. Anything else (no stamp, a stamp of another unitgen, a file edited in the tree, an
+unreadable input) is a miss, and the caller renders as before; a stamp never decides an error.
+The stamp is unitgen's own file in unitgen's own directory, read only when it is a regular file
+of this user that nobody else can write, and carries a digest of its body, so a damaged one is
+a miss; it is marshal data (builtin: no import) of plain values only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import marshal
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from importlib.machinery import PathFinder
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from unitgen.resources import template_root
+from unitgen.staging.tree import STAMP, Expected, holds_exactly
+
+if TYPE_CHECKING:
+    from unitgen.render.units import RenderedFile
+
+# os and strings rather than pathlib: this runs at the start of every `package` (its point is to
+# be quick), over a few hundred files of unitgen's own.
+# ruff: noqa: PTH100, PTH105, PTH108, PTH109, PTH116, PTH120
+
+_HEADER = b"unitgen-stamp 1\n"
+# An input larger than this is never stamped (a spec is a few hundred bytes, a [config] source
+# at most 1 MiB): the key would cost more than rendering.
+_INPUT_MAX = 16 * 1024 * 1024
+
+
+class Source(NamedTuple):
+    """What a tree is rendered from, as the command line names it."""
+
+    spec: Path
+    name: str
+    template_dirs: tuple[Path, ...] = ()
+
+
+def write(out_dir: Path, source: Source, files: Sequence[RenderedFile], reads: Sequence[str], attached: Any) -> None:
+    """Stamp the tree just written at `out_dir` from `files`; `reads` are the other files the spec
+    read (absolute paths), `attached` plain data (marshal-able) handed back by `current`. A stamp
+    that cannot be written is no error: the next run renders again."""
+    key = _key(source, reads)
+    if key is None:
+        _remove(out_dir)
+        return
+    body = marshal.dumps(
+        (
+            key,
+            tuple(reads),
+            tuple((f.path.as_posix(), f.mode, hashlib.sha256(f.content).hexdigest()) for f in files),
+            attached,
+        )
+    )
+    data = _HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    tmp = f"{os.fspath(out_dir)}/{STAMP}.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, f"{os.fspath(out_dir)}/{STAMP}")
+    except OSError:
+        _remove(out_dir, tmp)
+
+
+def current(out_dir: Path, source: Source) -> Any:
+    """What `write` attached, if the tree at `out_dir` is what rendering `source` would write now;
+    None otherwise."""
+    stamped = _read(out_dir)
+    if stamped is None:
+        return None
+    try:
+        key, reads, files, attached = stamped
+        if key != _key(source, reads):
+            return None
+        expected = {path: Expected(-1, mode, _sha256_is(digest)) for path, mode, digest in files}
+    except (TypeError, ValueError):  # a stamp of another shape
+        return None
+    if not holds_exactly(out_dir, _sized(out_dir, expected)):
+        return None
+    return attached
+
+
+def _read(out_dir: Path) -> tuple[Any, ...] | None:
+    path = f"{os.fspath(out_dir)}/{STAMP}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        data = os.read(fd, _INPUT_MAX)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not data.startswith(_HEADER):
+        return None
+    digest, _, body = data[len(_HEADER) :].partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        return None
+    try:
+        stamped = marshal.loads(body)  # noqa: S302 -- our own file, checked above (owner, mode, digest)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return stamped if isinstance(stamped, tuple) and len(stamped) == 4 else None
+
+
+def _sized(out_dir: Path, expected: dict[str, Expected]) -> dict[str, Expected]:
+    """The stamp records digests, not sizes: take each size from the file, which the digest checks."""
+    sized = {}
+    base = os.fspath(out_dir)
+    for path, want in expected.items():
+        try:
+            size = os.lstat(f"{base}/{path}").st_size
+        except OSError:
+            size = -1  # missing: holds_exactly says no
+        sized[path] = want._replace(size=size)
+    return sized
+
+
+def _sha256_is(digest: str) -> Any:
+    return lambda path: _file_sha256(path) == digest
+
+
+def _file_sha256(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+            if size > _INPUT_MAX:
+                return None
+        return h.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _remove(out_dir: Path, *extra: str) -> None:
+    for path in (f"{os.fspath(out_dir)}/{STAMP}", *extra):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _key(source: Source, reads: Sequence[str]) -> str | None:
+    """The sha256 of every input of the rendering; None when one cannot be read."""
+    h = hashlib.sha256()
+
+    def feed(*parts: str | bytes) -> None:
+        for part in parts:
+            data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
+            h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two inputs read alike
+
+    feed(_HEADER, sys.version, sys.executable, "\0".join(sys.path), _code_signature(), _jinja2_signature())
+    feed(os.getcwd(), os.path.abspath(source.spec), source.name)
+    spec_digest = _file_sha256(os.fspath(source.spec))
+    if spec_digest is None:
+        return None
+    feed(spec_digest)
+    for directory in source.template_dirs:
+        signature = _tree_contents(os.path.abspath(directory))
+        if signature is None:
+            return None
+        feed(os.path.abspath(directory), signature)
+    for path in reads:
+        digest = _file_sha256(path)
+        if digest is None:
+            return None
+        feed(path, digest)
+    return h.hexdigest()
+
+
+@functools.cache
+def _code_signature() -> str:
+    """unitgen's modules and templates, by path, size and mtime (what decides a .pyc is current)."""
+    package = Path(__file__).resolve().parent.parent
+    roots = dict.fromkeys([os.fspath(package), os.fspath(template_root())])
+    return "\n".join(f"{root}\n{_tree_stats(root)}" for root in roots)
+
+
+def _tree_stats(root: str) -> str:
+    lines = []
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        pending.append(entry.path)
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                lines.append(f"{entry.path[len(root) :]} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(sorted(lines))
+
+
+@functools.cache
+def _jinja2_signature() -> str:
+    """The jinja2 that would render, found as `import jinja2` would find it, without importing it."""
+    spec = PathFinder.find_spec("jinja2")
+    origin = spec.origin if spec is not None else None
+    if origin is None:
+        return "no jinja2"
+    directory = os.path.dirname(origin)
+    return f"{directory}\n{_tree_stats(directory)}"
+
+
+def _tree_contents(root: str) -> str | None:
+    """A --templates directory: every file by path and content (a user edits these by hand)."""
+    lines = []
+    pending = [root]
+    seen: set[tuple[int, int]] = set()  # Jinja follows symbolic links; a loop of them ends here
+    try:
+        while pending:
+            directory = pending.pop()
+            st = os.stat(directory)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        pending.append(entry.path)
+                    elif (digest := _file_sha256(entry.path)) is not None:
+                        lines.append(f"{entry.path[len(root) :]} {digest}")
+                    else:
+                        return None
+    except OSError:
+        return None
+    return "\n".join(sorted(lines))
