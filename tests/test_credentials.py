@@ -8,6 +8,7 @@ import ast
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import install, main_pid
+from tests.launcher_helpers import DEBIAN_PYTHON, HELPERS, env, make_settings, rendered_launcher, run
 from unitgen.launcher import credentials as unitgen_credentials
 from unitgen.sandbox import Sandbox
 
@@ -124,6 +126,21 @@ def test_the_helper_reads_from_credentials_directory(tmp_path: Path, monkeypatch
     with pytest.raises(unitgen_credentials.CredentialError, match="CREDENTIALS_DIRECTORY is not set"):
         unitgen_credentials.read("db_password")
     assert "CREDENTIALS_DIRECTORY" not in os.environ
+
+
+def test_the_helper_is_loaded_when_the_app_imports_it_not_before(tmp_path: Path) -> None:
+    """Deployed as the package does (the stub, the launcher module and unitgen_credentials.py in one
+    directory). `python -P` keeps the stub's directory off sys.path, as the service's `-I` does,
+    while PYTHONPATH still finds the test's app."""
+    settings = make_settings(tmp_path / "demo.pid", mode="python", entry="demoapp:helper")
+    stub = rendered_launcher(tmp_path, settings)
+    shutil.copyfile(ROOT / "unitgen/launcher/credentials.py", tmp_path / "unitgen_credentials.py")
+    result = run([DEBIAN_PYTHON, "-P", str(stub)], env(PYTHONPATH=str(HELPERS / "apps")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "loaded before the import: False",
+        f"imported from: {tmp_path / 'unitgen_credentials.py'}",
+    ]
 
 
 def unitgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

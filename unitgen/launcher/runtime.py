@@ -1390,21 +1390,28 @@ def _load_site() -> None:
 HELPER_MODULES = ("unitgen_credentials",)
 
 
+class _HelperFinder:
+    """Finds the helper modules deployed next to this one when the app imports one: the launcher's
+    directory is on sys.path only while the stub imports us. Consulted after every other finder,
+    for those names only, so an app that never imports a helper pays nothing for it at start-up."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        if name not in HELPER_MODULES:
+            return None
+        from importlib.machinery import PathFinder
+
+        return PathFinder.find_spec(name, [self.directory])
+
+
 def _expose_helpers() -> None:
-    """Import the helper modules next to this one, so the app's `import unitgen_credentials` finds
-    them in sys.modules: the launcher's directory is on sys.path only while the stub imports us."""
+    """Let the app `import unitgen_credentials` (and the other helpers) from this directory."""
     if __package__:  # in the unitgen package (tests): nothing is deployed next to it
         return
-    import importlib
-
     directory = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100 - pathlib costs start-up time
-    for module in HELPER_MODULES:
-        if os.path.exists(os.path.join(directory, module + ".py")):  # noqa: PTH118 - likewise
-            sys.path.insert(0, directory)
-            try:
-                importlib.import_module(module)
-            finally:
-                sys.path.remove(directory)
+    sys.meta_path.append(_HelperFinder(directory))  # type: ignore[arg-type]
 
 
 def _resolve_entry(entry: str) -> tuple[ModuleType, Callable[[], object]]:

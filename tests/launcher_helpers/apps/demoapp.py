@@ -100,3 +100,12 @@ def unitgen_reload() -> None:
 
 
 not_callable = 42
+
+
+def helper() -> None:
+    """Whether the launcher loaded the helper module before the app asked for it, then where the
+    app's `import unitgen_credentials` finds it."""
+    say("loaded before the import:", "unitgen_credentials" in sys.modules)
+    import unitgen_credentials  # type: ignore[import-not-found]  # deployed next to the launcher
+
+    say("imported from:", unitgen_credentials.__file__)
