@@ -34,25 +34,35 @@ def launcher_file(name: str) -> bytes:
     return (Path(__file__).resolve().parent / "launcher" / name).read_bytes()
 
 
-@functools.cache
-def bytecode_cache() -> Any:
-    """A Jinja bytecode cache in `$XDG_CACHE_HOME/unitgen/jinja` (default `~/.cache`), or None.
+def private_cache_dir(name: str) -> Path | None:
+    """`$XDG_CACHE_HOME/unitgen/NAME` (default `~/.cache`), created 0700, or None if unusable.
 
-    Compiling the templates is most of a single `render` or `package` run (~60 ms of ~180);
-    the cache keeps the compiled code per template source checksum, so an edited or overriding
-    template is compiled anew. Compiled code is code: the directory is used only when it is a
-    real directory of this user that nobody else can write; otherwise templates are compiled
-    every time, as before (a read-only or foreign home changes nothing but the speed).
+    What is cached there (compiled templates, rendered scripts) is read back as code or as code's
+    output, so the directory is used only when it is a real directory (not a symbolic link) of
+    this user that nobody else can write; otherwise the caller works without a cache, as before
+    (a read-only or foreign home changes nothing but the speed).
     """
-    import jinja2  # the base of the package must stay light; callers already use Jinja
-
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = base / "unitgen" / "jinja"
     try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        directory = base / "unitgen" / name
         directory.mkdir(parents=True, mode=0o700, exist_ok=True)
         st = directory.lstat()
     except (OSError, RuntimeError):  # RuntimeError: Path.home() without HOME or passwd entry
         return None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         return None
-    return jinja2.FileSystemBytecodeCache(str(directory))
+    return directory
+
+
+@functools.cache
+def bytecode_cache() -> Any:
+    """A Jinja bytecode cache in `private_cache_dir("jinja")`, or None.
+
+    Compiling the templates is most of a single `render` or `package` run (~60 ms of ~180);
+    the cache keeps the compiled code per template source checksum, so an edited or overriding
+    template is compiled anew. Without a private directory templates are compiled every time.
+    """
+    import jinja2  # the base of the package must stay light; callers already use Jinja
+
+    directory = private_cache_dir("jinja")
+    return None if directory is None else jinja2.FileSystemBytecodeCache(str(directory))
