@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from installed import ROOT, Installed, prepare
+from installed import ROOT, Installed, prepare, warn_if_changed
 
 # The dev venv's form, for the one row that shows it: the editable install, this checkout's bytecode.
 DEV_UNITGEN = [sys.executable, "-m", "unitgen"]
@@ -375,7 +375,9 @@ def main() -> int:
         for name, bench in benches.items():
             if name in only:
                 (work / name).mkdir()
+                started = installed.compile()
                 bench(work / name)
+                warn_if_changed(started)
     return 0
 
 

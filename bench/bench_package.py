@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from installed import ROOT, Installed, prepare
+from installed import ROOT, Installed, prepare, warn_if_changed
 
 from unitgen.package import Compression, Format, PackageInfo, build_deb
 from unitgen.run import run
@@ -389,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.trees:
             tree = payload_tree(tmp, args.files, args.mib) if name == "payload" else example_tree(name, tmp)
             for n, comp in enumerate(Compression(c) for c in args.compression):
+                started = installed.compile()
                 results.append(bench(tree, comp, args.runs, tmp / "runs", installed, cold_first=n == 0))
+                warn_if_changed(started)
     return 0 if all(results) else 2
 
 

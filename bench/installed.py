@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,22 @@ class Installed:
         """argv of `python -c SOURCE` with the checkout on sys.path, as the stub puts it."""
         return [self.python, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{source}"]
 
+    def compile(self) -> float:
+        """Compile the checkout's bytecode with this interpreter, as the package does at install;
+        return when it started, for `warn_if_changed`. Others edit this checkout while a bench runs:
+        each bench compiles again before it starts."""
+        started = time.time()
+        subprocess.run([self.python, "-m", "compileall", "-q", "unitgen"], cwd=ROOT, env=self.env, check=True)
+        return started
+
+
+def warn_if_changed(started: float) -> None:
+    """Say so when a unitgen module was edited since `started`: its bytecode was then stale, every
+    child compiled it again (the stub writes no bytecode), and the times include that."""
+    changed = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "unitgen").rglob("*.py") if p.stat().st_mtime >= started)
+    if changed:
+        print(f"  WARNING: edited while the bench ran (timed with stale bytecode): {', '.join(changed)}")
+
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment, less what an installed unitgen would not see: PYTHONDONTWRITEBYTECODE (the
@@ -61,7 +78,7 @@ def _runs_unitgen(python: str) -> str | None:
 
 
 def prepare(scratch: Path) -> Installed:
-    """Pick the interpreter, compile the checkout's bytecode with it, write the stub into `scratch`."""
+    """Pick the interpreter and write the stub into `scratch`."""
     why_not = _runs_unitgen(SYSTEM_PYTHON)
     if why_not is None:
         python = SYSTEM_PYTHON
@@ -70,8 +87,6 @@ def prepare(scratch: Path) -> Installed:
         python = sys.executable
         note = (f"unitgen installed form NOT AVAILABLE: {SYSTEM_PYTHON} cannot run unitgen ({why_not}); "
                 f"falling back to {python} (with its site)")  # fmt: skip
-    env = child_env()
-    subprocess.run([python, "-m", "compileall", "-q", "unitgen"], cwd=ROOT, env=env, check=True)
     text = (ROOT / "packaging/unitgen.in").read_text()
     if not text.startswith("#!") or INSTALLED_PRIVATE not in text:
         raise SystemExit(f"bench: packaging/unitgen.in is no longer a #! script with {INSTALLED_PRIVATE} on sys.path")
@@ -79,4 +94,4 @@ def prepare(scratch: Path) -> Installed:
     stub = scratch / "unitgen"
     stub.write_text(f"#!{python}\n" + "".join(lines[1:]))
     stub.chmod(0o755)
-    return Installed(python, stub, env, note)
+    return Installed(python, stub, child_env(), note)
