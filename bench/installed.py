@@ -55,7 +55,8 @@ def warn_if_changed(started: float) -> None:
     child compiled it again (the stub writes no bytecode), and the times include that."""
     changed = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "unitgen").rglob("*.py") if p.stat().st_mtime >= started)
     if changed:
-        print(f"  WARNING: edited while the bench ran (timed with stale bytecode): {', '.join(changed)}")
+        print(f"  WARNING: edited while the bench ran (compiled in every child that imports them, which "
+              f"inflates its times): {', '.join(changed)}")  # fmt: skip
 
 
 def child_env(**extra: str) -> dict[str, str]:
