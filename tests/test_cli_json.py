@@ -18,6 +18,7 @@ import pytest
 
 from tests.cli_helpers import SCHEMA, document, unitgen
 from tests.test_interrupts import SLOW_BACKEND, SLOW_PYPROJECT
+from unitgen.staging.tree import NOT_CONTENT
 
 ROOT = Path(__file__).parent.parent
 HELLO = ROOT / "examples/hello/hello.toml"
@@ -46,7 +47,7 @@ def test_render_lists_every_file_with_its_mode_and_hash(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     [service] = document(result)["services"]
     assert service["name"] == "hello" and service["out"] == str(tmp_path / "build/hello")
-    on_disk = {p for p in (tmp_path / "build/hello").rglob("*") if p.is_file() and p.name != ".unitgen-output"}
+    on_disk = {p for p in (tmp_path / "build/hello").rglob("*") if p.is_file() and p.name not in NOT_CONTENT}
     assert {Path(f["path"]) for f in service["files"]} == on_disk
     for f in service["files"]:
         path = Path(f["path"])

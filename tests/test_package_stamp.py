@@ -1,4 +1,4 @@
-"""`unitgen package` of an unchanged spec builds the staging tree on disk again, without loading
+"""`unitgen render` and `package` of an unchanged spec use the staging tree on disk, without loading
 the spec or rendering (issue 12, unitgen.staging.stamp), and only when that tree is exactly what
 rendering would write: any change of an input, or of the tree, renders again."""
 
@@ -198,10 +198,47 @@ def test_a_changed_unitgen_renders_again(hello: Path, tmp_path: Path) -> None:
     assert "# a newer unitgen" in unit_in(only_deb(hello), hello.parent)
 
 
-def test_render_keeps_the_stamp_of_an_unchanged_tree(stamped: Path) -> None:
+def render(cwd: Path, *args: str) -> tuple[str, str]:
+    """`unitgen render ARGS` in `cwd`: "RENDERED" or "REUSED", and what it printed before that."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "unitgen", "render", "hello"], cwd=stamped, env=env, check=True)
-    assert package(stamped, "hello", "--format", "deb") == "REUSED"
+    result = subprocess.run(
+        [sys.executable, "-c", RUN, "render", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    *printed, verdict = result.stdout.splitlines()
+    return verdict, "\n".join(printed)
+
+
+def test_render_of_an_unchanged_spec_keeps_the_tree_and_reports_the_same(hello: Path) -> None:
+    first = render(hello, "hello", "--json")
+    tree = {p: p.read_bytes() for p in (hello / "build/hello").rglob("*") if p.is_file()}
+    assert first[0] == "RENDERED"
+    assert render(hello, "hello", "--json") == ("REUSED", first[1])  # the same document: paths, modes, digests
+    assert render(hello, "hello")[0] == "REUSED"
+    assert {p: p.read_bytes() for p in (hello / "build/hello").rglob("*") if p.is_file()} == tree
+
+
+def test_render_then_package_then_render(hello: Path) -> None:
+    """render's stamp carries no package metadata: the first package loads the spec once, and
+    stamps it for the packages and renders after it."""
+    assert render(hello, "hello")[0] == "RENDERED"
+    assert package(hello, "hello", "--format", "deb") == "RENDERED"
+    assert package(hello, "hello", "--format", "deb") == "REUSED"
+    assert render(hello, "hello")[0] == "REUSED"
+    assert package(hello, "hello", "--format", "deb") == "REUSED"
+
+
+def test_a_batch_render_reuses_only_the_unchanged_trees(tmp_path: Path) -> None:
+    for name in ("hello", "quiet", "ticker"):
+        shutil.copy(ROOT / "examples" / name / f"{name}.toml", tmp_path)
+    assert render(tmp_path, "hello", "quiet", "ticker")[0] == "RENDERED"
+    assert render(tmp_path, "hello", "quiet", "ticker")[0] == "REUSED"
+    spec = tmp_path / "quiet.toml"
+    spec.write_text(spec.read_text().replace('description = "', 'description = "Edited: ', 1))
+    verdict, printed = render(tmp_path, "hello", "quiet", "ticker")
+    assert verdict == "RENDERED"
+    assert "Edited:" in (tmp_path / "build/quiet/usr/lib/systemd/system/quiet.service").read_text()
+    assert len(printed.splitlines()) > 3  # every service's files listed, reused or not
 
 
 def test_a_spec_that_became_invalid_is_reported_not_packaged(stamped: Path) -> None:

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
@@ -25,7 +25,6 @@ from unitgen.errors import UnitgenError
 if TYPE_CHECKING:
     from unitgen.package.model import PackageInfo
     from unitgen.publish import Signer
-    from unitgen.render.units import RenderedFile
     from unitgen.spec import Spec
     from unitgen.staging import stamp
 
@@ -87,25 +86,61 @@ def _each(args: argparse.Namespace) -> list[argparse.Namespace]:
 
 
 def cmd_render(args: argparse.Namespace) -> Result:
-    from unitgen.render.units import render
-    from unitgen.spec import load_spec
-    from unitgen.staging.tree import write_tree
-
     if args.diff:
         return _diff(args)
     _root_needs_diff(args)
     # Every spec and every --out first: one bad input among many writes nothing at all.
     # The app's venv is built by `package` and `try`; render stays quick and offline.
-    jobs = [(one, load_spec(_spec_path(one), one.name), _writable_out_dir(one)) for one in _each(args)]
+    jobs = [_render_job(one) for one in _each(args)]
     services = []
-    for one, spec, out in jobs:
-        files = render(spec, template_dirs=[Path(t) for t in one.templates])
-        written = write_tree(files, out, inputs=_inputs(one))
+    for one, spec, out, stamped in jobs:
+        if spec is None:  # the tree on disk is current: what rendering would write (stamp.py)
+            assert stamped is not None
+            files = [(PurePosixPath(path), mode, digest) for path, mode, digest in stamped.files]
+            written = [out / path for path, _, _ in files]
+        else:
+            written, files = _render_tree(one, spec, out)
         if not args.json:
             print("\n".join(str(path) for path in written))
         # The document (a sha256 of every file) only when it is printed: 8% of a 500-spec batch.
-        services.append({"name": spec.name, "out": str(out), "files": _files_document(files, out) if args.json else []})
+        services.append({"name": one.name, "out": str(out), "files": _files_document(files, out) if args.json else []})
     return 0, {"command": "render", "services": services}
+
+
+def _render_job(one: argparse.Namespace) -> tuple[argparse.Namespace, Spec | None, Path, stamp.Stamped | None]:
+    """A service to render: nothing to do when its tree's stamp is current, else its spec, loaded."""
+    from unitgen.staging import stamp
+    from unitgen.staging.tree import check_out_dir, clean_leftovers, protected_paths
+
+    out = _out_dir(one).absolute()
+    try:
+        check_out_dir(out, protected_paths(_inputs(one)))
+    except UnitgenError:
+        pass  # reported below, after the spec's own errors, as for a tree without a stamp
+    else:
+        stamped = stamp.current(out, _stamp_source(one))
+        if stamped is not None:
+            clean_leftovers(out)  # what a killed run left next to it, as a write would
+            return one, None, out, stamped
+    from unitgen.spec import load_spec
+
+    return one, load_spec(_spec_path(one), one.name), _writable_out_dir(one), None
+
+
+def _render_tree(
+    one: argparse.Namespace, spec: Spec, out: Path
+) -> tuple[list[Path], list[tuple[PurePosixPath, int, str]]]:
+    """Render and write the tree, stamp it; the written paths and (path, mode, sha256) of each file."""
+    from unitgen.render.units import render
+    from unitgen.staging import stamp
+    from unitgen.staging.tree import write_tree
+
+    rendered = render(spec, template_dirs=[Path(t) for t in one.templates])
+    written = write_tree(rendered, out, inputs=_inputs(one))
+    files = stamp.digests(rendered)
+    if spec.app is None:
+        stamp.write(out, _stamp_source(one), files, [config.source for config in spec.config], None)
+    return written, [(PurePosixPath(path), mode, digest) for path, mode, digest in files]
 
 
 def _root_needs_diff(args: argparse.Namespace) -> None:
@@ -113,17 +148,10 @@ def _root_needs_diff(args: argparse.Namespace) -> None:
         raise UnitgenError("--root is read only with --diff", hint=f"unitgen {args.command} NAME --diff --root DIR")
 
 
-def _files_document(files: Sequence[RenderedFile], out: Path) -> list[dict[str, Any]]:
-    import hashlib
-
+def _files_document(files: Sequence[tuple[PurePosixPath, int, str]], out: Path) -> list[dict[str, Any]]:
     return [
-        {
-            "path": str(out / f.path),
-            "target": f"/{f.path}",
-            "mode": f"{f.mode:04o}",
-            "sha256": hashlib.sha256(f.content).hexdigest(),
-        }
-        for f in files
+        {"path": str(out / path), "target": f"/{path}", "mode": f"{mode:04o}", "sha256": digest}
+        for path, mode, digest in files
     ]
 
 
@@ -252,7 +280,7 @@ def _package_job(one: argparse.Namespace) -> _PackageJob:
     would write it again (issue 12: no spec to load, nothing to render), else its spec, loaded."""
     from unitgen.package.model import from_plain
     from unitgen.staging import stamp
-    from unitgen.staging.tree import check_out_dir, protected_paths
+    from unitgen.staging.tree import check_out_dir, clean_leftovers, protected_paths
 
     out = _out_dir(one).absolute()
     try:
@@ -260,8 +288,10 @@ def _package_job(one: argparse.Namespace) -> _PackageJob:
     except UnitgenError:
         pass  # reported below, after the spec's own errors, as for a tree without a stamp
     else:
-        info = from_plain(stamp.current(out, _stamp_source(one)))
+        stamped = stamp.current(out, _stamp_source(one))
+        info = from_plain(stamped.attached) if stamped is not None else None
         if info is not None:
+            clean_leftovers(out)  # what a killed run left next to it, as a write would
             return _PackageJob(one, out, info, None)
     from unitgen.package.from_spec import package_info
     from unitgen.spec import load_spec
@@ -404,7 +434,14 @@ def cmd_install(args: argparse.Namespace) -> Result:
 
     spec = load_spec(_spec_path(args), args.name)
     templates = [Path(t) for t in args.templates]
-    done = install(spec, Path(args.root or "/"), template_dirs=templates, inputs=_inputs(args), say=_say(args))
+    done = install(
+        spec,
+        Path(args.root or "/"),
+        template_dirs=templates,
+        inputs=_inputs(args),
+        say=_say(args),
+        timeout=args.timeout,
+    )
     files = [
         {"path": f"/{e.path}", "type": e.type, "mode": f"{e.mode:04o}"}
         | ({"sha256": e.sha256} if e.type == "file" else {})
@@ -439,7 +476,7 @@ def cmd_install(args: argparse.Namespace) -> Result:
 def cmd_uninstall(args: argparse.Namespace) -> Result:
     from unitgen.install import uninstall
 
-    done = uninstall(args.name, Path(args.root or "/"), purge=args.purge, say=_say(args))
+    done = uninstall(args.name, Path(args.root or "/"), purge=args.purge, say=_say(args), timeout=args.timeout)
     for path in done.kept:
         print(f"WARNING {path}: changed since unitgen installed it; kept", file=sys.stderr)
     if not args.json:
@@ -469,6 +506,26 @@ def _existing_dir(value: str) -> str:
     if not Path(value).is_dir():
         raise argparse.ArgumentTypeError(f"{value!r} is not a directory (a directory of *.j2 templates)")
     return value
+
+
+def _timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds greater than 0")
+    return seconds
+
+
+def _timeout_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help=f"wait at most SECONDS for each systemd step (default: {what} plus 30 s, 90 s for the other"
+        " steps); one that takes longer is killed and reported",
+    )
 
 
 def _keep(value: str) -> int:
@@ -707,6 +764,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         json=True,
     )
     p.add_argument("--root", metavar="DIR", help="install under DIR, offline: not started (default: /)")
+    _timeout_option(p, "for start or restart, the units' TimeoutStartSec= and TimeoutStopSec=")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser(
@@ -719,6 +777,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "--purge", action="store_true", help="also remove the state directories the install created, and config files"
     )
     p.add_argument("--root", metavar="DIR", help="the root it was installed under (default: /)")
+    _timeout_option(p, "for stop, the units' TimeoutStopSec=")
     _json_option(p)
     _debug_option(p)
     p.set_defaults(func=cmd_uninstall)

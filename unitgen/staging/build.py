@@ -44,5 +44,6 @@ def stage(
     written = write_tree(files, staging, fill=fill if app is not None else None, inputs=sources)
     if stamped is not None and app is None:
         source, attached = stamped
-        stamp.write(staging.absolute(), source, files, [config.source for config in spec.config], attached)
+        reads = [config.source for config in spec.config]
+        stamp.write(staging.absolute(), source, stamp.digests(files), reads, attached)
     return written, (payloads[0] if payloads else None)

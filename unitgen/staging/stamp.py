@@ -1,15 +1,15 @@
-"""A staging tree's stamp: what the tree was rendered from, so that `unitgen package` of an
-unchanged spec builds the tree on disk again without loading the spec or rendering (issue 12).
+"""A staging tree's stamp: what the tree was rendered from, so that `render` and `package` of an
+unchanged spec use the tree on disk without loading the spec or rendering it again (issue 12).
 
-`package` writes `.unitgen-stamp` (tree.STAMP) into the output directory after writing the tree,
-for services without an [app] (their venv is built afresh every time). It holds:
+`render` and `package` write `.unitgen-stamp` (tree.STAMP) into the output directory after writing
+the tree, for services without an [app] (their venv is built afresh every time). It holds:
 - the key: a sha256 of everything the rendered files and the package's metadata are a function
   of: unitgen's code and templates (size and mtime of every file, as Python's own bytecode cache
-  trusts them), the interpreter, the jinja2 installation, the current directory, the spec's path,
+  trusts them), the interpreter's version, the jinja2 installation, the current directory, the spec's path,
   the service name and the spec's bytes, the --templates directories' files and the files the
   spec reads ([config] sources), by content;
 - the sha256 and mode of every file of the tree;
-- what the caller attached (the package metadata), as plain data.
+- what the caller attached (`package`: the package metadata; `render`: nothing), as plain data.
 
 A stamp is used only when its key is the key of the inputs now, and the tree holds exactly the
 stamped files (content, modes, nothing else, all of this user): then the tree is what rendering
@@ -58,22 +58,22 @@ class Source(NamedTuple):
     template_dirs: tuple[Path, ...] = ()
 
 
-def write(out_dir: Path, source: Source, files: Sequence[RenderedFile], reads: Sequence[str], attached: Any) -> None:
-    """Stamp the tree just written at `out_dir` from `files`; `reads` are the other files the spec
-    read (absolute paths), `attached` plain data (marshal-able) handed back by `current`. A stamp
-    that cannot be written is no error: the next run renders again."""
+def digests(files: Sequence[RenderedFile]) -> tuple[tuple[str, int, str], ...]:
+    """What a stamp records of each rendered file: its path, mode and sha256, in rendering order."""
+    return tuple((f.path.as_posix(), f.mode, hashlib.sha256(f.content).hexdigest()) for f in files)
+
+
+def write(
+    out_dir: Path, source: Source, files: tuple[tuple[str, int, str], ...], reads: Sequence[str], attached: Any
+) -> None:
+    """Stamp the tree just written at `out_dir`; `files` are its `digests`, `reads` the other files
+    the spec read (absolute paths), `attached` plain data (marshal-able) or None, handed back by
+    `current`. A stamp that cannot be written is no error: the next run renders again."""
     key = _key(source, reads)
     if key is None:
         _remove(out_dir)
         return
-    body = marshal.dumps(
-        (
-            key,
-            tuple(reads),
-            tuple((f.path.as_posix(), f.mode, hashlib.sha256(f.content).hexdigest()) for f in files),
-            attached,
-        )
-    )
+    body = marshal.dumps((key, tuple(reads), files, attached))
     data = _HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
     tmp = f"{os.fspath(out_dir)}/{STAMP}.{os.getpid()}"
     try:
@@ -87,9 +87,16 @@ def write(out_dir: Path, source: Source, files: Sequence[RenderedFile], reads: S
         _remove(out_dir, tmp)
 
 
-def current(out_dir: Path, source: Source) -> Any:
-    """What `write` attached, if the tree at `out_dir` is what rendering `source` would write now;
-    None otherwise."""
+class Stamped(NamedTuple):
+    """A current stamp: the tree's files as rendered (path, mode, sha256, in rendering order) and
+    what was attached to it."""
+
+    files: tuple[tuple[str, int, str], ...]
+    attached: Any
+
+
+def current(out_dir: Path, source: Source) -> Stamped | None:
+    """The stamp of the tree at `out_dir` if that tree is what rendering `source` would write now."""
     stamped = _read(out_dir)
     if stamped is None:
         return None
@@ -102,7 +109,7 @@ def current(out_dir: Path, source: Source) -> Any:
         return None
     if not holds_exactly(out_dir, _sized(out_dir, expected)):
         return None
-    return attached
+    return Stamped(files, attached)
 
 
 def _read(out_dir: Path) -> tuple[Any, ...] | None:
@@ -186,7 +193,10 @@ def _key(source: Source, reads: Sequence[str]) -> str | None:
             data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
             h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two inputs read alike
 
-    feed(_HEADER, sys.version, sys.executable, "\0".join(sys.path), _code_signature(), _jinja2_signature())
+    # The interpreter by its version (the standard library's behaviour), unitgen by the files this
+    # process loaded, jinja2 by the files `import jinja2` finds: `python -m unitgen`, the venv's
+    # script and an installed stub running the same code share their stamps.
+    feed(_HEADER, sys.version, _code_signature(), _jinja2_signature())
     feed(os.getcwd(), os.path.abspath(source.spec), source.name)
     spec_digest = _file_sha256(os.fspath(source.spec))
     if spec_digest is None:
