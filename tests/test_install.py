@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.cli_helpers import document, unitgen
-from unitgen.install import rootfs
+from unitgen.install import rootfs, timeouts
 
 pytestmark = pytest.mark.root
 
@@ -776,3 +776,101 @@ def test_an_edited_non_config_file_still_refuses_the_upgrade_when_the_config_is_
     assert f"{launcher} was changed since unitgen installed it" in result.stderr
     assert str(chost.root / CONF) not in result.stderr  # the config file's edit is no reason to refuse
     assert tree(chost.root) == before  # no FILE.unitgen-new either
+
+
+# -- how long a step may take (unitgen.install.timeouts) --
+
+
+def test_the_wait_for_a_job_comes_from_the_installed_unit_and_the_admins_drop_ins(host: Host) -> None:
+    host.spec.write_text(SPEC + "start_timeout = 200\nstop_timeout = 45\n")
+    assert host.install().returncode == 0
+    unit = [f"{NAME}.service"]
+
+    def bound(verb: str, units: list[str] = unit, override: float | None = None) -> float:
+        return timeouts.for_job(host.root, verb, units, override).seconds
+
+    # TimeoutStopSec=45, TimeoutStartSec=200, as rendered; a restart is a stop and a start (which,
+    # when it times out, is killed like a stop); 30 s on top for systemd's own work.
+    assert (bound("stop"), bound("start"), bound("restart")) == (45 + 30, 200 + 45 + 30, 45 + 200 + 45 + 30)
+    assert bound("stop", [f"{NAME}.socket", f"{NAME}.timer"]) == 30  # no command of their own
+    # `systemctl edit`: a drop-in in /etc overrides the unit file; a later file name wins.
+    edits = host.root / f"etc/systemd/system/{NAME}.service.d"
+    edits.mkdir(parents=True)
+    (edits / "override.conf").write_text("[Service]\nTimeoutStartSec=10min\nTimeoutStopSec=1min \\\n 30s\n")
+    assert (bound("stop"), bound("start")) == (90 + 30, 600 + 90 + 30)
+    (edits / "zz-forever.conf").write_text("# waits as long as it takes\n[Service]\nTimeoutSec=infinity\n")
+    assert bound("stop") == timeouts.LONGEST + 30  # bounded all the same
+    (edits / "zz-forever.conf").write_text("[Unit]\nTimeoutSec=1\n[Service]\nTimeoutStopSec=\n")  # the default
+    assert bound("stop") == timeouts.SYSTEMD_DEFAULT + 30
+    assert bound("restart", override=5) == 5  # --timeout replaces it
+    assert timeouts.fixed(None).seconds == timeouts.SYSTEMD_DEFAULT and timeouts.fixed(7.5).seconds == 7.5
+
+
+def test_the_wait_for_instances_is_the_longest_of_them(host: Host) -> None:
+    result = unitgen("install", "pool", "--root", str(host.root), "--spec", str(ROOT / "examples/pool/pool.toml"),
+                     cwd=host.dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    slow = host.root / "etc/systemd/system/pool@b.service.d"  # `systemctl edit pool@b`
+    slow.mkdir(parents=True)
+    (slow / "override.conf").write_text("[Service]\nTimeoutStopSec=5min\n")
+    units = ["pool@a.service", "pool@b.service", "pool@c.service"]
+    stop = timeouts.for_job(host.root, "stop", units, None)
+    assert stop.seconds == 300 + 30 and "pool@b.service: TimeoutStopSec=300s" in stop.why
+    assert timeouts.for_job(host.root, "stop", ["pool@a.service"], None).seconds == 10 + 30  # the template's
+
+
+@pytest.mark.parametrize(
+    ("span", "seconds"),
+    [
+        pytest.param("90", 90, id="bare"),
+        pytest.param("1min 30s", 90, id="parts"),
+        pytest.param("1min30s", 90, id="parts-joined"),
+        pytest.param("5 min", 300, id="space-before-unit"),
+        pytest.param("500ms", 0.5, id="milliseconds"),
+        pytest.param("2h", 7200, id="hours"),
+        pytest.param("1.5s", 1.5, id="fraction"),
+        pytest.param("infinity", float("inf"), id="infinity"),
+        pytest.param("10 parsecs", None, id="unknown-unit"),
+        pytest.param("-5s", None, id="negative"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_systemd_time_spans_are_read_as_systemd_reads_them(span: str, seconds: float | None) -> None:
+    assert timeouts.parse_span(span) == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "nan", "inf", ""])
+def test_timeout_must_be_a_positive_number_of_seconds(host: Host, value: str) -> None:
+    before = tree(host.root)
+    for command in (host.install, host.uninstall):
+        result = command("--timeout", value)
+        assert result.returncode == 2, result.stderr
+        assert f"argument --timeout: {value!r} is not a number of seconds greater than 0" in result.stderr
+    assert tree(host.root) == before
+
+
+def test_a_step_that_hangs_is_killed_at_the_timeout_and_the_install_left_as_when_it_does_not_start(
+    host: Host,
+) -> None:
+    # A systemd-tmpfiles that never returns, and a child of its own that would outlive it.
+    fake = host.dir / "bin"
+    fake.mkdir()
+    (fake / "systemd-tmpfiles").write_text(f"#!/bin/sh\nsleep 1000 &\necho $! > {host.dir}/child\nwait\n")
+    (fake / "systemd-tmpfiles").chmod(0o755)
+    before = tree(host.root)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    result = unitgen("install", NAME, "--root", str(host.root), "--timeout", "1.5", "--json", cwd=host.dir, env=env)
+    assert result.returncode == 1, result.stderr
+    error = document(result)["error"]
+    assert (
+        f"systemd-tmpfiles --root={host.root} --create {NAME}.conf timed out after 1.5 s (--timeout) and was"
+        f" killed; {NAME} is installed but may not run; 'unitgen uninstall {NAME}' removes it" in error["message"]
+    )
+    assert f"journalctl -u {NAME}.service" in error["hint"] and "--timeout SECONDS" in error["hint"]
+    child = Path(f"/proc/{(host.dir / 'child').read_text().strip()}/stat")
+    assert not child.exists() or child.read_text().split(") ")[1][0] == "Z"  # its whole process group went
+    assert host.manifest()["state"] == "complete" and (host.root / UNIT).is_file()
+    result = host.uninstall("--purge")
+    assert result.returncode == 0, result.stderr
+    users = {"etc/.pwd.lock", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"}  # kept, as by Debian
+    assert set(tree(host.root)) - set(before) <= {*users, *CATALOG_DB} and not (host.root / MANIFEST).exists()

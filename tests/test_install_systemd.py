@@ -5,14 +5,19 @@ Install hello, it runs and answers; re-install with a changed spec (the upgrade)
 uninstall leaves the file system as it was, foreign files untouched; and every hidden variant
 of "a file of that name already exists" is refused with exit 1 and the host byte-for-byte as
 before (a tree hash of every path's metadata and of the contents where the install writes).
+With the sandbox's systemd frozen (SIGSTOP), install and uninstall give up at --timeout, and
+leave what they promise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +52,13 @@ UNITGEN = ["/usr/bin/python3", "-m", "unitgen"]
 UNITGEN_ENV = {"PYTHONPATH": SOURCE, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def unitgen(sb: Sandbox, *args: str, json_doc: bool = True) -> tuple[subprocess.CompletedProcess[str], Any]:
+def unitgen(
+    sb: Sandbox, *args: str, json_doc: bool = True, timeout: float = 300
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    # sb.run enters the sandbox with nsenter (no systemd-run, no machinectl): it works with the
+    # sandbox's systemd frozen, and kills the command inside after `timeout` seconds.
     argv = [*UNITGEN, *args, *(["--json"] if json_doc else [])]
-    result = sb.run(argv, check=False, timeout=300, env=UNITGEN_ENV)
+    result = sb.run(argv, check=False, timeout=timeout, env=UNITGEN_ENV)
     doc = None
     if json_doc:
         import jsonschema
@@ -276,3 +285,62 @@ def test_an_edited_config_file_survives_reinstall_and_uninstall_and_purge_remove
     assert {conf, new} <= set(doc["removed"])
     box.run(["rm", f"/root/{name}.toml", f"/root/{name}.conf"])
     assert files(box) == before  # /etc/NAME too: the install made it
+
+
+@contextlib.contextmanager
+def systemd_frozen(sb: Sandbox) -> Iterator[None]:
+    """The sandbox's PID 1 stopped: it answers nobody, as a deadlocked or swamped systemd."""
+    os.kill(sb.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(sb.pid, signal.SIGCONT)
+
+
+def installed(sb: Sandbox, name: str) -> str:
+    """The manifest, and every path it lists with its type, mode and (files) contents: fails if one is gone."""
+    manifest = sb.read_file(f"/var/lib/unitgen/{name}.manifest").decode()
+    entries = json.loads(manifest)["entries"]
+    listing = sb.run(["find", *(e["path"] for e in entries), "-maxdepth", "0", "-printf", "%y %m %p -> %l\\n"])
+    sums = sb.run(["sha256sum", *(e["path"] for e in entries if e["type"] == "file")])
+    return manifest + listing.stdout + sums.stdout
+
+
+def test_uninstall_with_systemd_frozen_times_out_removes_nothing_and_runs_again_once_it_answers(box: Sandbox) -> None:
+    before = files(box)
+    result, _ = unitgen(box, "install", "hello", "--spec", SPEC)
+    assert result.returncode == 0, result.stderr
+    as_installed = installed(box, "hello")
+    with systemd_frozen(box):
+        # The outer bound: without --timeout (the code before) this waited for ever.
+        result, doc = unitgen(box, "uninstall", "hello", "--purge", "--timeout", "5", timeout=90)
+        assert result.returncode == 1, result.stderr
+        assert (
+            "systemctl stop hello.service timed out after 5 s (--timeout) and was killed; nothing was removed"
+            " (the service may still run from its files)" in doc["error"]["message"]
+        ), doc
+        assert "'systemctl status hello.service' and 'journalctl -u hello.service'" in doc["error"]["hint"]
+        assert "--timeout SECONDS" in doc["error"]["hint"]
+        assert installed(box, "hello") == as_installed  # every file, the manifest too
+    result, doc = unitgen(box, "uninstall", "hello", "--purge")
+    assert result.returncode == 0, result.stderr
+    assert "systemctl stop hello.service" in doc["steps"]
+    assert box.show("hello.service", "LoadState")["LoadState"] == "not-found"
+    assert files(box) == before
+
+
+def test_install_with_systemd_frozen_times_out_installed_as_if_it_did_not_start(box: Sandbox) -> None:
+    before = files(box)
+    with systemd_frozen(box):
+        # (Most of its time goes before the steps, in unitgen's own pwd.getpwall(): nss-systemd asks
+        # PID 1 and gives up after 45 s.)
+        result, doc = unitgen(box, "install", "hello", "--spec", SPEC, "--timeout", "5", timeout=180)
+        assert result.returncode == 1, result.stderr
+        message = doc["error"]["message"]
+        assert "timed out after 5 s (--timeout) and was killed; hello is installed but may not run;" in message, doc
+        assert "'unitgen uninstall hello' removes it" in message
+    assert json.loads(box.read_file("/var/lib/unitgen/hello.manifest"))["state"] == "complete"
+    assert installed(box, "hello")
+    result, _ = unitgen(box, "uninstall", "hello", "--purge")
+    assert result.returncode == 0, result.stderr
+    assert files(box) == before

@@ -14,6 +14,14 @@ empty, daemon-reload; --purge also removes the state directories the first insta
 the config files, edited or not. Without --purge, a manifest in state "removed" stays behind
 with the state directories and the edited config files kept (dpkg's "config-files" state), so
 that a later `uninstall --purge` still knows them.
+
+A command that times out (`timeouts`: the units' own TimeoutStartSec=/TimeoutStopSec= plus a
+margin, or --timeout) fails the command where it stands, with what it leaves. install: once the
+files are in place, like a service that does not start: installed, the manifest complete, and
+`uninstall` removes it; before (stopping the units an upgrade drops), nothing of the new version
+is written and running install again goes on. uninstall: a stop or disable that times out
+removes nothing (the service may still run from those files), so that the admin can run it again;
+after the files went (the catalog, daemon-reload), running it again finishes.
 """
 
 from __future__ import annotations
@@ -117,7 +125,13 @@ def _exists(root: Root, path: PurePosixPath) -> bool:
 
 
 def install(
-    spec: Spec, root_dir: Path, *, template_dirs: Sequence[Path] = (), inputs: Sequence[Path] = (), say: Say = print
+    spec: Spec,
+    root_dir: Path,
+    *,
+    template_dirs: Sequence[Path] = (),
+    inputs: Sequence[Path] = (),
+    say: Say = print,
+    timeout: float | None = None,
 ) -> InstallResult:
     import tempfile
 
@@ -144,7 +158,8 @@ def install(
         _refuse(spec.name, refusals(root, [*planned, *config.new], own, others, [*unit_files, *units]))
         upgrade = own is not None and own.state != REMOVED
         live = live_systemd(root_dir)
-        steps = Steps(root_dir, live, say)
+        again = f"nothing of the new version is in place yet; 'unitgen install {spec.name}' again goes on"
+        steps = Steps(root_dir, live, say, _service(units, spec.name), timeout, left=again)
         result = InstallResult(spec.name, root_dir, root.show(manifests.manifest_path(spec.name)), upgrade, live)
 
         old_created = {e.path for e in old.values() if e.type == "dir" and e.created}
@@ -202,14 +217,18 @@ def install(
         result.config = config.outcomes
         manifests.write(root, final)
         result.entries = entries
+        # From here a timeout leaves what a service that does not start leaves.
+        steps.left = f"{spec.name} is installed but may not run; 'unitgen uninstall {spec.name}' removes it"
         _configure(spec, steps, payload, wanted, upgrade=upgrade, catalog=_has_catalog(listed))
     result.steps = steps.done
     if live:
-        from unitgen.run import run
-
-        main = wanted[0] if wanted else f"{spec.name}.service"
-        result.state = run(["systemctl", "show", "-p", "ActiveState", "--value", main], check=False).stdout.strip()
+        result.state = steps.active_state(wanted[0] if wanted else f"{spec.name}.service")
     return result
+
+
+def _service(units: Sequence[str], name: str) -> str:
+    """The unit the hints name: the first service (an instance of a template), else NAME.service."""
+    return next((u for u in units if u.endswith(".service")), f"{name}.service")
 
 
 def _refuse(name: str, problems: Sequence[str]) -> None:
@@ -307,7 +326,9 @@ def _holding(root: Root, entries: Sequence[Entry], files: Sequence[Entry]) -> li
     ]
 
 
-def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = print) -> UninstallResult:
+def uninstall(
+    name: str, root_dir: Path, *, purge: bool = False, say: Say = print, timeout: float | None = None
+) -> UninstallResult:
     validate_name(name)
     require_root("uninstall")
     root_dir = root_dir.absolute()
@@ -326,10 +347,13 @@ def uninstall(name: str, root_dir: Path, *, purge: bool = False, say: Say = prin
                 hint=f"'unitgen uninstall {name} --purge' removes that too",
             )
         live = live_systemd(root_dir)
-        steps = Steps(root_dir, live, say)
+        # Until the files go, a timeout removes nothing: the service may still run from them.
+        nothing = f"nothing was removed (the service may still run from its files); 'unitgen uninstall {name}' again"
+        steps = Steps(root_dir, live, say, _service(own.units, name), timeout, left=nothing)
         result = UninstallResult(name, root_dir, live)
         steps.stop(own.units)
         steps.disable(own.enable)
+        steps.left = f"its files are removed; 'unitgen uninstall {name}{' --purge' if purge else ''}' again finishes"
         _remove_bytecode(root, own.entries)
         _remove_tmp_leftovers(root, own.entries)
         # The config files first, so that the directories holding them can go after them.
