@@ -21,7 +21,16 @@ from unitgen.spec import Spec
 from unitgen.spec.instances import PLACEHOLDER
 from unitgen.spec.model import ListenKind
 
-__all__ = ["DROP_IN", "INSTANCE_ENV", "exec_line", "instance_drop_ins", "listen_streams", "reuse_port", "socket_unit"]
+__all__ = [
+    "DROP_IN",
+    "INSTANCE_ENV",
+    "exec_line",
+    "instance_drop_ins",
+    "listen_streams",
+    "reuse_port",
+    "socket_ip_address_allow",
+    "socket_unit",
+]
 
 DROP_IN = "unitgen-instance.conf"
 
@@ -66,6 +75,19 @@ def reuse_port(spec: Spec) -> bool:
     """A template's instances listen on the same tcp port each: SO_REUSEPORT lets every instance's
     socket bind it, and the kernel spreads new connections over them."""
     return spec.is_template and any(s.kind is ListenKind.TCP for s in spec.listen)
+
+
+def socket_ip_address_allow(spec: Spec) -> tuple[str, ...] | None:
+    """The socket unit's IPAddressAllow= (after IPAddressDeny=any), or None for no IP access list.
+
+    systemd.resource-control(5): the service's IP access list is not applied to the sockets passed
+    to it by socket activation; the socket unit's list is. So the spec's list guards the sockets
+    too, as the user wrote it: the etcd members hardening adds to the service's list are for the
+    launcher's outgoing connections, which never go through these sockets. Without the network
+    the service has no allow list (IPAddressDeny=any alone) and every socket is a unix one."""
+    if not spec.listen or not spec.network:
+        return None
+    return spec.hardening.ip_address_allow
 
 
 def instance_drop_ins(spec: Spec) -> list[tuple[PurePosixPath, str]]:

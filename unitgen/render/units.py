@@ -226,6 +226,7 @@ def _context(spec: Spec, launcher: PurePosixPath) -> dict[str, Any]:
         "exec_start_line": instances.exec_line(exec_start),
         "listen_streams": instances.listen_streams(spec),
         "reuse_port": instances.reuse_port(spec),
+        "socket_ip_address_allow": instances.socket_ip_address_allow(spec),
         "spec": spec,
         "name": spec.name,
         "after": after,

@@ -291,7 +291,8 @@ HARDENING_KEYS: tuple[Key[Any], ...] = (
     Key(
         "ip_address_allow",
         array(matching(r"[0-9a-fA-F:./]+|localhost|link-local|multicast|any", "address or prefix")),
-        "With this set: IPAddressDeny=any plus IPAddressAllow= these.",
+        "With this set: IPAddressDeny=any plus IPAddressAllow= these, on the service and, with 'listen', "
+        "on its socket unit (whose list alone guards the sockets passed to the service).",
     ),
 )
 
