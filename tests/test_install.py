@@ -819,6 +819,22 @@ def test_the_wait_for_instances_is_the_longest_of_them(host: Host) -> None:
     assert timeouts.for_job(host.root, "stop", ["pool@a.service"], None).seconds == 10 + 30  # the template's
 
 
+def test_drop_ins_apply_in_file_name_order_a_higher_directory_masking_the_same_name(tmp_path: Path) -> None:
+    def conf(path: str, text: str) -> None:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+
+    conf("usr/lib/systemd/system/web-api.service", "[Service]\nTimeoutStartSec=20\nTimeoutStopSec=20\n")
+    conf("usr/lib/systemd/system/web-api.service.d/50-vendor.conf", "[Service]\nTimeoutStopSec=40\n")
+    assert timeouts.service_timeouts(tmp_path, "web-api.service") == (20, 40)
+    conf("etc/systemd/system/web-.service.d/10-all-web.conf", "[Service]\nTimeoutSec=60\n")  # before 50-vendor
+    assert timeouts.service_timeouts(tmp_path, "web-api.service") == (60, 40)
+    conf("etc/systemd/system/web-api.service.d/50-vendor.conf", "[Service]\n")  # masks /usr/lib's
+    assert timeouts.service_timeouts(tmp_path, "web-api.service") == (60, 60)
+    conf("run/systemd/system/service.d/90-every-service.conf", "[Service]\nTimeoutStartSec=0\n")
+    assert timeouts.service_timeouts(tmp_path, "web-api.service") == (timeouts.LONGEST, 60)
+
+
 @pytest.mark.parametrize(
     ("span", "seconds"),
     [

@@ -72,25 +72,19 @@ def for_job(root: Path, verb: str, units: Sequence[str], override: float | None)
     """
     if override is not None:
         return Bound(override, "--timeout")
-    longest, slowest, why = 0.0, "", ""
-    for unit in units:
-        if not unit.endswith(".service"):
-            continue
-        start, stop = service_timeouts(root, unit)
-        parts = (
-            [("TimeoutStopSec=", stop)]
-            if verb == "stop"
-            else [("TimeoutStartSec=", start), ("TimeoutStopSec=", stop)]
-            if verb == "start"
-            else [("TimeoutStopSec=", stop), ("TimeoutStartSec=", start), ("TimeoutStopSec=", stop)]
-        )
-        total = sum(seconds for _, seconds in parts)
-        if total > longest or not slowest:
-            longest, slowest = total, unit
-            why = " + ".join(f"{name}{seconds:g}s" for name, seconds in parts)
-    if not slowest:
+    jobs = [(unit, _phases(verb, *service_timeouts(root, unit))) for unit in units if unit.endswith(".service")]
+    if not jobs:
         return Bound(MARGIN, f"no service among {' '.join(units)}: PID 1's own work")
-    return Bound(longest + MARGIN, f"{slowest}: {why} + {MARGIN:g}s for systemd")
+    unit, phases = max(jobs, key=lambda job: sum(seconds for _, seconds in job[1]))
+    why = " + ".join(f"{name}{seconds:g}s" for name, seconds in phases)
+    return Bound(sum(seconds for _, seconds in phases) + MARGIN, f"{unit}: {why} + {MARGIN:g}s for systemd")
+
+
+def _phases(verb: str, start: float, stop: float) -> list[tuple[str, float]]:
+    """What systemd may spend on one service's job, phase by phase."""
+    stopping = [("TimeoutStopSec=", stop)]
+    starting = [("TimeoutStartSec=", start), ("TimeoutStopSec=", stop)]
+    return stopping if verb == "stop" else starting if verb == "start" else stopping + starting
 
 
 def service_timeouts(root: Path, unit: str) -> tuple[float, float]:
@@ -131,15 +125,17 @@ def parse_span(text: str) -> float | None:
 
 def _unit_files(root: Path, unit: str) -> list[Path]:
     """The unit's file (the first on the search path; a template's for an instance) and then its
-    drop-ins: every NAME.d/*.conf, TEMPLATE.d/*.conf and service.d/*.conf on the search path, in
-    the order of their file names, a name in a higher-priority directory masking the same name below."""
+    drop-ins (systemd.unit(5)): every *.conf in NAME.d, TEMPLATE.d, the dash prefixes' (a-.service.d
+    for a-b.service) and service.d on the search path, in the order of their file names, a name in a
+    higher-priority directory masking the same name below."""
     stem, _, kind = unit.rpartition(".")
     template = f"{stem.partition('@')[0]}@.{kind}" if "@" in stem else None
     names = [n for n in (unit, template) if n]
     main = next((root / d / n for n in names for d in SEARCH_PATH if (root / d / n).is_file()), None)
+    prefixes = [f"{stem[: i + 1]}.{kind}" for i, c in enumerate(stem.partition("@")[0]) if c == "-"]
     drop_ins: dict[str, Path] = {}
     for directory in reversed(SEARCH_PATH):  # lowest priority first: a higher one overwrites
-        for name in (kind, *names):
+        for name in (kind, *prefixes, *names):
             folder = root / directory / f"{name}.d"
             if folder.is_dir():
                 drop_ins.update((conf.name, conf) for conf in folder.glob("*.conf") if conf.is_file())
