@@ -32,6 +32,7 @@ def test_the_manual_page_documents_every_command(command: str) -> None:
     [
         pytest.param("root", "(install, uninstall)", id="root"),
         pytest.param("purge", "(uninstall)", id="purge"),
+        pytest.param("timeout", "(install, uninstall)", id="timeout"),
         pytest.param("json", "install, uninstall)", id="json"),
     ],
 )
