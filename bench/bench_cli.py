@@ -125,7 +125,9 @@ def bench_package(work: Path, runs: int, installed: Installed) -> None:
     subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
     floor = [installed.python, str(ROOT / "bench/deb_floor.py")]
     check_floor(floor, tree, deb, work)
-    modules = imported_by(unitgen, warm, with_cache(installed.env, warm))
+    # Twice, the second kept: when unitgen/ was edited since the build above (others work in this
+    # checkout), the first run finds the stamp stale and renders; the second is a warm run again.
+    modules = [imported_by(unitgen, warm, with_cache(installed.env, warm)) for _ in range(2)][-1]
     colds = iter(range(10**6))
 
     def cold() -> float:
