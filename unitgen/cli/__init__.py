@@ -109,6 +109,18 @@ def cmd_render(args: argparse.Namespace) -> Result:
 
 def _render_job(one: argparse.Namespace) -> tuple[argparse.Namespace, Spec | None, Path, stamp.Stamped | None]:
     """A service to render: nothing to do when its tree's stamp is current, else its spec, loaded."""
+    stamped = _current_tree(one)
+    if stamped is not None:
+        return one, None, _out_dir(one).absolute(), stamped
+    from unitgen.spec import load_spec
+
+    return one, load_spec(_spec_path(one), one.name), _writable_out_dir(one), None
+
+
+def _current_tree(one: argparse.Namespace) -> stamp.Stamped | None:
+    """The stamp of the service's output tree when that tree is what rendering would write now;
+    None otherwise, also when --out may not be written: that is reported after the spec's own
+    errors, as for a tree without a stamp."""
     from unitgen.staging import stamp
     from unitgen.staging.tree import check_out_dir, clean_leftovers, protected_paths
 
@@ -116,15 +128,11 @@ def _render_job(one: argparse.Namespace) -> tuple[argparse.Namespace, Spec | Non
     try:
         check_out_dir(out, protected_paths(_inputs(one)))
     except UnitgenError:
-        pass  # reported below, after the spec's own errors, as for a tree without a stamp
-    else:
-        stamped = stamp.current(out, _stamp_source(one))
-        if stamped is not None:
-            clean_leftovers(out)  # what a killed run left next to it, as a write would
-            return one, None, out, stamped
-    from unitgen.spec import load_spec
-
-    return one, load_spec(_spec_path(one), one.name), _writable_out_dir(one), None
+        return None
+    stamped = stamp.current(out, _stamp_source(one))
+    if stamped is not None:
+        clean_leftovers(out)  # what a killed run left next to it, as a write would
+    return stamped
 
 
 def _render_tree(
@@ -279,20 +287,11 @@ def _package_job(one: argparse.Namespace) -> _PackageJob:
     """A service to package: its staging tree as it is on disk when its stamp says that rendering
     would write it again (issue 12: no spec to load, nothing to render), else its spec, loaded."""
     from unitgen.package.model import from_plain
-    from unitgen.staging import stamp
-    from unitgen.staging.tree import check_out_dir, clean_leftovers, protected_paths
 
-    out = _out_dir(one).absolute()
-    try:
-        check_out_dir(out, protected_paths(_inputs(one)))
-    except UnitgenError:
-        pass  # reported below, after the spec's own errors, as for a tree without a stamp
-    else:
-        stamped = stamp.current(out, _stamp_source(one))
-        info = from_plain(stamped.attached) if stamped is not None else None
-        if info is not None:
-            clean_leftovers(out)  # what a killed run left next to it, as a write would
-            return _PackageJob(one, out, info, None)
+    stamped = _current_tree(one)
+    info = from_plain(stamped.attached) if stamped is not None else None  # render's stamps carry none
+    if info is not None:
+        return _PackageJob(one, _out_dir(one).absolute(), info, None)
     from unitgen.package.from_spec import package_info
     from unitgen.spec import load_spec
 
