@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from unitgen.staging import stamp
 from unitgen.staging.tree import STAMP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,3 +276,12 @@ print("\\n".join(p for p in map(os.path.abspath, opened) if not any(p == a or p.
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_a_stamp_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
+    """Anything but plain data attached (a bug, never a user's input) leaves no stamp and no error:
+    the next run renders, as without a stamp."""
+    (tmp_path / "x.toml").write_text("description = 'x'\n")
+    (tmp_path / STAMP).write_text("an older stamp\n")
+    stamp.write(tmp_path, stamp.Source(tmp_path / "x.toml", "x"), (), [], {"not plain": object()})
+    assert not (tmp_path / STAMP).exists()

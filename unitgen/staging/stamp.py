@@ -73,7 +73,11 @@ def write(
     if key is None:
         _remove(out_dir)
         return
-    body = marshal.dumps((key, tuple(reads), files, attached))
+    try:
+        body = marshal.dumps((key, tuple(reads), files, attached))
+    except ValueError:  # something attached that is not plain data: no stamp, the next run renders
+        _remove(out_dir)
+        return
     data = _HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
     tmp = f"{os.fspath(out_dir)}/{STAMP}.{os.getpid()}"
     try:
