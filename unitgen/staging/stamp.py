@@ -108,10 +108,10 @@ def current(out_dir: Path, source: Source) -> Stamped | None:
         key, reads, files, attached = stamped
         if key != _key(source, reads):
             return None
-        expected = {path: Expected(-1, mode, _sha256_is(digest)) for path, mode, digest in files}
+        expected = {path: Expected(-1, mode, _sha256_is(digest)) for path, mode, digest in files}  # size: the digest's
     except (TypeError, ValueError):  # a stamp of another shape
         return None
-    if not holds_exactly(out_dir, _sized(out_dir, expected)):
+    if not holds_exactly(out_dir, expected):
         return None
     return Stamped(files, attached)
 
@@ -143,19 +143,6 @@ def _read(out_dir: Path) -> tuple[Any, ...] | None:
     return stamped if isinstance(stamped, tuple) and len(stamped) == 4 else None
 
 
-def _sized(out_dir: Path, expected: dict[str, Expected]) -> dict[str, Expected]:
-    """The stamp records digests, not sizes: take each size from the file, which the digest checks."""
-    sized = {}
-    base = os.fspath(out_dir)
-    for path, want in expected.items():
-        try:
-            size = os.lstat(f"{base}/{path}").st_size
-        except OSError:
-            size = -1  # missing: holds_exactly says no
-        sized[path] = want._replace(size=size)
-    return sized
-
-
 def _sha256_is(digest: str) -> Any:
     return lambda path: _file_sha256(path) == digest
 
@@ -166,11 +153,15 @@ def _file_sha256(path: str) -> str | None:
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _INPUT_MAX:
             return None
-        h = hashlib.sha256()
-        size = 0
-        while chunk := os.read(fd, 1 << 20):
+        # One read for a file of the size fstat gave (thousands of small files in a batch); on to
+        # the end, bounded, should it have grown since.
+        data = os.read(fd, st.st_size + 1)
+        h = hashlib.sha256(data)
+        size = len(data)
+        while size > st.st_size and (chunk := os.read(fd, 1 << 20)):
             h.update(chunk)
             size += len(chunk)
             if size > _INPUT_MAX:
