@@ -283,5 +283,30 @@ def test_a_stamp_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
     the next run renders, as without a stamp."""
     (tmp_path / "x.toml").write_text("description = 'x'\n")
     (tmp_path / STAMP).write_text("an older stamp\n")
-    stamp.write(tmp_path, stamp.Source(tmp_path / "x.toml", "x"), (), [], {"not plain": object()})
+    stamp.write(tmp_path, stamp.inputs(stamp.Source(tmp_path / "x.toml", "x")), (), [], {"not plain": object()})
     assert not (tmp_path / STAMP).exists()
+
+
+def test_a_spec_edited_while_its_tree_is_rendered_leaves_a_stamp_that_does_not_match(
+    hello: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inputs are read before the spec is loaded: a spec edited after that (while rendering)
+    gives a stamp of the older spec, so the next run renders again instead of trusting a tree
+    that the stamp would vouch for wrongly."""
+    from unitgen.render.units import render as render_files
+    from unitgen.spec import load_spec
+    from unitgen.staging.tree import write_tree
+
+    monkeypatch.chdir(hello)
+    source = stamp.Source(hello / "hello.toml", "hello")
+    before = stamp.inputs(source)  # the spec as it was when the command started
+    spec_file = hello / "hello.toml"
+    spec_file.write_text(spec_file.read_text().replace('description = "', 'description = "Edited: ', 1))
+    files = render_files(load_spec(spec_file, "hello"))
+    out = hello / "build/hello"
+    write_tree(files, out)
+    stamp.write(out, before, stamp.digests(files), [], None)
+    assert (out / STAMP).is_file()
+    assert stamp.current(out, stamp.inputs(source)) is None
+    stamp.write(out, stamp.inputs(source), stamp.digests(files), [], None)  # as the next run does
+    assert stamp.current(out, stamp.inputs(source)) is not None

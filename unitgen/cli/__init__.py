@@ -91,15 +91,17 @@ def cmd_render(args: argparse.Namespace) -> Result:
     _root_needs_diff(args)
     # Every spec and every --out first: one bad input among many writes nothing at all.
     # The app's venv is built by `package` and `try`; render stays quick and offline.
+    from unitgen.staging import stamp
+
     jobs = [_render_job(one) for one in _each(args)]
     services = []
-    for one, spec, out, stamped in jobs:
-        if spec is None:  # the tree on disk is current: what rendering would write (stamp.py)
-            assert stamped is not None
-            files = [(PurePosixPath(path), mode, digest) for path, mode, digest in stamped.files]
+    for one, spec, out, found in jobs:
+        if isinstance(found, stamp.Stamped):  # the tree on disk is current: what rendering would write
+            files = [(PurePosixPath(path), mode, digest) for path, mode, digest in found.files]
             written = [out / path for path, _, _ in files]
         else:
-            written, files = _render_tree(one, spec, out)
+            assert spec is not None
+            written, files = _render_tree(one, spec, out, found)
         if not args.json:
             print("\n".join(str(path) for path in written))
         # The document (a sha256 of every file) only when it is printed: 8% of a 500-spec batch.
@@ -107,36 +109,40 @@ def cmd_render(args: argparse.Namespace) -> Result:
     return 0, {"command": "render", "services": services}
 
 
-def _render_job(one: argparse.Namespace) -> tuple[argparse.Namespace, Spec | None, Path, stamp.Stamped | None]:
-    """A service to render: nothing to do when its tree's stamp is current, else its spec, loaded."""
-    stamped = _current_tree(one)
+def _render_job(
+    one: argparse.Namespace,
+) -> tuple[argparse.Namespace, Spec | None, Path, stamp.Stamped | stamp.Inputs]:
+    """A service to render: nothing to do when its tree's stamp is current, else its spec, loaded
+    (with the inputs read before it, for the stamp)."""
+    before, stamped = _current_tree(one)
     if stamped is not None:
         return one, None, _out_dir(one).absolute(), stamped
     from unitgen.spec import load_spec
 
-    return one, load_spec(_spec_path(one), one.name), _writable_out_dir(one), None
+    return one, load_spec(_spec_path(one), one.name), _writable_out_dir(one), before
 
 
-def _current_tree(one: argparse.Namespace) -> stamp.Stamped | None:
-    """The stamp of the service's output tree when that tree is what rendering would write now;
-    None otherwise, also when --out may not be written: that is reported after the spec's own
-    errors, as for a tree without a stamp."""
+def _current_tree(one: argparse.Namespace) -> tuple[stamp.Inputs, stamp.Stamped | None]:
+    """The inputs of the service's rendering, read now (before its spec is loaded), and the stamp
+    of its output tree when that tree is what rendering would write now; no stamp also when --out
+    may not be written: that is reported after the spec's own errors, as for a tree without one."""
     from unitgen.staging import stamp
     from unitgen.staging.tree import check_out_dir, clean_leftovers, protected_paths
 
+    before = stamp.inputs(stamp.Source(_spec_path(one), one.name, tuple(Path(t) for t in one.templates)))
     out = _out_dir(one).absolute()
     try:
         check_out_dir(out, protected_paths(_inputs(one)))
     except UnitgenError:
-        return None
-    stamped = stamp.current(out, _stamp_source(one))
+        return before, None
+    stamped = stamp.current(out, before)
     if stamped is not None:
         clean_leftovers(out)  # what a killed run left next to it, as a write would
-    return stamped
+    return before, stamped
 
 
 def _render_tree(
-    one: argparse.Namespace, spec: Spec, out: Path
+    one: argparse.Namespace, spec: Spec, out: Path, before: stamp.Inputs
 ) -> tuple[list[Path], list[tuple[PurePosixPath, int, str]]]:
     """Render and write the tree, stamp it; the written paths and (path, mode, sha256) of each file."""
     from unitgen.render.units import render
@@ -147,7 +153,7 @@ def _render_tree(
     written = write_tree(rendered, out, inputs=_inputs(one))
     files = stamp.digests(rendered)
     if spec.app is None:
-        stamp.write(out, _stamp_source(one), files, [config.source for config in spec.config], None)
+        stamp.write(out, before, files, [(config.source, config.content) for config in spec.config], None)
     return written, [(PurePosixPath(path), mode, digest) for path, mode, digest in files]
 
 
@@ -250,7 +256,7 @@ def _package(args: argparse.Namespace, signer: Signer | None) -> Result:
     for job in jobs:
         one, info = job.args, job.info
         if job.spec is not None:
-            info = _stage(job.spec, job.staging, one, stamp_info=info)
+            info = _stage(job, job.spec)
         formats = [Format(one.format)] if one.format != "both" else [Format.DEB, Format.RPM]
         for fmt in formats:
             # On a terminal, a progress line on stderr; in logs and pipes, nothing but the result.
@@ -281,6 +287,7 @@ class _PackageJob(NamedTuple):
     staging: Path
     info: PackageInfo
     spec: Spec | None  # None: the staging tree on disk is current (its stamp), nothing to render
+    before: stamp.Inputs  # the inputs as read before the spec was loaded, for the stamp
 
 
 def _package_job(one: argparse.Namespace) -> _PackageJob:
@@ -288,25 +295,19 @@ def _package_job(one: argparse.Namespace) -> _PackageJob:
     would write it again (issue 12: no spec to load, nothing to render), else its spec, loaded."""
     from unitgen.package.model import from_plain
 
-    stamped = _current_tree(one)
+    before, stamped = _current_tree(one)
     info = from_plain(stamped.attached) if stamped is not None else None  # render's stamps carry none
     if info is not None:
-        return _PackageJob(one, _out_dir(one).absolute(), info, None)
+        return _PackageJob(one, _out_dir(one).absolute(), info, None, before)
     from unitgen.package.from_spec import package_info
     from unitgen.spec import load_spec
 
     spec = load_spec(_spec_path(one), one.name)
     info = package_info(spec, None)  # fails before any work when the spec has no [package] table
-    return _PackageJob(one, _writable_out_dir(one), info, spec)
+    return _PackageJob(one, _writable_out_dir(one), info, spec, before)
 
 
-def _stamp_source(one: argparse.Namespace) -> stamp.Source:
-    from unitgen.staging import stamp
-
-    return stamp.Source(_spec_path(one), one.name, tuple(Path(t) for t in one.templates))
-
-
-def _stage(spec: Spec, staging: Path, one: argparse.Namespace, *, stamp_info: PackageInfo) -> PackageInfo:
+def _stage(job: _PackageJob, spec: Spec) -> PackageInfo:
     """Render and write the staging tree (and the app's venv); the package's metadata. A spec
     without [app] has the same metadata before and after staging: the stamp keeps it."""
     from unitgen.package.from_spec import package_info
@@ -315,10 +316,10 @@ def _stage(spec: Spec, staging: Path, one: argparse.Namespace, *, stamp_info: Pa
 
     _, payload = stage(
         spec,
-        staging,
-        template_dirs=[Path(t) for t in one.templates],
-        inputs=_inputs(one),
-        stamped=(_stamp_source(one), to_plain(stamp_info)),
+        job.staging,
+        template_dirs=[Path(t) for t in job.args.templates],
+        inputs=_inputs(job.args),
+        stamped=(job.before, to_plain(job.info)),
     )
     return package_info(spec, payload)
 

@@ -21,11 +21,12 @@ def stage(
     *,
     template_dirs: Sequence[Path] = (),
     inputs: Sequence[Path] = (),
-    stamped: tuple[stamp.Source, object] | None = None,
+    stamped: tuple[stamp.Inputs, object] | None = None,
 ) -> tuple[list[Path], AppPayload | None]:
     """Write the whole staging tree atomically; returns the rendered paths and the app payload.
     `inputs` (the spec file, ...) must not be inside `staging`: see `write_tree`. `stamped`: the
-    spec's source and what to attach to the tree's stamp (see stamp.py), for a spec without [app]."""
+    spec's inputs as read before it was loaded and what to attach to the tree's stamp (see
+    stamp.py), for a spec without [app]."""
     payloads: list[AppPayload] = []
     app = spec.app
 
@@ -43,7 +44,7 @@ def stage(
     files = render(spec, template_dirs=template_dirs)
     written = write_tree(files, staging, fill=fill if app is not None else None, inputs=sources)
     if stamped is not None and app is None:
-        source, attached = stamped
-        reads = [config.source for config in spec.config]
-        stamp.write(staging.absolute(), source, stamp.digests(files), reads, attached)
+        before, attached = stamped
+        reads = [(config.source, config.content) for config in spec.config]
+        stamp.write(staging.absolute(), before, stamp.digests(files), reads, attached)
     return written, (payloads[0] if payloads else None)

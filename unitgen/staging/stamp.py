@@ -64,17 +64,22 @@ def digests(files: Sequence[RenderedFile]) -> tuple[tuple[str, int, str], ...]:
 
 
 def write(
-    out_dir: Path, source: Source, files: tuple[tuple[str, int, str], ...], reads: Sequence[str], attached: Any
+    out_dir: Path,
+    before: Inputs,
+    files: tuple[tuple[str, int, str], ...],
+    reads: Sequence[tuple[str, bytes]],
+    attached: Any,
 ) -> None:
-    """Stamp the tree just written at `out_dir`; `files` are its `digests`, `reads` the other files
-    the spec read (absolute paths), `attached` plain data (marshal-able) or None, handed back by
-    `current`. A stamp that cannot be written is no error: the next run renders again."""
-    key = _key(source, reads)
+    """Stamp the tree just written at `out_dir`: `before` taken before the spec was loaded, `files`
+    the tree's `digests`, `reads` the other files the spec read (absolute path, the content that
+    was rendered), `attached` plain data (marshal-able) or None, handed back by `current`. A stamp
+    that cannot be written is no error: the next run renders again."""
+    key = _key(before, [(path, hashlib.sha256(content).hexdigest()) for path, content in reads])
     if key is None:
         _remove(out_dir)
         return
     try:
-        body = marshal.dumps((key, tuple(reads), files, attached))
+        body = marshal.dumps((key, tuple(path for path, _ in reads), files, attached))
     except ValueError:  # something attached that is not plain data: no stamp, the next run renders
         _remove(out_dir)
         return
@@ -99,14 +104,14 @@ class Stamped(NamedTuple):
     attached: Any
 
 
-def current(out_dir: Path, source: Source) -> Stamped | None:
-    """The stamp of the tree at `out_dir` if that tree is what rendering `source` would write now."""
+def current(out_dir: Path, before: Inputs) -> Stamped | None:
+    """The stamp of the tree at `out_dir` if that tree is what rendering would write now."""
     stamped = _read(out_dir)
-    if stamped is None:
+    if stamped is None or before.digest is None:
         return None
     try:
         key, reads, files, attached = stamped
-        if key != _key(source, reads):
+        if key != _key(before, [(path, _file_sha256(path)) for path in reads]):
             return None
         expected = {path: Expected(-1, mode, _sha256_is(digest)) for path, mode, digest in files}  # size: the digest's
     except (TypeError, ValueError):  # a stamp of another shape
@@ -179,15 +184,19 @@ def _remove(out_dir: Path, *extra: str) -> None:
             os.unlink(path)
 
 
-def _key(source: Source, reads: Sequence[str]) -> str | None:
-    """The sha256 of every input of the rendering; None when one cannot be read."""
+class Inputs(NamedTuple):
+    """The inputs of a rendering read before it: taken first, so an input edited while the tree is
+    rendered gives a stamp that no longer matches (the next run renders again), never one that
+    vouches for a tree of older inputs."""
+
+    source: Source
+    digest: str | None  # None: an input could not be read (no stamp then)
+
+
+def inputs(source: Source) -> Inputs:
+    """Everything a rendering of `source` reads but the files the spec names ([config] sources)."""
     h = hashlib.sha256()
-
-    def feed(*parts: str | bytes) -> None:
-        for part in parts:
-            data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
-            h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two inputs read alike
-
+    feed = _feeder(h)
     # The interpreter by its version (the standard library's behaviour), unitgen by the files this
     # process loaded, jinja2 by the files `import jinja2` finds: `python -m unitgen`, the venv's
     # script and an installed stub running the same code share their stamps.
@@ -195,19 +204,36 @@ def _key(source: Source, reads: Sequence[str]) -> str | None:
     feed(os.getcwd(), os.path.abspath(source.spec), source.name)
     spec_digest = _file_sha256(os.fspath(source.spec))
     if spec_digest is None:
-        return None
+        return Inputs(source, None)
     feed(spec_digest)
     for directory in source.template_dirs:
         signature = _tree_contents(os.path.abspath(directory))
         if signature is None:
-            return None
+            return Inputs(source, None)
         feed(os.path.abspath(directory), signature)
-    for path in reads:
-        digest = _file_sha256(path)
-        if digest is None:
-            return None
-        feed(path, digest)
+    return Inputs(source, h.hexdigest())
+
+
+def _key(before: Inputs, reads: Sequence[tuple[str, str | None]]) -> str | None:
+    """The sha256 of every input of the rendering: `before`, and each file the spec read by (path,
+    sha256); None when one could not be read."""
+    if before.digest is None or any(digest is None for _, digest in reads):
+        return None
+    h = hashlib.sha256()
+    feed = _feeder(h)
+    feed(before.digest)
+    for path, digest in reads:
+        feed(path, digest or "")
     return h.hexdigest()
+
+
+def _feeder(h: Any) -> Any:
+    def feed(*parts: str | bytes) -> None:
+        for part in parts:
+            data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
+            h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two inputs read alike
+
+    return feed
 
 
 @functools.cache
