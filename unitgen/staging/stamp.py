@@ -5,9 +5,10 @@ unchanged spec use the tree on disk without loading the spec or rendering it aga
 the tree, for services without an [app] (their venv is built afresh every time). It holds:
 - the key: a sha256 of everything the rendered files and the package's metadata are a function
   of: unitgen's code and templates (size and mtime of every file, as Python's own bytecode cache
-  trusts them), the interpreter's version, the jinja2 installation, the current directory, the spec's path,
-  the service name and the spec's bytes, the --templates directories' files and the files the
-  spec reads ([config] sources), by content;
+  trusts them), the interpreter's version, the jinja2 installation, the current directory, the
+  spec's path, the service name and the spec's bytes and the --templates directories' files (all
+  read before the spec is loaded: `inputs`), and the files the spec reads ([config] sources, by
+  the content that was rendered);
 - the sha256 and mode of every file of the tree;
 - what the caller attached (`package`: the package metadata; `render`: nothing), as plain data.
 
@@ -131,7 +132,9 @@ def _read(out_dir: Path) -> tuple[Any, ...] | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return None
-        data = os.read(fd, _INPUT_MAX)
+        if st.st_size > _INPUT_MAX:
+            return None
+        data = os.read(fd, st.st_size)  # read(n) allocates n bytes first: the size, not the bound
     except OSError:
         return None
     finally:
