@@ -123,29 +123,14 @@ def current(out_dir: Path, before: Inputs) -> Stamped | None:
 
 
 def _read(out_dir: Path) -> tuple[Any, ...] | None:
-    path = f"{os.fspath(out_dir)}/{STAMP}"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return None
-        if st.st_size > _INPUT_MAX:
-            return None
-        data = os.read(fd, st.st_size)  # read(n) allocates n bytes first: the size, not the bound
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if not data.startswith(_HEADER):
+    data = _read_regular(f"{os.fspath(out_dir)}/{STAMP}", own=True)
+    if data is None or not data.startswith(_HEADER):
         return None
     digest, _, body = data[len(_HEADER) :].partition(b"\n")
     if hashlib.sha256(body).hexdigest().encode() != digest:
         return None
     try:
-        stamped = marshal.loads(body)  # noqa: S302 -- our own file, checked above (owner, mode, digest)
+        stamped = marshal.loads(body)  # noqa: S302 -- our own file, checked (owner, mode, digest)
     except (EOFError, ValueError, TypeError):
         return None
     return stamped if isinstance(stamped, tuple) and len(stamped) == 4 else None
@@ -156,6 +141,13 @@ def _sha256_is(digest: str) -> Any:
 
 
 def _file_sha256(path: str) -> str | None:
+    data = _read_regular(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read_regular(path: str, *, own: bool = False) -> bytes | None:
+    """The bytes of a regular file, at most _INPUT_MAX, not followed and never blocking; with
+    `own`, only of a file of this user that nobody else can write. None otherwise."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -164,17 +156,18 @@ def _file_sha256(path: str) -> str | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > _INPUT_MAX:
             return None
-        # One read for a file of the size fstat gave (thousands of small files in a batch); on to
-        # the end, bounded, should it have grown since.
-        data = os.read(fd, st.st_size + 1)
-        h = hashlib.sha256(data)
-        size = len(data)
+        if own and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+            return None
+        # One read of the size fstat gave (read(n) allocates n bytes first; thousands of small
+        # files in a batch), then on to the end, bounded, should the file have grown since.
+        chunks = [os.read(fd, st.st_size + 1)]
+        size = len(chunks[0])
         while size > st.st_size and (chunk := os.read(fd, 1 << 20)):
-            h.update(chunk)
+            chunks.append(chunk)
             size += len(chunk)
             if size > _INPUT_MAX:
                 return None
-        return h.hexdigest()
+        return b"".join(chunks)
     except OSError:
         return None
     finally:
