@@ -17,7 +17,10 @@ PACKAGE = ROOT / "unitgen"
 GOLDEN = ROOT / "tests/golden/render"
 
 # The modules every folder may use: small, dependency-free helpers.
-BASE = {"unitgen", "unitgen.errors", "unitgen.run", "unitgen.reproducible", "unitgen.resources", "unitgen.escape"}
+BASE = {
+    "unitgen", "unitgen.errors", "unitgen.run", "unitgen.reproducible", "unitgen.resources", "unitgen.escape",
+    "unitgen.digest",
+}  # fmt: skip
 # What each folder may import besides BASE and itself: the pipeline, read from the bottom up.
 ALLOWED: dict[str, set[str]] = {
     "base": set(),

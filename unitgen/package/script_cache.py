@@ -19,19 +19,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.machinery
 import marshal
 import os
 import re
-import stat
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from unitgen.digest import Digest, jinja2_identity, read_file
 from unitgen.resources import private_cache_dir
 
 # Part of every key: a change of the entry layout or of what the key covers bumps it.
-CACHE_FORMAT = b"unitgen-scripts-1\0"
+CACHE_FORMAT = b"unitgen-scripts-2\0"
 MAX_ENTRIES = 256
 # Rendered scripts are a few KiB; anything larger is not an entry of ours.
 MAX_ENTRY_SIZE = 1 << 20
@@ -46,31 +45,10 @@ def key(fmt: str, sources: Sequence[Path], context: Mapping[str, object]) -> str
     """The hex sha256 naming the scripts that `sources` (templates, the renderer's own code)
     render from `context` for format `fmt`. Raises TypeError for a context value without a
     deterministic serialization (a set, an arbitrary object): a programming error."""
-    digest = hashlib.sha256(CACHE_FORMAT)
-    for part in (fmt, sys.version, _jinja_identity()):
-        _add(digest, part.encode())
+    digest = Digest(CACHE_FORMAT, fmt, sys.version, jinja2_identity())
     for source in sources:
-        _add(digest, os.fsencode(source.name))
-        _add(digest, source.read_bytes())
-    _add(digest, _serialized(dict(context)).encode())
-    return digest.hexdigest()
-
-
-def _add(digest: hashlib._Hash, part: bytes) -> None:
-    # Length-prefixed, so that no two different sequences of parts hash the same bytes.
-    digest.update(len(part).to_bytes(8, "little"))
-    digest.update(part)
-
-
-def _jinja_identity() -> str:
-    """Where jinja2 is installed and its __init__'s size and mtime: an upgrade or a different
-    environment changes it. importlib.machinery, not importlib.util (~8 ms to import), and no
-    import of jinja2 itself: avoiding that import is what the cache is for."""
-    spec = importlib.machinery.PathFinder.find_spec("jinja2")
-    if spec is None or spec.origin is None:
-        return "jinja2: not found"  # the render raises ImportError; nothing is written
-    st = Path(spec.origin).stat()
-    return f"{spec.origin}\0{st.st_size}\0{st.st_mtime_ns}"
+        digest.add(os.fsencode(source.name), source.read_bytes())
+    return digest.add(_serialized(dict(context))).hexdigest()
 
 
 def _serialized(value: object) -> str:
@@ -97,20 +75,12 @@ def load(name: str) -> dict[str, str] | None:
     if directory is None:
         return None
     path = directory / f"{name}.scripts"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    data = read_file(os.fspath(path), MAX_ENTRY_SIZE, private=True)
+    if data is None:
         return None
-    try:
-        with os.fdopen(fd, "rb") as entry:
-            st = os.fstat(entry.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                return None
-            data = entry.read(MAX_ENTRY_SIZE + 1)
-            # Most recently used is newest: pruning removes what has not been used longest.
-            os.utime(entry.fileno())
-    except OSError:
-        return None
+    with contextlib.suppress(OSError):
+        # Most recently used is newest: pruning removes what has not been used longest.
+        os.utime(path, follow_symlinks=False)
     return _decode(name, data)
 
 

@@ -28,13 +28,12 @@ import functools
 import hashlib
 import marshal
 import os
-import stat
 import sys
 from collections.abc import Sequence
-from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from unitgen.digest import Digest, jinja2_identity, read_file, tree_stats
 from unitgen.resources import template_root
 from unitgen.staging.tree import STAMP, Expected, holds_exactly
 
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
 
 # os and strings rather than pathlib: this runs at the start of every `package` (its point is to
 # be quick), over a few hundred files of unitgen's own.
-# ruff: noqa: PTH100, PTH105, PTH108, PTH109, PTH116, PTH120
+# ruff: noqa: PTH100, PTH105, PTH108, PTH109, PTH116
 
 _HEADER = b"unitgen-stamp 1\n"
 # An input larger than this is never stamped (a spec is a few hundred bytes, a [config] source
@@ -123,7 +122,7 @@ def current(out_dir: Path, before: Inputs) -> Stamped | None:
 
 
 def _read(out_dir: Path) -> tuple[Any, ...] | None:
-    data = _read_regular(f"{os.fspath(out_dir)}/{STAMP}", own=True)
+    data = read_file(f"{os.fspath(out_dir)}/{STAMP}", _INPUT_MAX, private=True)
     if data is None or not data.startswith(_HEADER):
         return None
     digest, _, body = data[len(_HEADER) :].partition(b"\n")
@@ -141,37 +140,8 @@ def _sha256_is(digest: str) -> Any:
 
 
 def _file_sha256(path: str) -> str | None:
-    data = _read_regular(path)
+    data = read_file(path, _INPUT_MAX)
     return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def _read_regular(path: str, *, own: bool = False) -> bytes | None:
-    """The bytes of a regular file, at most _INPUT_MAX, not followed and never blocking; with
-    `own`, only of a file of this user that nobody else can write. None otherwise."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _INPUT_MAX:
-            return None
-        if own and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
-            return None
-        # One read of the size fstat gave (read(n) allocates n bytes first; thousands of small
-        # files in a batch), then on to the end, bounded, should the file have grown since.
-        chunks = [os.read(fd, st.st_size + 1)]
-        size = len(chunks[0])
-        while size > st.st_size and (chunk := os.read(fd, 1 << 20)):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > _INPUT_MAX:
-                return None
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _remove(out_dir: Path, *extra: str) -> None:
@@ -191,23 +161,21 @@ class Inputs(NamedTuple):
 
 def inputs(source: Source) -> Inputs:
     """Everything a rendering of `source` reads but the files the spec names ([config] sources)."""
-    h = hashlib.sha256()
-    feed = _feeder(h)
     # The interpreter by its version (the standard library's behaviour), unitgen by the files this
     # process loaded, jinja2 by the files `import jinja2` finds: `python -m unitgen`, the venv's
     # script and an installed stub running the same code share their stamps.
-    feed(_HEADER, sys.version, _code_signature(), _jinja2_signature())
-    feed(os.getcwd(), os.path.abspath(source.spec), source.name)
+    digest = Digest(_HEADER, sys.version, _code_signature(), jinja2_identity())
+    digest.add(os.getcwd(), os.path.abspath(source.spec), source.name)
     spec_digest = _file_sha256(os.fspath(source.spec))
     if spec_digest is None:
         return Inputs(source, None)
-    feed(spec_digest)
+    digest.add(spec_digest)
     for directory in source.template_dirs:
         signature = _tree_contents(os.path.abspath(directory))
         if signature is None:
             return Inputs(source, None)
-        feed(os.path.abspath(directory), signature)
-    return Inputs(source, h.hexdigest())
+        digest.add(os.path.abspath(directory), signature)
+    return Inputs(source, digest.hexdigest())
 
 
 def _key(before: Inputs, reads: Sequence[tuple[str, str | None]]) -> str | None:
@@ -215,21 +183,10 @@ def _key(before: Inputs, reads: Sequence[tuple[str, str | None]]) -> str | None:
     sha256); None when one could not be read."""
     if before.digest is None or any(digest is None for _, digest in reads):
         return None
-    h = hashlib.sha256()
-    feed = _feeder(h)
-    feed(before.digest)
+    key = Digest(before.digest)
     for path, digest in reads:
-        feed(path, digest or "")
-    return h.hexdigest()
-
-
-def _feeder(h: Any) -> Any:
-    def feed(*parts: str | bytes) -> None:
-        for part in parts:
-            data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
-            h.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: no two inputs read alike
-
-    return feed
+        key.add(path, digest or "")
+    return key.hexdigest()
 
 
 @functools.cache
@@ -237,34 +194,7 @@ def _code_signature() -> str:
     """unitgen's modules and templates, by path, size and mtime (what decides a .pyc is current)."""
     package = Path(__file__).resolve().parent.parent
     roots = dict.fromkeys([os.fspath(package), os.fspath(template_root())])
-    return "\n".join(f"{root}\n{_tree_stats(root)}" for root in roots)
-
-
-def _tree_stats(root: str) -> str:
-    lines = []
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != "__pycache__":
-                        pending.append(entry.path)
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                lines.append(f"{entry.path[len(root) :]} {st.st_size} {st.st_mtime_ns}")
-    return "\n".join(sorted(lines))
-
-
-@functools.cache
-def _jinja2_signature() -> str:
-    """The jinja2 that would render, found as `import jinja2` would find it, without importing it."""
-    spec = PathFinder.find_spec("jinja2")
-    origin = spec.origin if spec is not None else None
-    if origin is None:
-        return "no jinja2"
-    directory = os.path.dirname(origin)
-    return f"{directory}\n{_tree_stats(directory)}"
+    return "\n".join(f"{root}\n{tree_stats(root)}" for root in roots)
 
 
 def _tree_contents(root: str) -> str | None:
